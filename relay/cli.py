@@ -1,0 +1,139 @@
+"""The `relay` command line: parse, build settings, configure logging, call one `run_*`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from relay import __version__
+from relay.config import load_settings
+from relay.errors import RelayError
+from relay.observability.logs import configure_logging
+
+EPILOG = """\
+Settings come from RELAY_* environment variables (see README.md), e.g.
+RELAY_KAFKA_BOOTSTRAP, RELAY_API_BASE_URL, RELAY_INPUTS, RELAY_CONFIG, RELAY_CONSUMER_KEY.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay",
+        description="Relay app and web conversions from Kafka to the X Ads API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="the worker: ingest and/or deliver stage")
+    run.add_argument(
+        "--stage",
+        choices=("all", "ingest", "deliver"),
+        default="all",
+        help="which stage(s) this process runs (default: all)",
+    )
+
+    broker = sub.add_parser("broker", help="the embedded Kafka-compatible broker (memory only)")
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--port", type=int, default=9092)
+
+    sandbox = sub.add_parser("sandbox", help="the X Ads API emulator")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML/YAML with accounts, pixels, credentials (default: built in)",
+    )
+
+    demo = sub.add_parser("demo", help="broker + sandbox + relay + generator, end to end")
+    demo.add_argument("--count", type=int, default=30_000, help="events to produce")
+    demo.add_argument("--invalid-ratio", type=float, default=0.02)
+    demo.add_argument("--opt-out-ratio", type=float, default=0.01)
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds before giving up")
+
+    produce = sub.add_parser("produce", help="write synthetic input events to Kafka")
+    produce.add_argument("--format", dest="fmt", default="web", help="input format (web)")
+    produce.add_argument("--count", type=int, default=10_000)
+    produce.add_argument("--rate", type=float, default=None, help="events per second (max)")
+    produce.add_argument("--accounts", type=int, default=None, help="spread over K accounts")
+    produce.add_argument("--topic", default=None, help="default: the format's RELAY_INPUTS topic")
+    produce.add_argument("--invalid-ratio", type=float, default=0.0)
+    produce.add_argument("--opt-out-ratio", type=float, default=0.0)
+    produce.add_argument("--seed", type=int, default=1)
+
+    bench = sub.add_parser("bench", help="benchmarks (results in BENCHMARKS.md)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    throughput = bench_sub.add_parser(
+        "throughput", help="web path end to end vs. a Kafka consume+produce floor"
+    )
+    throughput.add_argument("--events", type=int, default=200_000)
+    throughput.add_argument(
+        "--write", type=Path, default=None, help="append the results to this markdown file"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return dispatch(args)
+    except RelayError as exc:
+        print(f"relay: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        from relay.pipeline.worker import run_worker
+
+        return run_worker(load_settings(), args.stage)
+    if args.command == "broker":
+        from relay.broker import run_broker
+
+        return run_broker(args.host, args.port)
+    if args.command == "sandbox":
+        from relay.sandbox.server import run_sandbox
+
+        run_sandbox(args.host, args.port, args.config)
+        return 0
+    if args.command == "demo":
+        from relay.tools.demo import run_demo
+
+        return run_demo(args.count, args.invalid_ratio, args.opt_out_ratio, args.timeout)
+    if args.command == "produce":
+        from relay.tools.produce import produce
+
+        summary = asyncio.run(
+            produce(
+                load_settings(),
+                fmt=args.fmt,
+                count=args.count,
+                topic=args.topic,
+                rate=args.rate,
+                accounts=args.accounts,
+                invalid_ratio=args.invalid_ratio,
+                opt_out_ratio=args.opt_out_ratio,
+                seed=args.seed,
+                progress=lambda s: print(f"\rproduced {s.produced:,}", end="", file=sys.stderr),
+            )
+        )
+        print(
+            f"\nproduced {summary.produced:,}: {summary.deliver:,} valid, "
+            f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
+        )
+        return 0
+    if args.command == "bench":
+        from relay.tools.bench import run_throughput_bench
+
+        return run_throughput_bench(args.events, args.write)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices

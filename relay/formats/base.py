@@ -1,0 +1,36 @@
+"""The types every format adapter shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from relay.config import MappingFile
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeContext:
+    """What normalization needs besides the record: mappings and defaults from the settings."""
+
+    mapping: MappingFile
+    default_phone_region: str | None = None
+    device_id_hmac_key: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEvent:
+    """A request-ready, hashed event: what the ingest stage writes to `<prefix>.outbound`.
+
+    `budget_key` is the ad account (the rate-limit key and the outbound record key).
+    `target` is the pixel id for web conversions. `payload` is exactly one entry of X's
+    `conversions` array (web): no raw PII, only hashed identifiers, twclid, ip and user agent.
+    """
+
+    kind: Literal["web", "app"]
+    budget_key: str
+    target: str
+    payload: dict[str, Any]
+
+
+class Adapter(Protocol):
+    def __call__(self, record: Any, ctx: NormalizeContext) -> OutboundEvent: ...

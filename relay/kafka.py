@@ -1,0 +1,154 @@
+"""Kafka plumbing shared by the stages: client settings, topic creation, batched producing.
+
+`BatchProducer.send_many` is the hot path's way to write: records are packed into one
+aiokafka batch per partition (`create_batch`/`send_batch`), so there is no per-record await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+from relay.errors import BrokerError
+
+TOPIC_ALREADY_EXISTS: Final = 36
+DEFAULT_PARTITIONS: Final = 8
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce. `partition` None means: by key hash, else round robin."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Sequence[Header] = ()
+    partition: int | None = None
+
+
+def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
+    # Idempotence off: the embedded broker cannot serve InitProducerId. acks=all keeps the
+    # at-least-once promise: an offset is committed only after the broker has the record.
+    options: dict[str, Any] = dict(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=30000,
+    )
+    options.update(extra)
+    return AIOKafkaProducer(**options)
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create the topics that do not exist yet (an existing topic is fine)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+        )
+        # Some brokers answer "already exists" in the response instead of raising.
+        for topic, code, message in _topic_errors(response):
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise BrokerError(f"cannot create topic {topic}: error {code} {message or ''}")
+    except BrokerError:
+        raise
+    except Exception as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    result = []
+    for entry in getattr(response, "topic_errors", []):
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        result.append((topic, code, message))
+    return result
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    # Kafka's default (murmur2) partitioner, so that any other producer of the topic agrees.
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class BatchProducer:
+    """Produces many records with one batch per partition and no per-record await."""
+
+    def __init__(self, producer: AIOKafkaProducer):
+        self._producer = producer
+        self._partitions: dict[str, int] = {}
+        self._round_robin = 0
+
+    async def _partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            parts = await self._producer.partitions_for(topic)
+            count = len(parts)
+            self._partitions[topic] = count
+        return count
+
+    async def send_many(self, records: Iterable[OutRecord]) -> list[asyncio.Future[Any]]:
+        """Queue the records; the returned futures resolve when the broker acknowledged them."""
+        groups: dict[tuple[str, int], list[OutRecord]] = {}
+        for record in records:
+            count = await self._partition_count(record.topic)
+            if record.partition is not None:
+                partition = record.partition
+            elif record.key is not None:
+                partition = partition_for_key(record.key, count)
+            else:
+                self._round_robin += 1
+                partition = self._round_robin % count
+            groups.setdefault((record.topic, partition), []).append(record)
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), group in groups.items():
+            batch = self._producer.create_batch()
+            for record in group:
+                headers = list(record.headers)
+                if (
+                    batch.append(
+                        key=record.key, value=record.value, timestamp=None, headers=headers
+                    )
+                    is None
+                ):
+                    futures.append(
+                        await self._producer.send_batch(batch, topic, partition=partition)
+                    )
+                    batch = self._producer.create_batch()
+                    if (
+                        batch.append(
+                            key=record.key, value=record.value, timestamp=None, headers=headers
+                        )
+                        is None
+                    ):
+                        raise BrokerError(
+                            f"a record of {len(record.value)} bytes does not fit "
+                            "in one producer batch"
+                        )
+            if batch.record_count():
+                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+    async def send_and_wait(self, records: Iterable[OutRecord]) -> None:
+        futures = await self.send_many(records)
+        if futures:
+            await asyncio.gather(*futures)

@@ -1,0 +1,15 @@
+"""One default logging configuration. Log lines never carry secrets or raw identifiers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def configure_logging(level: str | None = None) -> None:
+    logging.basicConfig(
+        level=(level or os.environ.get("RELAY_LOG_LEVEL") or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # aiokafka logs every rebalance and retry at INFO; keep the relay's own lines readable.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -1,0 +1,88 @@
+"""The worker's Prometheus metrics, in one registry per worker.
+
+Labels are bounded: stage, topic, format, kind, reason, error class, HTTP status, X's code.
+Never an account, email, device id or event id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "relay_events_consumed", "Records read from Kafka.", ["stage"], registry=r
+        )
+        self.ingested = Counter(
+            "relay_events_ingested",
+            "Valid events written to the outbound topic.",
+            ["kind"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "relay_events_dropped", "Events deliberately not sent.", ["reason"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "relay_events_dead_lettered",
+            "Records written to the dead-letter topic.",
+            ["stage", "error_class"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "relay_events_delivered", "Events X accepted (2xx).", ["kind"], registry=r
+        )
+        self.api_requests = Counter(
+            "relay_api_requests",
+            "Requests to the X Ads API by outcome.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.api_latency = Histogram(
+            "relay_api_request_duration_seconds",
+            "X Ads API request latency.",
+            ["endpoint"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.retries = Counter(
+            "relay_delivery_retries",
+            "Batches scheduled for another attempt.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "relay_batch_events",
+            "Events per request sent to X.",
+            ["kind"],
+            buckets=(1, 10, 50, 100, 200, 300, 400, 500),
+            registry=r,
+        )
+        self.ratelimit_wait = Counter(
+            "relay_ratelimit_wait_seconds",
+            "Time batches waited for account budget.",
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "relay_buffered_events", "Events held in memory by the deliver stage.", registry=r
+        )
+        self.paused_partitions = Gauge(
+            "relay_paused_partitions", "Partitions paused for backpressure.", registry=r
+        )
+        self.credentials_ok = Gauge(
+            "relay_credentials_ok", "0 while X rejects the credentials (401).", registry=r
+        )
+        self.credentials_ok.set(1)
+        self.commits = Counter(
+            "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
+        )
+
+    def total(self, name: str) -> float:
+        """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
+        total = 0.0
+        for metric in self.registry.collect():
+            if metric.name == name:
+                total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+        return total

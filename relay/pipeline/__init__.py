@@ -1,0 +1,1 @@
+"""The two stages (ingest, deliver) and the parts they are built from."""

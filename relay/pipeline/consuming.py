@@ -1,0 +1,149 @@
+"""What both stages share: a consumer group loop with offset tracking, periodic commits,
+backpressure by pausing partitions, rebalance handling and graceful shutdown.
+
+A stage implements `make_consumer`, `handle(batch)` and `drain(deadline_s)`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from relay.config import Settings
+from relay.observability.metrics import Metrics
+from relay.pipeline.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+COMMIT_INTERVAL_S: Final = 0.5
+POLL_TIMEOUT_MS: Final = 200
+MAX_RECORDS_PER_POLL: Final = 5000
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: ConsumerStage):
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.stage.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.stage.on_assigned(set(assigned))
+
+
+class ConsumerStage(abc.ABC):
+    stage: str = "stage"
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.tracker = OffsetTracker()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned: set[TopicPartition] = set()
+        self.ready = False
+        self._failure: BaseException | None = None
+        self._paused = False
+
+    @abc.abstractmethod
+    def make_consumer(self) -> AIOKafkaConsumer: ...
+
+    @abc.abstractmethod
+    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None: ...
+
+    @abc.abstractmethod
+    async def drain(self, deadline_s: float) -> None:
+        """Finish what is in flight within the deadline (shutdown, revoke)."""
+
+    def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+        consumer.subscribe(topics, listener=_Rebalance(self))
+        return consumer
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the stage because of `exc` (it is raised from `run`)."""
+        if self._failure is None:
+            log.error("%s stage failing: %s", self.stage, exc)
+            self._failure = exc
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned |= assigned
+        self.ready = True
+        log.info("%s: assigned %d partitions", self.stage, len(assigned))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.drain(self.settings.shutdown_grace_s)
+        await self.commit()
+        self.tracker.forget(revoked)
+        self.assigned -= revoked
+
+    async def commit(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        offsets = {tp: o for tp, o in self.tracker.to_commit().items() if tp in self.assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance in progress: the next tick tries again
+            log.warning("%s: commit failed, will retry: %s", self.stage, exc)
+            return
+        self.tracker.mark_committed(offsets)
+        self.metrics.commits.labels(self.stage).inc()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL_S)
+            await self.commit()
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        held = self.tracker.in_flight()
+        cap = self.settings.max_buffered_events
+        if not self._paused and held >= cap:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+            self.metrics.paused_partitions.set(len(consumer.assignment()))
+        elif self._paused and held < cap // 2:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+            self.metrics.paused_partitions.set(0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then drain within the grace period, commit, close."""
+        consumer = self.consumer = self.make_consumer()
+        await consumer.start()
+        committer = asyncio.create_task(self._commit_loop())
+        try:
+            while not stop.is_set() and self._failure is None:
+                batch = await consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL
+                )
+                if batch:
+                    await self.handle(batch)
+                self._apply_backpressure(consumer)
+            started = time.monotonic()
+            await self.drain(self.settings.shutdown_grace_s)
+            log.info("%s: drained in %.1fs", self.stage, time.monotonic() - started)
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self.commit()  # only finished records: safe after a failure too
+            self.consumer = None
+            await consumer.stop()
+        if self._failure is not None:
+            raise self._failure

@@ -1,0 +1,1 @@
+"""Tools around the relay: the event generator, the demo, the benchmarks."""

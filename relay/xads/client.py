@@ -1,0 +1,176 @@
+"""The async X Ads API client: OAuth 1.0a signing, one typed method per endpoint.
+
+aiohttp and transport errors are translated into `relay.xads.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from relay.config import Credentials, Secret
+from relay.errors import ClosedError
+from relay.xads import oauth
+from relay.xads.errors import (
+    ApiError,
+    RateLimitInfo,
+    TransportError,
+    error_for_status,
+)
+
+API_VERSION: Final = "12"
+DEFAULT_TIMEOUT_S: Final = 30.0
+USER_AGENT: Final = "conversion-relay/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class WebConversionsResult:
+    """X's answer to a web conversions batch."""
+
+    conversions_processed: int
+    debug_id: str | None
+    account_id: str | None
+    rate_limit: RateLimitInfo
+
+
+class XAdsClient:
+    """One pooled HTTP session to the X Ads API (or the sandbox) for one set of credentials."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections: int = 32,
+        pixel_tokens: Mapping[str, Secret] | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self.pixel_tokens = dict(pixel_tokens or {})
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> XAdsClient:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        if self._closed:
+            raise ClosedError("XAdsClient is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers={"User-Agent": USER_AGENT}
+            )
+
+    async def close(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def post_web_conversions(
+        self,
+        pixel_id: str,
+        conversions: Sequence[Mapping[str, Any]],
+        *,
+        use_pixel_token: bool = False,
+    ) -> WebConversionsResult:
+        """POST /12/measurement/conversions/:pixel_id (up to 500 conversions, all or nothing)."""
+        path = f"/{API_VERSION}/measurement/conversions/{pixel_id}"
+        pixel_token = self.pixel_tokens.get(pixel_id) if use_pixel_token else None
+        status, headers, body = await self._request(
+            "POST", path, json_body={"conversions": list(conversions)}, pixel_token=pixel_token
+        )
+        data = body.get("data") if isinstance(body, dict) else None
+        request = body.get("request", {}) if isinstance(body, dict) else {}
+        params = request.get("params", {}) if isinstance(request, dict) else {}
+        if not isinstance(data, dict):
+            raise ApiError("success answer without data", status=status)
+        return WebConversionsResult(
+            conversions_processed=int(data.get("conversions_processed", 0)),
+            debug_id=data.get("debug_id"),
+            account_id=params.get("account_id") if isinstance(params, dict) else None,
+            rate_limit=RateLimitInfo.from_headers(headers),
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        pixel_token: Secret | None = None,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        if self._session is None:
+            raise ClosedError("XAdsClient is not open")
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode(params)
+        headers: dict[str, str] = {}
+        data: bytes | None = None
+        if json_body is not None:
+            data = orjson.dumps(json_body)
+            headers["Content-Type"] = "application/json"
+        if pixel_token:
+            headers["X-Pixel-Token"] = pixel_token.reveal()
+        else:
+            creds = self.credentials
+            headers["Authorization"] = oauth.authorization_header(
+                method,
+                url,
+                consumer_key=creds.consumer_key,
+                consumer_secret=creds.consumer_secret.reveal(),
+                token=creds.access_token,
+                token_secret=creds.access_token_secret.reveal(),
+            )
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, {k.lower(): v for k, v in resp.headers.items()}
+        except TimeoutError as exc:
+            raise TransportError(f"{method} {path} timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {path} failed: {exc.__class__.__name__}") from exc
+        body = _decode(raw)
+        if status >= 400:
+            raise _error(status, resp_headers, body)
+        return status, resp_headers, body
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None  # some X errors have a non-JSON body: the status decides
+
+
+def _error(status: int, headers: Mapping[str, str], body: Any) -> ApiError:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    return error_for_status(status)(
+        str(first.get("message") or f"HTTP {status}"),
+        status=status,
+        code=first.get("code"),
+        parameter=first.get("parameter"),
+        errors=errors if isinstance(errors, list) else [],
+        rate_limit=RateLimitInfo.from_headers(headers),
+    )

@@ -1,0 +1,55 @@
+"""Shared fixtures: the embedded broker (one per test session) and settings per test."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from relay.broker import broker_command, free_port, wait_until_answering
+from relay.config import Settings, default_mapping_path, load_settings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu, memory only) for the whole test session."""
+    port = free_port()
+    process = subprocess.Popen(
+        broker_command("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        asyncio.run(wait_until_answering(bootstrap, 30))
+        yield bootstrap
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh prefix per test, so tests sharing the broker never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) -> Settings:
+    values = {
+        "RELAY_KAFKA_BOOTSTRAP": bootstrap,
+        "RELAY_API_BASE_URL": api_base_url,
+        "RELAY_CONFIG": str(default_mapping_path()),
+        "RELAY_TOPIC_PREFIX": prefix,
+        "RELAY_INPUTS": f"{prefix}.input.web=web",
+        "RELAY_LINGER_S": "0.05",
+        "RELAY_ACCOUNT_LIMIT": "9000000",
+        "RELAY_SHUTDOWN_GRACE_S": "5",
+    }
+    values.update({k: str(v) for k, v in env.items()})
+    return load_settings(values)

@@ -1,0 +1,56 @@
+"""OAuth 1.0a signing against X's published example and an independent library."""
+
+from urllib.parse import parse_qsl, urlsplit
+
+from oauthlib.oauth1 import Client
+
+from relay.xads import oauth
+
+X_EXAMPLE = dict(
+    consumer_key="xvz1evFS4wEEPTGEFPHBog",
+    consumer_secret="kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+    token="370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+    token_secret="LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE",
+)
+URL = "https://api.twitter.com/1.1/statuses/update.json?include_entities=true"
+STATUS = "Hello Ladies + Gentlemen, a signed OAuth request!"
+NONCE = "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg"
+
+
+def test_x_published_signature() -> None:
+    header = oauth.authorization_header(
+        "POST", URL, form={"status": STATUS}, nonce=NONCE, timestamp=1318622958, **X_EXAMPLE
+    )
+    params = oauth.parse_authorization_header(header)
+    assert params["oauth_signature"] == "hCtSmYh+iHYCEqBWrE7C7hYmtUk="
+    assert params["oauth_consumer_key"] == X_EXAMPLE["consumer_key"]
+
+
+def test_signature_matches_oauthlib_for_a_query_request() -> None:
+    url = "https://ads-api.x.com/12/accounts/18ce54d4x5t/app_lists?count=5&with_deleted=true"
+    ours = oauth.parse_authorization_header(oauth.authorization_header(
+        "GET", url, nonce="abc123", timestamp=1700000000, **X_EXAMPLE
+    ))
+    client = Client(
+        X_EXAMPLE["consumer_key"], client_secret=X_EXAMPLE["consumer_secret"],
+        resource_owner_key=X_EXAMPLE["token"], resource_owner_secret=X_EXAMPLE["token_secret"],
+        nonce="abc123", timestamp="1700000000",
+    )
+    _, headers, _ = client.sign(url, http_method="GET")
+    theirs = oauth.parse_authorization_header(headers["Authorization"])
+    assert ours["oauth_signature"] == theirs["oauth_signature"]
+
+
+def test_json_body_is_not_signed_and_query_is() -> None:
+    url = "https://ads-api.x.com/12/measurement/conversions/o8z6j"
+    a = oauth.authorization_header("POST", url, nonce="n", timestamp=1, **X_EXAMPLE)
+    b = oauth.authorization_header("POST", url + "?x=1", nonce="n", timestamp=1, **X_EXAMPLE)
+    assert oauth.parse_authorization_header(a)["oauth_signature"] != (
+        oauth.parse_authorization_header(b)["oauth_signature"]
+    )
+    assert dict(parse_qsl(urlsplit(url + "?x=1").query)) == {"x": "1"}
+
+
+def test_base_url_normalization() -> None:
+    assert oauth.base_url("HTTPS://Ads-API.x.com:443/12/x?a=1") == "https://ads-api.x.com/12/x"
+    assert oauth.base_url("http://127.0.0.1:8080/12/x") == "http://127.0.0.1:8080/12/x"

@@ -1,0 +1,60 @@
+import pytest
+
+from relay.pipeline.ratelimit import TokenBucket
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_starts_empty_and_refills_at_limit_per_window() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(60_000, 900, clock)
+    assert bucket.wait_time(500) == pytest.approx(500 / (60_000 / 900))
+    clock.now += 7.5
+    assert bucket.take(500)
+    assert not bucket.take(1)
+
+
+def test_bucket_never_holds_more_than_the_limit() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000, 10, clock, start_full=True)
+    clock.now += 3600
+    assert bucket.take(1000)
+    assert not bucket.take(1)
+
+
+def test_a_full_window_spends_exactly_the_limit() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(60_000, 900, clock)
+    sent = 0
+    while clock.now < 1000.0 + 900:
+        wait = bucket.wait_time(500)
+        if wait:
+            clock.now += wait
+            continue
+        bucket.take(500)
+        sent += 500
+    assert 59_000 <= sent <= 60_000
+
+
+def test_server_headers_and_429_override_local_state() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000, 10, clock, start_full=True)
+    bucket.observe_server(remaining=100, reset_in_s=5)
+    assert not bucket.take(200)
+    bucket.observe_server(remaining=0, reset_in_s=5)
+    assert bucket.wait_time(1) >= 5
+    clock.now += 5.01
+    assert bucket.wait_time(1) == 0
+    bucket.block_for(30)
+    assert bucket.wait_time(1) == pytest.approx(30)
+
+
+def test_cost_above_limit_is_refused() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(100, 1, FakeClock()).wait_time(101)
