@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
     produce.add_argument("--seed", type=int, default=1)
 
+    from relay.tools.api import add_api_parser
+
+    add_api_parser(sub)
+
     bench = sub.add_parser("bench", help="benchmarks (results in BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     throughput = bench_sub.add_parser(
@@ -132,6 +136,10 @@ def dispatch(args: argparse.Namespace) -> int:
             f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
         )
         return 0
+    if args.command == "api":
+        from relay.tools.api import run_api
+
+        return run_api(args, load_settings())
     if args.command == "bench":
         from relay.tools.bench import run_throughput_bench
 

@@ -87,7 +87,7 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     # Kafka's default (murmur2) partitioner, so that any other producer of the topic agrees.
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class BatchProducer:

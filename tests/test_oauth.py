@@ -17,10 +17,24 @@ STATUS = "Hello Ladies + Gentlemen, a signed OAuth request!"
 NONCE = "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg"
 
 
-def test_x_published_signature() -> None:
-    header = oauth.authorization_header(
-        "POST", URL, form={"status": STATUS}, nonce=NONCE, timestamp=1318622958, **X_EXAMPLE
+def x_header(
+    method: str, url: str, *, nonce: str, timestamp: int, form: dict[str, str] | None = None
+) -> str:
+    return oauth.authorization_header(
+        method,
+        url,
+        consumer_key=X_EXAMPLE["consumer_key"],
+        consumer_secret=X_EXAMPLE["consumer_secret"],
+        token=X_EXAMPLE["token"],
+        token_secret=X_EXAMPLE["token_secret"],
+        form=form,
+        nonce=nonce,
+        timestamp=timestamp,
     )
+
+
+def test_x_published_signature() -> None:
+    header = x_header("POST", URL, form={"status": STATUS}, nonce=NONCE, timestamp=1318622958)
     params = oauth.parse_authorization_header(header)
     assert params["oauth_signature"] == "hCtSmYh+iHYCEqBWrE7C7hYmtUk="
     assert params["oauth_consumer_key"] == X_EXAMPLE["consumer_key"]
@@ -28,13 +42,16 @@ def test_x_published_signature() -> None:
 
 def test_signature_matches_oauthlib_for_a_query_request() -> None:
     url = "https://ads-api.x.com/12/accounts/18ce54d4x5t/app_lists?count=5&with_deleted=true"
-    ours = oauth.parse_authorization_header(oauth.authorization_header(
-        "GET", url, nonce="abc123", timestamp=1700000000, **X_EXAMPLE
-    ))
+    ours = oauth.parse_authorization_header(
+        x_header("GET", url, nonce="abc123", timestamp=1700000000)
+    )
     client = Client(
-        X_EXAMPLE["consumer_key"], client_secret=X_EXAMPLE["consumer_secret"],
-        resource_owner_key=X_EXAMPLE["token"], resource_owner_secret=X_EXAMPLE["token_secret"],
-        nonce="abc123", timestamp="1700000000",
+        X_EXAMPLE["consumer_key"],
+        client_secret=X_EXAMPLE["consumer_secret"],
+        resource_owner_key=X_EXAMPLE["token"],
+        resource_owner_secret=X_EXAMPLE["token_secret"],
+        nonce="abc123",
+        timestamp="1700000000",
     )
     _, headers, _ = client.sign(url, http_method="GET")
     theirs = oauth.parse_authorization_header(headers["Authorization"])
@@ -43,10 +60,11 @@ def test_signature_matches_oauthlib_for_a_query_request() -> None:
 
 def test_json_body_is_not_signed_and_query_is() -> None:
     url = "https://ads-api.x.com/12/measurement/conversions/o8z6j"
-    a = oauth.authorization_header("POST", url, nonce="n", timestamp=1, **X_EXAMPLE)
-    b = oauth.authorization_header("POST", url + "?x=1", nonce="n", timestamp=1, **X_EXAMPLE)
-    assert oauth.parse_authorization_header(a)["oauth_signature"] != (
-        oauth.parse_authorization_header(b)["oauth_signature"]
+    a = x_header("POST", url, nonce="n", timestamp=1)
+    b = x_header("POST", url + "?x=1", nonce="n", timestamp=1)
+    assert (
+        oauth.parse_authorization_header(a)["oauth_signature"]
+        != (oauth.parse_authorization_header(b)["oauth_signature"])
     )
     assert dict(parse_qsl(urlsplit(url + "?x=1").query)) == {"x": "1"}
 

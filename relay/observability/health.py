@@ -10,7 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.observability.metrics import Metrics
 
-READINESS: Final = web.AppKey("readiness", Callable[[], tuple[bool, str]])
+Readiness = Callable[[], tuple[bool, str]]
+
+READINESS: Final = web.AppKey[Readiness]("readiness")
 METRICS: Final = web.AppKey("metrics", Metrics)
 
 
@@ -31,7 +33,7 @@ async def _readyz(request: web.Request) -> web.Response:
     )
 
 
-def health_app(metrics: Metrics, readiness: Callable[[], tuple[bool, str]]) -> web.Application:
+def health_app(metrics: Metrics, readiness: Readiness) -> web.Application:
     app = web.Application()
     app[METRICS] = metrics
     app[READINESS] = readiness
@@ -42,7 +44,7 @@ def health_app(metrics: Metrics, readiness: Callable[[], tuple[bool, str]]) -> w
 
 
 async def start_health_server(
-    metrics: Metrics, readiness: Callable[[], tuple[bool, str]], host: str, port: int
+    metrics: Metrics, readiness: Readiness, host: str, port: int
 ) -> web.AppRunner:
     runner = web.AppRunner(health_app(metrics, readiness), access_log=None)
     await runner.setup()

@@ -5,10 +5,10 @@ aiohttp and transport errors are translated into `relay.xads.errors` here and no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -22,6 +22,13 @@ from relay.xads.errors import (
     RateLimitInfo,
     TransportError,
     error_for_status,
+)
+from relay.xads.models import (
+    AppEventProviderConfiguration,
+    AppEventTag,
+    AppList,
+    ConversionEventParams,
+    Json,
 )
 
 API_VERSION: Final = "12"
@@ -37,6 +44,112 @@ class WebConversionsResult:
     debug_id: str | None
     account_id: str | None
     rate_limit: RateLimitInfo
+
+
+T = TypeVar("T")
+
+ParamValue = str | int | bool | Sequence[str] | None
+
+
+def query_params(params: Mapping[str, ParamValue]) -> dict[str, str]:
+    """X's query conventions: booleans as true/false, lists comma-separated, None left out."""
+    result: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            result[key] = "true" if value else "false"
+        elif isinstance(value, str | int):
+            result[key] = str(value)
+        else:
+            result[key] = ",".join(value)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list endpoint."""
+
+    data: list[T]
+    next_cursor: str | None
+    total_count: int | None
+    request: Json
+
+
+class AccountResource(Generic[T]):
+    """A management resource under `/<version>/accounts/:account_id/<name>`."""
+
+    def __init__(self, client: XAdsClient, version: str, name: str, ids_param: str):
+        self._client = client
+        self._version = version
+        self.name = name
+        self.ids_param = ids_param
+
+    def _path(self, account_id: str, item_id: str | None = None) -> str:
+        path = f"/{self._version}/accounts/{account_id}/{self.name}"
+        return f"{path}/{item_id}" if item_id else path
+
+    async def list(
+        self,
+        account_id: str,
+        *,
+        ids: Sequence[str] | None = None,
+        count: int | None = None,
+        cursor: str | None = None,
+        sort_by: str | None = None,
+        with_deleted: bool | None = None,
+        with_total_count: bool | None = None,
+    ) -> Page[T]:
+        params = query_params(
+            {
+                self.ids_param: ids,
+                "count": count,
+                "cursor": cursor,
+                "sort_by": sort_by,
+                "with_deleted": with_deleted,
+                "with_total_count": with_total_count,
+            }
+        )
+        body = await self._client.call("GET", self._path(account_id), params)
+        return Page(
+            data=cast(list[T], body.get("data") or []),
+            next_cursor=body.get("next_cursor"),
+            total_count=body.get("total_count"),
+            request=body.get("request") or {},
+        )
+
+    async def iterate(
+        self,
+        account_id: str,
+        *,
+        count: int | None = None,
+        sort_by: str | None = None,
+        with_deleted: bool | None = None,
+    ) -> AsyncIterator[T]:
+        """Every item, following `next_cursor` page by page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list(
+                account_id, count=count, cursor=cursor, sort_by=sort_by, with_deleted=with_deleted
+            )
+            for item in page.data:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def get(self, account_id: str, item_id: str, *, with_deleted: bool | None = None) -> T:
+        params = query_params({"with_deleted": with_deleted})
+        body = await self._client.call("GET", self._path(account_id, item_id), params)
+        return cast(T, body.get("data"))
+
+    async def create(self, account_id: str, **params: ParamValue) -> T:
+        body = await self._client.call("POST", self._path(account_id), query_params(params))
+        return cast(T, body.get("data"))
+
+    async def delete(self, account_id: str, item_id: str) -> T:
+        body = await self._client.call("DELETE", self._path(account_id, item_id))
+        return cast(T, body.get("data"))
 
 
 class XAdsClient:
@@ -58,6 +171,14 @@ class XAdsClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self.app_event_tags = AccountResource[AppEventTag](
+            self, API_VERSION, "app_event_tags", "app_event_tag_ids"
+        )
+        self.app_lists = AccountResource[AppList](self, API_VERSION, "app_lists", "app_list_ids")
+        # X documents this one under version 11 only.
+        self.provider_configs = AccountResource[AppEventProviderConfiguration](
+            self, "11", "app_event_provider_configurations", "ids"
+        )
 
     async def __aenter__(self) -> XAdsClient:
         self.open()
@@ -110,6 +231,27 @@ class XAdsClient:
             account_id=params.get("account_id") if isinstance(params, dict) else None,
             rate_limit=RateLimitInfo.from_headers(headers),
         )
+
+    async def conversion_event(self, params: ConversionEventParams) -> Json:
+        """POST /12/conversion_event: record one app conversion; X answers its attribution."""
+        body = await self.call(
+            "POST", f"/{API_VERSION}/conversion_event", query_params(cast(Json, params))
+        )
+        return cast(Json, body.get("data") or {})
+
+    async def conversion_attribution(self, params: ConversionEventParams) -> Json:
+        """GET /12/conversion_attribution: the attribution X would claim, recording nothing."""
+        body = await self.call(
+            "GET", f"/{API_VERSION}/conversion_attribution", query_params(cast(Json, params))
+        )
+        return cast(Json, body.get("data") or {})
+
+    async def call(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Json:
+        """One signed request with query parameters; returns X's JSON body."""
+        _, _, body = await self._request(method, path, params=params)
+        if not isinstance(body, dict):
+            raise ApiError(f"{method} {path}: answer is not a JSON object")
+        return body
 
     async def _request(
         self,

@@ -1,0 +1,80 @@
+"""Reading topics and committed offsets in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
+
+
+async def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    await ensure_topics(bootstrap, [topic])
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        await BatchProducer(producer).send_and_wait(OutRecord(topic, v) for v in values)
+    finally:
+        await producer.stop()
+
+
+async def read_all(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 20
+) -> list[ConsumerRecord]:
+    """Every record of `topic`, waiting until at least `expected` arrived."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+            if len(records) >= expected and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def committed_and_end(
+    bootstrap: str, group: str, topic: str
+) -> dict[int, tuple[int | None, int]]:
+    """{partition: (committed offset of `group`, high-water mark)}."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        result = {}
+        for tp in tps:
+            end = await consumer.position(tp)
+            result[tp.partition] = (await consumer.committed(tp), end)
+        return result
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
