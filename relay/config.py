@@ -123,6 +123,9 @@ class Settings:
     request_timeout_s: float = 30.0
     max_buffered_events: int = 200_000
     shutdown_grace_s: float = 20.0
+    # The group coordinator waits about half of this before the first assignment; the
+    # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
+    kafka_session_timeout_ms: int = 10_000
     mapping: MappingFile = field(default_factory=MappingFile)
 
     def __post_init__(self) -> None:
@@ -321,6 +324,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         request_timeout_s=_number(env, "RELAY_REQUEST_TIMEOUT_S", 30.0),
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
+        kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
         mapping=mapping,
     )
     values.update(overrides)

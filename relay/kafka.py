@@ -96,6 +96,7 @@ class BatchProducer:
     def __init__(self, producer: AIOKafkaProducer):
         self._producer = producer
         self._partitions: dict[str, int] = {}
+        self._key_partitions: dict[tuple[str, bytes], int] = {}
         self._round_robin = 0
 
     async def _partition_count(self, topic: str) -> int:
@@ -114,7 +115,14 @@ class BatchProducer:
             if record.partition is not None:
                 partition = record.partition
             elif record.key is not None:
-                partition = partition_for_key(record.key, count)
+                # Keys are budget keys (ad accounts): few, and murmur2 is pure Python.
+                cache_key = (record.topic, record.key)
+                partition = self._key_partitions.get(cache_key, -1)
+                if partition < 0:
+                    if len(self._key_partitions) > 100_000:
+                        self._key_partitions.clear()
+                    partition = partition_for_key(record.key, count)
+                    self._key_partitions[cache_key] = partition
             else:
                 self._round_robin += 1
                 partition = self._round_robin % count

@@ -50,6 +50,7 @@ def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) ->
         "RELAY_LINGER_S": "0.05",
         "RELAY_ACCOUNT_LIMIT": "9000000",
         "RELAY_SHUTDOWN_GRACE_S": "5",
+        "RELAY_KAFKA_SESSION_TIMEOUT_MS": "2000",
     }
     values.update({k: str(v) for k, v in env.items()})
     return load_settings(values)

@@ -50,7 +50,11 @@ async def read_all(
 async def committed_and_end(
     bootstrap: str, group: str, topic: str
 ) -> dict[int, tuple[int | None, int]]:
-    """{partition: (committed offset of `group`, high-water mark)}."""
+    """{partition: (committed offset of `group`, offset after the partition's last record)}.
+
+    The end comes from reading the records: the embedded broker's ListOffsets can lag.
+    """
+    ends: dict[int, int] = {}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -61,15 +65,12 @@ async def committed_and_end(
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        result = {}
-        for tp in tps:
-            end = await consumer.position(tp)
-            result[tp.partition] = (await consumer.committed(tp), end)
-        return result
+        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
+    for record in await read_all(bootstrap, topic, 0, timeout_s=5):
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    return {p: (committed[p], ends.get(p, 0)) for p in committed}
 
 
 async def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -69,6 +69,8 @@ class ConsumerStage(abc.ABC):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer

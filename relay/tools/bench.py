@@ -100,6 +100,7 @@ async def measure_end_to_end(
             "RELAY_KAFKA_BOOTSTRAP": bootstrap,
             "RELAY_API_BASE_URL": sandbox_url,
             "RELAY_CONFIG": str(default_mapping_path()),
+            "RELAY_KAFKA_SESSION_TIMEOUT_MS": "2000",
             "RELAY_TOPIC_PREFIX": "bench",
             "RELAY_INPUTS": "bench.input.web=web",
             "RELAY_ACCOUNT_LIMIT": str(BENCH_LIMIT),

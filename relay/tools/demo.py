@@ -90,6 +90,7 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
                 "RELAY_KAFKA_BOOTSTRAP": stack.bootstrap,
                 "RELAY_API_BASE_URL": stack.sandbox_url,
                 "RELAY_CONFIG": str(default_mapping_path()),
+                "RELAY_KAFKA_SESSION_TIMEOUT_MS": "2000",
                 "RELAY_HTTP_PORT": str(free_port()),
             }
         )

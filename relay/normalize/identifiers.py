@@ -1,0 +1,164 @@
+"""User identifiers by X's rules: hashed email and phone, and the raw web identifiers.
+
+- Email: trimmed, lower-cased, SHA-256 as lowercase hex (no Gmail dot removal).
+- Phone: E.164 including the `+` (parsed with `phonenumbers`), then SHA-256 as lowercase hex.
+- A value that already is 64 hex characters is taken as hashed and only lower-cased.
+- Empty or blank strings are absent values: never hashed, never sent.
+
+Error messages never contain the value: they end up in dead-letter headers and logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from typing import Final
+
+import phonenumbers
+
+from relay.errors import InvalidEvent
+
+# A precompiled fullmatch measured faster than set or str.strip checks (0.3 vs 0.6 us).
+_SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
+MAX_PHONE_CHARS: Final = 64  # far above any formatted phone; keeps garbage out of the cache
+PHONE_CACHE_SIZE: Final = 65_536
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def is_sha256_hex(value: str) -> bool:
+    """64 hex characters, in either case."""
+    return _SHA256_HEX.fullmatch(value) is not None
+
+
+def hash_email(raw: str) -> str | None:
+    """X's hashed_email for a raw email; None when blank."""
+    email = raw.strip().lower()
+    if not email:
+        return None
+    if "@" not in email and is_sha256_hex(email):  # an email has an @, a hash never
+        return email
+    return sha256_hex(email)
+
+
+def hash_phone(raw: str, default_region: str | None) -> str | None:
+    """X's hashed_phone_number for a raw phone; None when blank.
+
+    A phone without a leading `+` is read as a national number of `default_region`.
+    Raises InvalidEvent(field="phone") when it cannot be an E.164 number.
+    """
+    phone = raw.strip()
+    if not phone:
+        return None
+    if is_sha256_hex(phone):
+        return phone.lower()
+    if len(phone) > MAX_PHONE_CHARS:
+        raise InvalidEvent("phone is too long to be a phone number", field="phone")
+    region = None
+    if phone[0] != "+":
+        if default_region is None:
+            raise InvalidEvent(
+                "phone has no country code (+...) and no default phone region is configured",
+                field="phone",
+            )
+        region = default_region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise InvalidEvent(
+                f"the default phone region {region!r} is not a known region", field="phone"
+            )
+    nanp = _nanp_e164(phone)
+    hashed = sha256_hex(nanp) if nanp else _hash_e164(phone, region)
+    if hashed is None:
+        raise InvalidEvent("phone is not a possible phone number", field="phone")
+    return hashed
+
+
+_NANP_SEPARATORS: Final = str.maketrans("", "", " -().")
+
+
+def _nanp_e164(phone: str) -> str | None:
+    """`+1` and exactly ten digits (separators aside) is already E.164: skip the parser.
+
+    North American numbers are the bulk of most feeds and cost ~25 us each to parse. For
+    them phonenumbers strips nothing (ten digits is the only possible national length), so
+    the answer is the digits themselves; tests compare this path with phonenumbers.
+    """
+    if not phone.startswith("+1"):
+        return None
+    digits = phone[2:].translate(_NANP_SEPARATORS)
+    if len(digits) == 10 and digits.isascii() and digits.isdigit():
+        return "+1" + digits
+    return None
+
+
+# The same customers convert again and again, and parsing costs ~20 us against ~0.1 us for
+# a cache hit. Impossible numbers are cached too (as None), so garbage is parsed once.
+@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _hash_e164(phone: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException:
+        return None
+    # "Possible" (a plausible length for the country), not "valid": X does not check number
+    # ranges, and its own test vector +1 123 456 7890 has an unassigned area code.
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return sha256_hex(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def check_sha256(value: str, field: str) -> str | None:
+    """An identifier given already hashed: 64 hex characters, returned lower-cased."""
+    hashed = value.strip()
+    if not hashed:
+        return None
+    if not is_sha256_hex(hashed):
+        raise InvalidEvent(
+            f"{field} is not a valid SHA-256 hash (need 64 hex characters, got {len(hashed)}"
+            " characters)",
+            field=field,
+        )
+    return hashed.lower()
+
+
+def trimmed(value: str) -> str | None:
+    """A raw identifier (twclid, ip_address, user_agent): trimmed, None when blank."""
+    return value.strip() or None
+
+
+def web_identifiers(
+    *,
+    twclid: str | None,
+    hashed_email: str | None,
+    hashed_phone_number: str | None,
+    ip_address: str | None,
+    user_agent: str | None,
+) -> list[dict[str, str]]:
+    """X's `identifiers` array: one object per identifier, ip_address and user_agent share one.
+
+    ip_address and user_agent only count next to another identifier; with none usable this
+    raises InvalidEvent(field="identifiers").
+    """
+    identifiers: list[dict[str, str]] = []
+    if twclid:
+        identifiers.append({"twclid": twclid})
+    if hashed_email:
+        identifiers.append({"hashed_email": hashed_email})
+    if hashed_phone_number:
+        identifiers.append({"hashed_phone_number": hashed_phone_number})
+    if not identifiers:
+        raise InvalidEvent(
+            "no usable identifier: need twclid, email or phone"
+            " (ip_address/user_agent only count together with another)",
+            field="identifiers",
+        )
+    device: dict[str, str] = {}
+    if ip_address:
+        device["ip_address"] = ip_address
+    if user_agent:
+        device["user_agent"] = user_agent
+    if device:
+        identifiers.append(device)
+    return identifiers

@@ -1,0 +1,114 @@
+"""Serving the sandbox: `SandboxServer` for tests and the demo, `run_sandbox` for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import signal
+import time
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import web
+
+from relay.errors import ClosedError
+from relay.sandbox.app import create_app
+from relay.sandbox.config import SandboxConfig, load_sandbox_config
+from relay.sandbox.state import Clock
+
+
+class _State(enum.Enum):
+    NEW = "not started"
+    OPEN = "serving"
+    CLOSED = "closed"
+
+
+class SandboxServer:
+    """The sandbox on a real socket; port 0 picks a free port, `.url` tells which.
+
+    async with SandboxServer(load_sandbox_config(None, {})) as server:
+        ...  # call server.url
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Clock = time.time,
+    ):
+        self.config = config
+        self.host = host
+        self.port = port
+        self._clock = clock
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._state = _State.NEW
+
+    @property
+    def url(self) -> str:
+        """`http://host:port`, with the port actually bound."""
+        if self._state is not _State.OPEN or self._url is None:
+            raise ClosedError(f"SandboxServer is {self._state.value}: no url")
+        return self._url
+
+    async def start(self) -> None:
+        if self._state is not _State.NEW:
+            raise ClosedError(f"SandboxServer is {self._state.value}: start it only once")
+        app = create_app(self.config, clock=self._clock)
+        # Access logs would cost a line per request at the benchmark's rate; /_sandbox/stats counts.
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await self.close()
+            raise
+        bound_host, bound_port = runner.addresses[0][:2]
+        host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self._url = f"http://{host}:{bound_port}"
+        self._state = _State.OPEN
+
+    async def close(self) -> None:
+        """Stop serving; safe to call more than once."""
+        self._state = _State.CLOSED
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SandboxServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def run_sandbox(host: str, port: int, config_path: Path | None) -> None:
+    """Serve until SIGINT or SIGTERM; prints `sandbox listening on <url>` once ready."""
+    config = load_sandbox_config(config_path, os.environ)
+    asyncio.run(serve_until_signalled(config, host, port))
+
+
+async def serve_until_signalled(config: SandboxConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with SandboxServer(config, host, port) as server:
+            print(f"sandbox listening on {server.url}", flush=True)
+            await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,208 @@
+"""The sandbox's memory: the journal of accepted conversions, X's dedup, and counters.
+
+Everything here is bounded: the journal keeps at most `journal_max_entries` conversions
+(oldest dropped first, counters keep counting), the dedup memory at most `dedup_max_keys`
+keys and none older than X's 48 h window. Time comes from an injected clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from relay.sandbox.config import SandboxConfig, SandboxPixel
+
+Clock = Callable[[], float]  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class JournalBatch:
+    """One accepted request. The body is kept as received (compact bytes, no copies);
+    entries are built from it only when someone reads the journal."""
+
+    pixel_id: str
+    account_id: str
+    debug_id: str
+    received_at: str
+    auth: str
+    body: bytes
+    duplicates: Sequence[bool]
+
+
+class Journal:
+    """Accepted conversions in arrival order, at most `max_entries` of them."""
+
+    def __init__(self, max_entries: int):
+        self._max = max_entries
+        self._batches: deque[JournalBatch] = deque()
+        self._head_skip = 0  # entries already dropped from the oldest batch
+        self.retained = 0
+        self.dropped = 0
+
+    def append(self, batch: JournalBatch) -> None:
+        self._batches.append(batch)
+        self.retained += len(batch.duplicates)
+        excess = self.retained - self._max
+        while excess > 0:
+            head = self._batches[0]
+            left = len(head.duplicates) - self._head_skip
+            if left <= excess:
+                self._batches.popleft()
+                self._head_skip = 0
+            else:
+                self._head_skip += excess
+            taken = min(left, excess)
+            excess -= taken
+            self.retained -= taken
+            self.dropped += taken
+
+    def page(
+        self, *, pixel_id: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """(entries offset..offset+limit of those matching, how many match in all)."""
+        entries: list[dict[str, Any]] = []
+        total = 0
+        for index, batch in enumerate(self._batches):
+            if pixel_id is not None and batch.pixel_id != pixel_id:
+                continue
+            first = self._head_skip if index == 0 else 0
+            count = len(batch.duplicates) - first
+            start = max(offset - total, 0)
+            stop = count if limit is None else min(count, offset + limit - total)
+            if start < stop:
+                conversions = orjson.loads(batch.body)["conversions"]
+                entries.extend(
+                    _entry(batch, conversions[first + i], batch.duplicates[first + i])
+                    for i in range(start, stop)
+                )
+            total += count
+        return entries, total
+
+    def clear(self) -> None:
+        self._batches.clear()
+        self._head_skip = self.retained = self.dropped = 0
+
+
+def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, Any]:
+    return {
+        "pixel_id": batch.pixel_id,
+        "account_id": batch.account_id,
+        "debug_id": batch.debug_id,
+        "received_at": batch.received_at,
+        "auth": batch.auth,
+        "duplicate": duplicate,
+        "conversion": conversion,
+    }
+
+
+class SeenConversions:
+    """X's dedup: the same pixel + event + conversion_id within the window counts once."""
+
+    def __init__(self, window_s: float, max_keys: int):
+        self._window_s = window_s
+        self._max_keys = max_keys
+        self._first_seen: OrderedDict[str, float] = OrderedDict()  # oldest first
+
+    def expire(self, now: float) -> None:
+        """Forget the keys first seen a whole window before `now`."""
+        first_seen = self._first_seen
+        while first_seen:
+            oldest_key, oldest = next(iter(first_seen.items()))
+            if now - oldest < self._window_s:
+                return
+            del first_seen[oldest_key]
+
+    def is_duplicate(self, key: str, now: float) -> bool:
+        """Whether `key` was seen within the window; remembers it from `now` if not."""
+        if key in self._first_seen:
+            return True
+        if len(self._first_seen) >= self._max_keys:
+            self._first_seen.popitem(last=False)
+        self._first_seen[key] = now
+        return False
+
+    def clear(self) -> None:
+        self._first_seen.clear()
+
+
+class Stats:
+    """Counters for `GET /_sandbox/stats`."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.conversions_accepted = 0
+        self.duplicates = 0
+
+    def record(self, endpoint: str, status: int, codes: Sequence[str] = ()) -> None:
+        self.requests[endpoint, status] += 1
+        self.rejected.update(set(codes))
+
+    def to_json(self) -> dict[str, Any]:
+        requests: dict[str, dict[str, int]] = {}
+        for (endpoint, status), count in sorted(self.requests.items()):
+            requests.setdefault(endpoint, {})[str(status)] = count
+        return {
+            "requests": requests,
+            "conversions_accepted": self.conversions_accepted,
+            "duplicates": self.duplicates,
+            "rejected": dict(sorted(self.rejected.items())),
+        }
+
+    def clear(self) -> None:
+        self.requests.clear()
+        self.rejected.clear()
+        self.conversions_accepted = self.duplicates = 0
+
+
+class SandboxState:
+    """The journal, the dedup memory and the counters of one sandbox app."""
+
+    def __init__(self, config: SandboxConfig, clock: Clock):
+        self.clock = clock
+        self.journal = Journal(config.journal_max_entries)
+        self.seen = SeenConversions(config.dedup_window_s, config.dedup_max_keys)
+        self.stats = Stats()
+
+    def accept(
+        self, pixel: SandboxPixel, body: bytes, dedup_keys: Sequence[str | None], auth: str
+    ) -> str:
+        """Journal one valid request; returns its debug_id."""
+        now = self.clock()
+        self.seen.expire(now)
+        prefix = pixel.id + "\x1f"
+        duplicates = [
+            key is not None and self.seen.is_duplicate(prefix + key, now) for key in dedup_keys
+        ]
+        debug_id = str(uuid.uuid4())
+        self.journal.append(
+            JournalBatch(
+                pixel_id=pixel.id,
+                account_id=pixel.account_id,
+                debug_id=debug_id,
+                received_at=iso_ms(now),
+                auth=auth,
+                body=body,
+                duplicates=duplicates,
+            )
+        )
+        self.stats.conversions_accepted += len(duplicates)
+        self.stats.duplicates += sum(duplicates)
+        return debug_id
+
+    def reset(self) -> None:
+        self.journal.clear()
+        self.seen.clear()
+        self.stats.clear()
+
+
+def iso_ms(epoch_s: float) -> str:
+    """`2026-11-20T10:00:00.123Z`."""
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
