@@ -78,9 +78,11 @@ async def test_sigterm_drains_commits_and_exits_zero(
         assert status == 200 and body["status"] == "ready"
         status, _ = await get_json(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                metrics = await resp.text()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            metrics = await resp.text()
         assert "relay_events_delivered_total" in metrics
         assert "@" not in metrics  # no emails in labels
         process.send_signal(signal.SIGTERM)
