@@ -1,0 +1,10 @@
+# The relay worker image: `docker build -t conversion-relay .`
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY relay ./relay
+RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home relay
+USER 10001
+EXPOSE 9400
+ENTRYPOINT ["relay"]
+CMD ["run"]
