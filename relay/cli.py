@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
     produce.add_argument("--seed", type=int, default=1)
 
+    dlq = sub.add_parser("dlq", help="the dead-letter topic")
+    dlq_sub = dlq.add_subparsers(dest="dlq", required=True, metavar="ACTION")
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        help="send dead letters back to their origin topic (or --to)",
+        description="Each dead letter goes back once (the redrive group commits what it read).",
+    )
+    redrive.add_argument("--to", default=None, help="target topic (default: the origin topic)")
+    redrive.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="match a header, e.g. class=invalid_json, stage=deliver, "
+        "api_code=INVALID_PARAMETER (repeatable: all must match)",
+    )
+    redrive.add_argument("--group", default=None, help="consumer group (default <prefix>-redrive)")
+    redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
+
     from relay.tools.api import add_api_parser
 
     add_api_parser(sub)
@@ -135,6 +154,21 @@ def dispatch(args: argparse.Namespace) -> int:
             f"\nproduced {summary.produced:,}: {summary.deliver:,} valid, "
             f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
         )
+        return 0
+    if args.command == "dlq":
+        from relay.tools.redrive import parse_filters, redrive
+
+        result = asyncio.run(
+            redrive(
+                load_settings(),
+                to=args.to,
+                filters=parse_filters(args.filter),
+                group=args.group,
+                dry_run=args.dry_run,
+            )
+        )
+        verb = "would redrive" if args.dry_run else "redriven"
+        print(f"read {result.read:,}, {verb} {result.redriven:,}, skipped {result.skipped:,}")
         return 0
     if args.command == "api":
         from relay.tools.api import run_api

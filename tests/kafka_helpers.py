@@ -89,3 +89,13 @@ async def wait_for_async(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def produce_records(bootstrap: str, records: list[OutRecord]) -> None:
+    await ensure_topics(bootstrap, {r.topic for r in records})
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        await BatchProducer(producer).send_and_wait(records)
+    finally:
+        await producer.stop()
