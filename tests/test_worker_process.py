@@ -71,7 +71,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
     try:
 
         async def delivered() -> bool:
-            return (await sandbox_stats(sandbox_url))["conversions_accepted"] >= 2000
+            return bool((await sandbox_stats(sandbox_url))["conversions_accepted"] >= 2000)
 
         await wait_for_async(delivered, 60, "all events delivered")
         status, body = await get_json(f"http://127.0.0.1:{port}/readyz")
@@ -112,7 +112,7 @@ async def test_a_killed_worker_loses_nothing(
     try:
 
         async def some_delivered() -> bool:
-            return (await sandbox_stats(sandbox_url))["conversions_accepted"] >= 2000
+            return bool((await sandbox_stats(sandbox_url))["conversions_accepted"] >= 2000)
 
         await wait_for_async(some_delivered, 60, "the first deliveries")
         first.kill()  # no drain, no commit: whatever was in flight is read again
