@@ -201,11 +201,7 @@ def run_throughput_bench(events: int, write: Path | None) -> int:
     text = render(results, events, ratio)
     print("\n" + text)
     if write is not None:
-        header = (
-            ""
-            if write.exists()
-            else "# Benchmarks\n\nNewest first is not kept: runs are appended.\n\n"
-        )
+        header = "" if write.exists() else "# Benchmarks\n\n"
         with write.open("a", encoding="utf-8") as out:
             out.write(header + text + "\n")
     return 0
