@@ -51,6 +51,18 @@ async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
     """Wait until the broker answers a Kafka metadata request."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    # First the port, quietly: aiokafka logs every refused connection as an error.
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError as exc:
+            last_error = exc
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        break
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
         try:

@@ -14,6 +14,7 @@ from typing import Literal
 from aiohttp import web
 
 from relay.config import Settings
+from relay.errors import ConfigError
 from relay.kafka import BatchProducer, ensure_topics, make_producer
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
@@ -50,6 +51,13 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
+        delivers = self.stage in ("all", "deliver")
+        if delivers and not (settings.credentials.complete or settings.use_pixel_token):
+            raise ConfigError(
+                "delivery needs X credentials: set RELAY_CONSUMER_KEY, RELAY_CONSUMER_SECRET, "
+                "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
+                "with pixel tokens in RELAY_CONFIG)"
+            )
         topics = [settings.outbound_topic, settings.dlq_topic, settings.attributions_topic]
         if self.stage in ("all", "ingest"):
             topics += list(settings.inputs)
