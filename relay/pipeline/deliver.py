@@ -287,7 +287,7 @@ class DeliverStage(ConsumerStage):
         try:
             for wakeup in self._wakeups.values():
                 wakeup.set()
-            while self.tracker.in_flight() and self._failure_free():
+            while self.tracker.in_flight() and self._failure is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning(
@@ -300,9 +300,6 @@ class DeliverStage(ConsumerStage):
                     await asyncio.wait_for(self._progress.wait(), remaining)
         finally:
             self._draining = False
-
-    def _failure_free(self) -> bool:
-        return self._failure is None
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         await super().on_revoked(revoked)

@@ -1,1 +1,30 @@
-"""The X Ads API: OAuth 1.0a signing, the async client and its errors."""
+"""The X Ads API: the async client, OAuth 1.0a signing, and the errors it raises."""
+
+from relay.xads.client import AccountResource, Page, WebConversionsResult, XAdsClient
+from relay.xads.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    RateLimitInfo,
+    ServerError,
+    TransportError,
+    Unauthorized,
+)
+
+__all__ = [
+    "AccountResource",
+    "ApiError",
+    "BadRequest",
+    "Forbidden",
+    "NotFound",
+    "Page",
+    "RateLimitInfo",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "Unauthorized",
+    "WebConversionsResult",
+    "XAdsClient",
+]
