@@ -51,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TOML/YAML with accounts, pixels, credentials (default: built in)",
     )
+    sandbox.add_argument(
+        "--error-rate",
+        action="append",
+        default=[],
+        metavar="STATUS=RATE",
+        help="answer this share of X's requests with STATUS, e.g. 503=0.05 (repeatable)",
+    )
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    sandbox.add_argument(
+        "--latency-jitter-ms", type=float, default=0.0, help="plus up to this much, at random"
+    )
+    sandbox.add_argument(
+        "--hang-rate", type=float, default=0.0, help="share of requests never answered"
+    )
+    sandbox.add_argument(
+        "--drop-rate", type=float, default=0.0, help="share of connections closed unanswered"
+    )
+    sandbox.add_argument("--seed", type=int, default=None, help="repeatable fault decisions")
 
     demo = sub.add_parser("demo", help="broker + sandbox + relay + generator, end to end")
     demo.add_argument("--count", type=int, default=30_000, help="events to produce")
@@ -125,9 +143,18 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_broker(args.host, args.port)
     if args.command == "sandbox":
+        from relay.sandbox.faults import Faults, parse_error_rates
         from relay.sandbox.server import run_sandbox
 
-        run_sandbox(args.host, args.port, args.config)
+        faults = Faults(
+            error_rates=parse_error_rates(args.error_rate),
+            latency_ms=args.latency_ms,
+            latency_jitter_ms=args.latency_jitter_ms,
+            hang_rate=args.hang_rate,
+            drop_rate=args.drop_rate,
+            seed=args.seed,
+        )
+        run_sandbox(args.host, args.port, args.config, faults)
         return 0
     if args.command == "demo":
         from relay.tools.demo import run_demo

@@ -120,6 +120,8 @@ class Settings:
     use_pixel_token: bool = False
     max_in_flight_requests: int = 8
     max_attempts: int = 6
+    retry_base_s: float = 0.5  # full jitter: attempt n waits up to min(max, base * 2**(n-1))
+    retry_max_s: float = 60.0
     request_timeout_s: float = 30.0
     max_buffered_events: int = 200_000
     shutdown_grace_s: float = 20.0
@@ -137,6 +139,10 @@ class Settings:
             raise ConfigError(f"RELAY_WEB_BATCH_SIZE must be 1..{DEFAULT_WEB_BATCH_SIZE}")
         if self.linger_s < 0:
             raise ConfigError("RELAY_LINGER_S must not be negative")
+        if self.max_attempts < 1:
+            raise ConfigError("RELAY_MAX_ATTEMPTS must be at least 1")
+        if not 0 < self.retry_base_s <= self.retry_max_s:
+            raise ConfigError("RELAY_RETRY_BASE_S must be positive and <= RELAY_RETRY_MAX_S")
         if self.max_event_bytes <= 0:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
@@ -321,6 +327,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         use_pixel_token=_flag(env, "RELAY_USE_PIXEL_TOKEN", False),
         max_in_flight_requests=int(_number(env, "RELAY_MAX_IN_FLIGHT_REQUESTS", 8)),
         max_attempts=int(_number(env, "RELAY_MAX_ATTEMPTS", 6)),
+        retry_base_s=_number(env, "RELAY_RETRY_BASE_S", 0.5),
+        retry_max_s=_number(env, "RELAY_RETRY_MAX_S", 60.0),
         request_timeout_s=_number(env, "RELAY_REQUEST_TIMEOUT_S", 30.0),
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),

@@ -123,6 +123,7 @@ def oauth_header(
     token: str = CREDENTIALS["access_token"],
     token_secret: str = CREDENTIALS["access_token_secret"],
     form: Mapping[str, str] | None = None,
+    timestamp: int | None = None,
 ) -> str:
     return oauth.authorization_header(
         method,
@@ -132,6 +133,7 @@ def oauth_header(
         token=token,
         token_secret=token_secret,
         form=form,
+        timestamp=timestamp,
     )
 
 
@@ -152,11 +154,13 @@ class Reply:
 
 
 class SandboxClient:
-    """Calls one running sandbox over HTTP, signing with the default credentials."""
+    """Calls one running sandbox over HTTP, signing with the default credentials at the
+    sandbox's time (X refuses signatures more than 300 s off its clock)."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession):
+    def __init__(self, url: str, session: aiohttp.ClientSession, clock: Clock = time.time):
         self.url = url
         self.session = session
+        self.clock = clock
 
     def conversions_url(self, pixel_id: str = PIXEL, query: str = "") -> str:
         return f"{self.url}/12/measurement/conversions/{pixel_id}{query}"
@@ -179,7 +183,9 @@ class SandboxClient:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         sent = {"Content-Type": "application/json"}
         sent.update(
-            headers if headers is not None else {"Authorization": oauth_header("POST", url)}
+            headers
+            if headers is not None
+            else {"Authorization": oauth_header("POST", url, timestamp=int(self.clock()))}
         )
         return await self.request("POST", url, data=data, headers=sent)
 
@@ -204,4 +210,4 @@ async def running_sandbox(
 ) -> AsyncIterator[SandboxClient]:
     server = SandboxServer(config or default_config(), clock=clock)
     async with server, aiohttp.ClientSession() as session:
-        yield SandboxClient(server.url, session)
+        yield SandboxClient(server.url, session, clock)

@@ -208,7 +208,7 @@ class DeliverStage(ConsumerStage):
             return self.auth_probe_s
         if isinstance(err, RateLimited):
             batch.attempts -= 1
-            wait = self._server_wait(err) or full_jitter_delay(1)
+            wait = self._server_wait(err) or self._backoff(1)
             lane.bucket.block_for(wait)
             lane.ready.appendleft(batch)
             self.metrics.retries.labels("rate_limited").inc()
@@ -232,14 +232,32 @@ class DeliverStage(ConsumerStage):
             return 0.0
         lane.ready.appendleft(batch)
         self.metrics.retries.labels("error").inc()
-        return max(self._server_wait(err) or 0.0, full_jitter_delay(batch.attempts))
+        delay = max(self._server_wait(err) or 0.0, self._backoff(batch.attempts))
+        log.info(
+            "deliver: %s; %d events again in %.2fs (attempt %d of %d)",
+            err,
+            len(batch.items),
+            delay,
+            batch.attempts,
+            self.settings.max_attempts,
+        )
+        return delay
+
+    def _backoff(self, attempt: int) -> float:
+        settings = self.settings
+        return full_jitter_delay(attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s)
 
     @staticmethod
     def _server_wait(err: ApiError) -> float | None:
+        """X's own wait: Retry-After, or the reset time when the budget is spent.
+
+        A reset time next to remaining budget is no retry hint: it is the window's end.
+        """
         info = err.rate_limit
         if info.retry_after_s is not None:
             return info.retry_after_s
-        if info.reset_epoch_s is not None:
+        spent = isinstance(err, RateLimited) or info.remaining == 0
+        if spent and info.reset_epoch_s is not None:
             return max(0.0, info.reset_epoch_s - time.time())
         return None
 

@@ -2,6 +2,9 @@
 
 Every answer carries `x-current-api-version`; every error, X's error body. Requests to X's
 routes are counted by endpoint and status, rejections by X's error code.
+
+Middlewares, outermost first: injected faults (fault_middleware.py), X's error bodies and
+counters (here), the user token's budget (metering.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from relay.sandbox import control, web_conversions
+from relay.sandbox import control, fault_middleware, mact, metering, web_conversions
 from relay.sandbox.config import SandboxConfig
+from relay.sandbox.faults import Faults
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.responses import API_VERSION, API_VERSION_HEADER, XApiError
 from relay.sandbox.state import Clock, SandboxState
@@ -27,13 +31,23 @@ UNMATCHED: Final = "unmatched"
 logger = logging.getLogger(__name__)
 
 
-def create_app(config: SandboxConfig, *, clock: Clock = time.time) -> web.Application:
-    app = web.Application(middlewares=[x_errors], client_max_size=MAX_BODY_BYTES)
+def create_app(
+    config: SandboxConfig, *, clock: Clock = time.time, faults: Faults | None = None
+) -> web.Application:
+    app = web.Application(
+        middlewares=[fault_middleware.inject_faults, x_errors, metering.charge_token],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[CONFIG_KEY] = config
-    app[STATE_KEY] = SandboxState(config, clock)
+    state = app[STATE_KEY] = SandboxState(config, clock)
+    if faults is not None:
+        state.faults.set(faults, clock())
+    fault_middleware.setup(app)
     web_conversions.add_routes(app)
+    mact.add_routes(app)
     control.add_routes(app)
     app.on_response_prepare.append(_api_version)
+    app.on_response_prepare.append(metering.budget_headers)
     return app
 
 

@@ -3,7 +3,9 @@
 The signature base string is rebuilt from what arrived: the method, the URL as the client
 addressed it (scheme, Host header, raw path), the `oauth_*` parameters of the header, the
 query parameters and urlencoded form parameters. JSON bodies are not signed (RFC 5849
-3.4.1.3.1). Every failure answers X's one 401 body, whatever went wrong, as X does.
+3.4.1.3.1). A valid signature must also be fresh (`oauth_timestamp` within 300 s of the
+sandbox's clock) and new (no replayed nonce): see replay.py. Every failure answers X's one
+401 body, whatever went wrong, as X does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import hdrs, web
 
 from relay.sandbox.config import SandboxConfig, SandboxCredentials, SandboxPixel
+from relay.sandbox.keys import STATE_KEY
+from relay.sandbox.replay import ReplayGuard
 from relay.sandbox.responses import XApiError
 from relay.xads.oauth import (
     OAUTH_VERSION,
@@ -39,12 +43,14 @@ _REQUIRED: Final = (
 
 @dataclass(frozen=True, slots=True)
 class SignedRequest:
-    """What a signature covers. `url` holds the query as sent."""
+    """What a signature covers. `url` holds the query as sent. `replay` (the app's) refuses
+    stale and replayed signatures; without it only the signature is checked."""
 
     method: str
     url: str
     authorization: str | None
     form: Sequence[tuple[str, str]] = ()
+    replay: ReplayGuard | None = None
 
 
 def unauthorized() -> XApiError:
@@ -57,11 +63,13 @@ async def signed_request(request: web.Request) -> SignedRequest:
     form: list[tuple[str, str]] = []
     if request.content_type == FORM_CONTENT_TYPE:
         form = parse_qsl(await request.text(), keep_blank_values=True)
+    state = request.app.get(STATE_KEY)
     return SignedRequest(
         method=request.method,
         url=f"{request.scheme}://{request.host}{request.raw_path}",
         authorization=request.headers.get(hdrs.AUTHORIZATION),
         form=form,
+        replay=state.replay if state is not None else None,
     )
 
 
@@ -91,6 +99,11 @@ def verify_oauth(request: SignedRequest, config: SandboxConfig) -> SandboxCreden
     )
     expected = sign(base_string, creds.consumer_secret.reveal(), creds.access_token_secret.reveal())
     if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise unauthorized()
+    # Only a valid signature may take a nonce: forged requests cannot fill the memory.
+    if request.replay is not None and not request.replay.admit(
+        creds.consumer_key, creds.access_token, header["oauth_nonce"], header["oauth_timestamp"]
+    ):
         raise unauthorized()
     return creds
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from relay.errors import ClosedError
 from relay.sandbox.app import create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
+from relay.sandbox.faults import Faults
 from relay.sandbox.state import Clock
 
 
@@ -38,11 +39,13 @@ class SandboxServer:
         port: int = 0,
         *,
         clock: Clock = time.time,
+        faults: Faults | None = None,
     ):
         self.config = config
         self.host = host
         self.port = port
         self._clock = clock
+        self._faults = faults
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._state = _State.NEW
@@ -57,7 +60,7 @@ class SandboxServer:
     async def start(self) -> None:
         if self._state is not _State.NEW:
             raise ClosedError(f"SandboxServer is {self._state.value}: start it only once")
-        app = create_app(self.config, clock=self._clock)
+        app = create_app(self.config, clock=self._clock, faults=self._faults)
         # Access logs would cost a line per request at the benchmark's rate; /_sandbox/stats counts.
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -93,20 +96,24 @@ class SandboxServer:
         await self.close()
 
 
-def run_sandbox(host: str, port: int, config_path: Path | None) -> None:
+def run_sandbox(
+    host: str, port: int, config_path: Path | None, faults: Faults | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM; prints `sandbox listening on <url>` once ready."""
     config = load_sandbox_config(config_path, os.environ)
-    asyncio.run(serve_until_signalled(config, host, port))
+    asyncio.run(serve_until_signalled(config, host, port, faults))
 
 
-async def serve_until_signalled(config: SandboxConfig, host: str, port: int) -> None:
+async def serve_until_signalled(
+    config: SandboxConfig, host: str, port: int, faults: Faults | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with SandboxServer(config, host, port) as server:
+        async with SandboxServer(config, host, port, faults=faults) as server:
             print(f"sandbox listening on {server.url}", flush=True)
             await stop.wait()
     finally:

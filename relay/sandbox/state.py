@@ -1,6 +1,7 @@
-"""The sandbox's memory: the journal of accepted conversions, X's dedup, and counters.
+"""The sandbox's memory: the journals of accepted conversions (web and app), X's dedup,
+the budgets, the OAuth nonces, the engagements, the faults in force, and counters.
 
-Everything here is bounded: the journal keeps at most `journal_max_entries` conversions
+Everything here is bounded: each journal keeps at most `journal_max_entries` conversions
 (oldest dropped first, counters keep counting), the dedup memory at most `dedup_max_keys`
 keys and none older than X's 48 h window. Time comes from an injected clock.
 """
@@ -16,7 +17,11 @@ from typing import Any
 
 import orjson
 
-from relay.sandbox.config import SandboxConfig, SandboxPixel
+from relay.sandbox.attribution import Engagements
+from relay.sandbox.config import SandboxApp, SandboxConfig, SandboxPixel
+from relay.sandbox.faults import FaultInjector
+from relay.sandbox.limits import FixedWindowBudget, too_many_requests
+from relay.sandbox.replay import ReplayGuard
 
 Clock = Callable[[], float]  # seconds since the epoch
 
@@ -101,6 +106,35 @@ def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, A
     }
 
 
+class AppJournal:
+    """Accepted app conversions (one per request) in arrival order, at most `max_entries`."""
+
+    def __init__(self, max_entries: int):
+        self._entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
+        self.dropped = 0
+
+    @property
+    def retained(self) -> int:
+        return len(self._entries)
+
+    def append(self, entry: dict[str, Any]) -> None:
+        if len(self._entries) == self._entries.maxlen:
+            self.dropped += 1
+        self._entries.append(entry)
+
+    def page(
+        self, *, app_id: str | None = None, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """(entries offset..offset+limit of those matching, how many match in all)."""
+        matching = [e for e in self._entries if app_id is None or e["app_id"] == app_id]
+        stop = None if limit is None else offset + limit
+        return matching[offset:stop], len(matching)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.dropped = 0
+
+
 class SeenConversions:
     """X's dedup: the same pixel + event + conversion_id within the window counts once."""
 
@@ -139,6 +173,9 @@ class Stats:
         self.rejected: Counter[str] = Counter()
         self.conversions_accepted = 0
         self.duplicates = 0
+        self.app_conversions_accepted = 0
+        self.app_conversions_attributed = 0
+        self.faults: Counter[str] = Counter()  # injected, by kind: latency, drop, error_503, ...
 
     def record(self, endpoint: str, status: int, codes: Sequence[str] = ()) -> None:
         self.requests[endpoint, status] += 1
@@ -153,28 +190,47 @@ class Stats:
             "conversions_accepted": self.conversions_accepted,
             "duplicates": self.duplicates,
             "rejected": dict(sorted(self.rejected.items())),
+            "app_conversions_accepted": self.app_conversions_accepted,
+            "app_conversions_attributed": self.app_conversions_attributed,
+            "faults": dict(sorted(self.faults.items())),
         }
 
     def clear(self) -> None:
         self.requests.clear()
         self.rejected.clear()
+        self.faults.clear()
         self.conversions_accepted = self.duplicates = 0
+        self.app_conversions_accepted = self.app_conversions_attributed = 0
 
 
 class SandboxState:
-    """The journal, the dedup memory and the counters of one sandbox app."""
+    """Everything one sandbox app remembers; `reset` forgets it all."""
 
     def __init__(self, config: SandboxConfig, clock: Clock):
         self.clock = clock
         self.journal = Journal(config.journal_max_entries)
+        self.app_journal = AppJournal(config.journal_max_entries)
         self.seen = SeenConversions(config.dedup_window_s, config.dedup_max_keys)
         self.stats = Stats()
+        self.account_budget = FixedWindowBudget(config.account_limit, config.account_window_s)
+        self.token_budget = FixedWindowBudget(config.token_limit, config.token_window_s)
+        self.replay = ReplayGuard(clock, config.oauth_window_s, config.nonce_max_keys)
+        self.engagements = Engagements(config.engagements, config.max_engagements)
+        self.faults = FaultInjector()
+
+    def spend_account(self, account_id: str, events: int, now: float) -> None:
+        """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
+        spent, _ = self.account_budget.spend(account_id, events, now)
+        if not spent:
+            raise too_many_requests({"account_id": account_id})
 
     def accept(
         self, pixel: SandboxPixel, body: bytes, dedup_keys: Sequence[str | None], auth: str
     ) -> str:
-        """Journal one valid request; returns its debug_id."""
+        """Journal one valid request; returns its debug_id. 429 when the account's budget
+        cannot pay for its conversions: then nothing is recorded."""
         now = self.clock()
+        self.spend_account(pixel.account_id, len(dedup_keys), now)
         self.seen.expire(now)
         prefix = pixel.id + "\x1f"
         duplicates = [
@@ -196,10 +252,40 @@ class SandboxState:
         self.stats.duplicates += sum(duplicates)
         return debug_id
 
+    def accept_app(
+        self,
+        app: SandboxApp,
+        params: dict[str, str],
+        attribution: dict[str, Any],
+    ) -> None:
+        """Journal one app conversion (it costs its account 1 event; 429 when spent)."""
+        now = self.clock()
+        self.spend_account(app.account_id, 1, now)
+        self.app_journal.append(
+            {
+                "app_id": app.id,
+                "account_id": app.account_id,
+                "received_at": iso_ms(now),
+                "params": params,
+                **attribution,
+            }
+        )
+        self.stats.app_conversions_accepted += 1
+        if any(attribution.values()):
+            self.stats.app_conversions_attributed += 1
+
     def reset(self) -> None:
+        """Forget everything: journals, dedup, counters, budgets, nonces, posted engagements
+        (the configured ones stay) and faults."""
         self.journal.clear()
+        self.app_journal.clear()
         self.seen.clear()
         self.stats.clear()
+        self.account_budget.clear()
+        self.token_budget.clear()
+        self.replay.clear()
+        self.engagements.reset()
+        self.faults.clear()
 
 
 def iso_ms(epoch_s: float) -> str:

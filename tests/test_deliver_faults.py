@@ -1,0 +1,138 @@
+"""Delivery under X's failures, injected by the sandbox: retries, 429s, dropped connections,
+exhausted retries, and an account budget shared with the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from relay.config import default_mapping_path, load_mapping
+from relay.observability.metrics import Metrics
+from relay.pipeline.worker import Worker
+from relay.sandbox.config import load_sandbox_config
+from relay.sandbox.server import SandboxServer
+from relay.tools.produce import generate_web, usable_pixels
+from tests.conftest import make_settings
+from tests.kafka_helpers import produce_values, read_all, wait_for
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(load_sandbox_config(None, {})) as server:
+        yield server
+
+
+async def set_faults(url: str, faults: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{url}/_sandbox/faults", json=faults) as r:
+        assert r.status == 200, await r.text()
+
+
+async def stats(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/_sandbox/stats") as r:
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+def events(count: int, seed: int) -> list[bytes]:
+    pixels = usable_pixels(load_mapping(default_mapping_path()))
+    return [s.value for s in generate_web(count, pixels, seed=seed)]
+
+
+async def run_until_settled(worker: Worker, count: int, timeout_s: float = 60) -> None:
+    def settled(m: Metrics) -> bool:
+        return m.total("relay_events_delivered") + m.total("relay_events_dead_lettered") >= count
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_for(lambda: task.done() or settled(worker.metrics), timeout_s, "settling")
+    finally:
+        stop.set()
+        await task
+
+
+def requests_with_status(m: Metrics, status: str) -> float:
+    value = m.registry.get_sample_value(
+        "relay_api_requests_total", {"endpoint": "measurement/conversions", "status": status}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_rates": {"503": 0.5, "500": 0.2}, "seed": 3},
+        {"drop_rate": 0.4, "seed": 4},
+        {"storm_s": 1.5},
+    ],
+    ids=["5xx", "dropped-connections", "429-storm"],
+)
+async def test_transient_failures_cost_retries_not_events(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer, faults: dict[str, Any]
+) -> None:
+    count = 1500
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_WEB_BATCH_SIZE=100,
+        RELAY_MAX_ATTEMPTS=30,
+        RELAY_RETRY_BASE_S=0.05,
+        RELAY_RETRY_MAX_S=0.5,
+    )
+    await produce_values(kafka_bootstrap, next(iter(settings.inputs)), events(count, 21))
+    await set_faults(sandbox.url, faults)
+    worker = Worker(settings, serve_http=False)
+    await run_until_settled(worker, count)
+    assert worker.metrics.total("relay_events_delivered") == count
+    assert worker.metrics.total("relay_events_dead_lettered") == 0
+    assert worker.metrics.total("relay_delivery_retries") > 0
+    sandbox_stats = await stats(sandbox.url)
+    assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
+
+
+async def test_a_failure_that_outlasts_the_retries_dead_letters_with_the_attempts(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    settings = make_settings(
+        kafka_bootstrap, topic_prefix, sandbox.url, RELAY_MAX_ATTEMPTS=3, RELAY_RETRY_BASE_S=0.05
+    )
+    await produce_values(kafka_bootstrap, next(iter(settings.inputs)), events(40, 22))
+    await set_faults(sandbox.url, {"error_rates": {"500": 1.0}})
+    worker = Worker(settings, serve_http=False)
+    await run_until_settled(worker, 40)
+    assert worker.metrics.total("relay_events_dead_lettered") == 40
+    assert requests_with_status(worker.metrics, "500") >= 3
+    dead = await read_all(kafka_bootstrap, settings.dlq_topic, 40)
+    assert len(dead) == 40
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers["relay.error.class"] == "retries_exhausted"
+    assert headers["relay.error.attempts"] == "3"
+    assert headers["relay.error.http_status"] == "500"
+    assert headers["relay.error.first_attempt_at"] <= headers["relay.error.last_attempt_at"]
+    assert "conversion_time" in orjson.loads(dead[0].value)["payload"]
+
+
+async def test_the_account_budget_is_kept_without_a_single_429(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # X (the sandbox) and the relay agree on 1,000 events per 2 s per account.
+    env = {"RELAY_ACCOUNT_LIMIT": "1000", "RELAY_ACCOUNT_WINDOW_S": "2"}
+    async with SandboxServer(load_sandbox_config(None, env)) as sandbox:
+        pixels = [p for p in usable_pixels(load_mapping(default_mapping_path()))][:1]
+        values = [s.value for s in generate_web(2500, pixels, seed=23)]
+        settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, **env)
+        await produce_values(kafka_bootstrap, next(iter(settings.inputs)), values)
+        worker = Worker(settings, serve_http=False)
+        started = asyncio.get_running_loop().time()
+        await run_until_settled(worker, 2500)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert worker.metrics.total("relay_events_delivered") == 2500
+        assert requests_with_status(worker.metrics, "429") == 0
+        # The bucket starts empty and refills at 500/s: 2,500 events cannot pass in < 4 s.
+        assert elapsed >= 4.0
