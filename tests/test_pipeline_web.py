@@ -245,3 +245,52 @@ async def test_wrong_credentials_hold_delivery_without_dead_letters(
         kafka_bootstrap, settings.deliver_group, settings.outbound_topic
     )
     assert all((committed or 0) == 0 for committed, _ in offsets.values())
+
+
+async def test_a_second_worker_joining_takes_partitions_without_losing_events(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    count = 6000
+    # 300 events/s per account: delivery lasts seconds, so the rebalance lands mid-stream.
+    settings = make_settings(
+        kafka_bootstrap, topic_prefix, sandbox.url, RELAY_ACCOUNT_LIMIT=270_000
+    )
+    pixels = usable_pixels(load_mapping(default_mapping_path()))
+    await produce_values(
+        kafka_bootstrap,
+        next(iter(settings.inputs)),
+        [s.value for s in generate_web(count, pixels, seed=31)],
+    )
+    first, second = Worker(settings, serve_http=False), Worker(settings, serve_http=False)
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    first_task = asyncio.create_task(first.run(stop_first))
+    try:
+        await wait_for(lambda: first.metrics.total("relay_events_delivered") > 0, 30, "delivery")
+        second_task = asyncio.create_task(second.run(stop_second))
+        try:
+            # The rebalance revokes partitions from the first worker while it delivers.
+            await wait_for(
+                lambda: any(s.assigned for s in second.stages if s.stage == "deliver"),
+                30,
+                "the rebalance",
+            )
+
+            def unique() -> float:
+                return sum(w.metrics.total("relay_events_delivered") for w in (first, second))
+
+            await wait_for(lambda: unique() >= count, 60, "every event")
+        finally:
+            stop_second.set()
+            await second_task
+    finally:
+        stop_first.set()
+        await first_task
+    entries = await journal(sandbox.url)
+    ids = {e["conversion"]["conversion_id"] for e in entries}
+    assert len(ids) == count  # every event arrived; any replay is an X duplicate, not a loss
+    revoked = first.metrics.registry.get_sample_value(
+        "relay_partition_revocations_total", {"stage": "deliver"}
+    )
+    assert revoked and revoked >= 1, "no rebalance happened while the first worker delivered"
+    assert first.metrics.total("relay_events_dead_lettered") == 0
+    assert second.metrics.total("relay_events_dead_lettered") == 0

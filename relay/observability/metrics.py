@@ -75,6 +75,12 @@ class Metrics:
             "relay_credentials_ok", "0 while X rejects the credentials (401).", registry=r
         )
         self.credentials_ok.set(1)
+        self.revocations = Counter(
+            "relay_partition_revocations",
+            "Rebalances that took partitions from this worker.",
+            ["stage"],
+            registry=r,
+        )
         self.commits = Counter(
             "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
         )

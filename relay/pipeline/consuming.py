@@ -58,8 +58,8 @@ class ConsumerStage(abc.ABC):
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None: ...
 
     @abc.abstractmethod
-    async def drain(self, deadline_s: float) -> None:
-        """Finish what is in flight within the deadline (shutdown, revoke)."""
+    async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:
+        """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
     def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
@@ -87,7 +87,9 @@ class ConsumerStage(abc.ABC):
         log.info("%s: assigned %d partitions", self.stage, len(assigned))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.drain(self.settings.shutdown_grace_s)
+        if revoked:
+            self.metrics.revocations.labels(self.stage).inc()
+        await self.drain(self.settings.shutdown_grace_s, revoked)
         await self.commit()
         self.tracker.forget(revoked)
         self.assigned -= revoked

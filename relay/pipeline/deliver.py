@@ -298,19 +298,20 @@ class DeliverStage(ConsumerStage):
 
     # -- drain, revoke, close ---------------------------------------------------------------
 
-    async def drain(self, deadline_s: float) -> None:
-        """Send everything held now (no linger), until nothing is in flight or the deadline."""
+    async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:
+        """Send what is held now (no linger) until none of `partitions` (default: all) is in
+        flight, or the deadline."""
         deadline = time.monotonic() + deadline_s
         self._draining = True
         try:
             for wakeup in self._wakeups.values():
                 wakeup.set()
-            while self.tracker.in_flight() and self._failure is None:
+            while self.tracker.in_flight(partitions) and self._failure is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning(
                         "deliver: %d events not finished at the deadline; they will be read again",
-                        self.tracker.in_flight(),
+                        self.tracker.in_flight(partitions),
                     )
                     break
                 self._progress.clear()

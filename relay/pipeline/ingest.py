@@ -177,6 +177,7 @@ class IngestStage(ConsumerStage):
         for kind, count in kinds.items():
             self.metrics.ingested.labels(kind).inc(count)
 
-    async def drain(self, deadline_s: float) -> None:
+    async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:
+        # Chunks mix partitions and take milliseconds: wait for all of them.
         if self._pending_chunks:
             await asyncio.wait(set(self._pending_chunks), timeout=deadline_s)
