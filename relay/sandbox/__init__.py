@@ -1,11 +1,19 @@
 """The X Ads API sandbox: an aiohttp emulator of X that the relay, the demo and tests call.
 
-config.py           SandboxConfig: accounts, pixels, credentials, budgets
+config.py           SandboxConfig: accounts, pixels, apps, engagements, credentials, budgets
 auth.py             OAuth 1.0a verification, X-Pixel-Token, account access
+replay.py           OAuth timestamp freshness and nonce replay memory
 validation.py       X's rules for web conversions
-state.py            journal, dedup memory, counters
+mact_params.py      X's rules for the MACT query parameters
 web_conversions.py  POST /12/measurement/conversions/:pixel_id
-control.py          /_sandbox/journal, config, stats, reset
+mact.py             POST /12/conversion_event, GET /12/conversion_attribution
+attribution.py      the deterministic attribution model (engagements, windows)
+limits.py           per-account event budgets and per-token request budgets
+metering.py         the rate-limit headers and 429s on X's routes
+faults.py           Faults: what to inject, and the seeded dice
+fault_middleware.py injecting them on X's routes (never on /_sandbox/*)
+state.py            journals, dedup memory, counters
+control.py          /_sandbox/journal, config, stats, reset, faults, engagements
 app.py              create_app: routes, X's error bodies, counters
 server.py           SandboxServer, run_sandbox
 """
