@@ -54,3 +54,32 @@ def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) ->
     }
     values.update({k: str(v) for k, v in env.items()})
     return load_settings(values)
+
+
+@pytest.fixture
+def sandbox_process_url() -> Iterator[str]:
+    """`relay sandbox` in a child process, for code that runs its own event loop."""
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "--log-level", "WARNING", "sandbox", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_sandbox/config", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)

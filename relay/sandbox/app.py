@@ -17,7 +17,14 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from relay.sandbox import control, fault_middleware, mact, metering, web_conversions
+from relay.sandbox import (
+    control,
+    fault_middleware,
+    mact,
+    metering,
+    resources,
+    web_conversions,
+)
 from relay.sandbox.config import SandboxConfig
 from relay.sandbox.faults import Faults
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
@@ -45,6 +52,7 @@ def create_app(
     fault_middleware.setup(app)
     web_conversions.add_routes(app)
     mact.add_routes(app)
+    resources.add_routes(app)
     control.add_routes(app)
     app.on_response_prepare.append(_api_version)
     app.on_response_prepare.append(metering.budget_headers)

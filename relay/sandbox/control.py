@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from relay.errors import ConfigError
+from relay.sandbox import resources
 from relay.sandbox.attribution import parse_engagements
 from relay.sandbox.faults import Faults
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
@@ -86,6 +87,7 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def post_reset(request: web.Request) -> web.Response:
     request.app[STATE_KEY].reset()
+    resources.reset(request.app)
     return json_response({"reset": True})
 
 
