@@ -158,20 +158,49 @@ async def test_access_rules(sandbox: SandboxServer) -> None:
         assert forbidden.value.code == "ACCOUNT_NOT_FOUND"
 
 
-async def test_an_independent_oauth_library_can_call_them(sandbox: SandboxServer) -> None:
+async def test_an_independent_oauth_library_can_call_every_management_endpoint(
+    sandbox: SandboxServer,
+) -> None:
     import aiohttp
 
-    url = f"{sandbox.url}/11/accounts/{ACCOUNT}/app_event_provider_configurations?count=5"
-    for secret, status in (("relay-demo-consumer-secret", 200), ("wrong", 401)):
+    creates = {
+        "/12/accounts/{a}/app_event_tags": "app_store_identifier=333903271&conversion_type="
+        "PURCHASE&os_type=IOS&provider_app_event_id=p&provider_app_event_name=n",
+        "/12/accounts/{a}/app_lists": "name=games&app_store_identifiers=333903271",
+        "/11/accounts/{a}/app_event_provider_configurations": "provider_advertiser_id=adv",
+    }
+
+    def signed(method: str, url: str, secret: str) -> dict[str, str]:
         signer = Client(
             "relay-demo-consumer-key",
             client_secret=secret,
             resource_owner_key="1000000001-relaydemoaccesstoken",
             resource_owner_secret="relay-demo-access-token-secret",
         )
-        _, headers, _ = signer.sign(url, http_method="GET")
-        async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as resp:
-            assert resp.status == status
+        _, headers, _ = signer.sign(url, http_method=method)
+        return dict(headers)
+
+    async with aiohttp.ClientSession() as session:
+        for path, query in creates.items():
+            base = sandbox.url + path.format(a=ACCOUNT)
+            calls = [("POST", f"{base}?{query}"), ("GET", f"{base}?count=5")]
+            for method, url in calls:
+                async with session.request(
+                    method, url, headers=signed(method, url, "wrong")
+                ) as resp:
+                    assert resp.status == 401, (method, url)
+                async with session.request(
+                    method, url, headers=signed(method, url, "relay-demo-consumer-secret")
+                ) as resp:
+                    assert resp.status == 200, (method, url, await resp.text())
+                    body = await resp.json()
+            item_id = body["data"][0]["id"]
+            for method in ("GET", "DELETE"):
+                url = f"{base}/{item_id}"
+                async with session.request(
+                    method, url, headers=signed(method, url, "relay-demo-consumer-secret")
+                ) as resp:
+                    assert resp.status == 200, (method, url)
 
 
 def test_relay_api_round_trip(sandbox_process_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

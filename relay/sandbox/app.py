@@ -22,6 +22,7 @@ from relay.sandbox import (
     fault_middleware,
     mact,
     metering,
+    openapi,
     resources,
     web_conversions,
 )
@@ -53,6 +54,7 @@ def create_app(
     web_conversions.add_routes(app)
     mact.add_routes(app)
     resources.add_routes(app)
+    openapi.add_routes(app)
     control.add_routes(app)
     app.on_response_prepare.append(_api_version)
     app.on_response_prepare.append(metering.budget_headers)
