@@ -245,6 +245,21 @@ def test_relay_api_round_trip(sandbox_process_url: str, monkeypatch: pytest.Monk
     assert {t["id"]: t["deleted"] for t in orjson.loads(listing)["data"]}[tags[0]["id"]] is True
     assert api("app-event-tags", "get", "--account", ACCOUNT, tags[0]["id"])[0] == 3
     assert api("app-event-tags", "list", "--account", ACCOUNT, "--count", "0")[0] == 3
+    code, answer = api(
+        "attribution",
+        "check",
+        "--app-id",
+        "333903271",
+        "--os-type",
+        "IOS",
+        "--hashed-device-id",
+        "ABCD1234XYZ",
+        "--conversion-type",
+        "INSTALL",
+        "--conversion-time",
+        "2013-04-16T07:00:00.123Z",
+    )
+    assert code == 0 and "attributed to X: CLICK" in answer, answer
     monkeypatch.setenv("RELAY_CONSUMER_SECRET", "wrong")
     monkeypatch.setenv("RELAY_CONSUMER_KEY", "relay-demo-consumer-key")
     monkeypatch.setenv("RELAY_ACCESS_TOKEN", "1000000001-relaydemoaccesstoken")
