@@ -86,24 +86,47 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
     produce.add_argument("--seed", type=int, default=1)
 
-    dlq = sub.add_parser("dlq", help="the dead-letter topic")
+    dlq = sub.add_parser("dlq", help="the dead-letter topic: show, redrive")
     dlq_sub = dlq.add_subparsers(dest="dlq", required=True, metavar="ACTION")
-    redrive = dlq_sub.add_parser(
-        "redrive",
-        help="send dead letters back to their origin topic (or --to)",
-        description="Each dead letter goes back once (the redrive group commits what it read).",
-    )
-    redrive.add_argument("--to", default=None, help="target topic (default: the origin topic)")
-    redrive.add_argument(
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
         "--filter",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="match a header, e.g. class=invalid_json, stage=deliver, "
-        "api_code=INVALID_PARAMETER (repeatable: all must match)",
+        help="match a header, e.g. class=invalid_json, stage=deliver, field=email, "
+        "api_code=INVALID_PARAMETER, redrive_count=1 (repeatable: all must match)",
     )
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        parents=[filters],
+        help="send dead letters back to their origin topic (or --to)",
+        description="Reads the DLQ up to the end it had at start and sends each matching dead "
+        "letter back once, with a relay.redrive.count header; one already redriven "
+        "RELAY_DLQ_MAX_REDRIVES times (default 3) is left alone unless --force. The redrive "
+        "group commits what it read.",
+    )
+    redrive.add_argument("--to", default=None, help="target topic (default: the origin topic)")
     redrive.add_argument("--group", default=None, help="consumer group (default <prefix>-redrive)")
-    redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent; send and commit nothing"
+    )
+    redrive.add_argument(
+        "--force", action="store_true", help="send even those redriven too often already"
+    )
+    redrive.set_defaults(dlq="redrive")
+    show = dlq_sub.add_parser(
+        "show",
+        aliases=["inspect"],
+        parents=[filters],
+        help="counts by stage, class and field, and sample records (read-only)",
+        description="Reads the DLQ up to its end at start, commits nothing. Identifier values "
+        "(emails, phones, device ids, IPs) in the samples are masked unless --show-pii.",
+    )
+    show.add_argument("--samples", type=int, default=3, help="records to show (default 3)")
+    show.add_argument("--show-pii", action="store_true", help="show identifier values as stored")
+    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.set_defaults(dlq="show")
 
     from relay.tools.api import add_api_parser
 
@@ -183,20 +206,7 @@ def dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "dlq":
-        from relay.tools.redrive import parse_filters, redrive
-
-        result = asyncio.run(
-            redrive(
-                load_settings(),
-                to=args.to,
-                filters=parse_filters(args.filter),
-                group=args.group,
-                dry_run=args.dry_run,
-            )
-        )
-        verb = "would redrive" if args.dry_run else "redriven"
-        print(f"read {result.read:,}, {verb} {result.redriven:,}, skipped {result.skipped:,}")
-        return 0
+        return run_dlq(args)
     if args.command == "api":
         from relay.tools.api import run_api
 
@@ -206,3 +216,40 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_throughput_bench(args.events, args.write)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+def run_dlq(args: argparse.Namespace) -> int:
+    from relay.tools.redrive import parse_filters
+
+    settings = load_settings()
+    filters = parse_filters(args.filter)
+    if args.dlq == "show":
+        import orjson
+
+        from relay.tools.dlq_show import inspect_dlq, render_report
+
+        report = asyncio.run(
+            inspect_dlq(settings, filters=filters, samples=args.samples, show_pii=args.show_pii)
+        )
+        if args.json:
+            print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(render_report(report, settings.dlq_topic))
+        return 0
+    from relay.tools.progress import ProgressLine
+    from relay.tools.redrive import describe, redrive
+
+    result = asyncio.run(
+        redrive(
+            settings,
+            to=args.to,
+            filters=filters,
+            group=args.group,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=ProgressLine(),
+        )
+    )
+    for line in describe(result, dry_run=args.dry_run, max_redrives=settings.dlq_max_redrives):
+        print(line)
+    return 0

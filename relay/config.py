@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -30,6 +31,9 @@ DEFAULT_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
 DEFAULT_LINGER_S: Final = 0.2
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 DEFAULT_INPUTS: Final = "relay.input.web=web"
+DEFAULT_BROKER_LOST_EXIT_S: Final = 120.0  # then exit non-zero: Kubernetes restarts the pod
+DEFAULT_DLQ_MAX_REDRIVES: Final = 3  # a dead letter redriven this often is left alone
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class Secret:
@@ -128,6 +132,8 @@ class Settings:
     # The group coordinator waits about half of this before the first assignment; the
     # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
     kafka_session_timeout_ms: int = 10_000
+    broker_lost_exit_s: float = DEFAULT_BROKER_LOST_EXIT_S
+    dlq_max_redrives: int = DEFAULT_DLQ_MAX_REDRIVES
     mapping: MappingFile = field(default_factory=MappingFile)
 
     def __post_init__(self) -> None:
@@ -147,6 +153,10 @@ class Settings:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
             raise ConfigError("RELAY_INPUTS names no input topic")
+        if self.broker_lost_exit_s <= 0:
+            raise ConfigError("RELAY_BROKER_LOST_EXIT_S must be positive")
+        if self.dlq_max_redrives < 1:
+            raise ConfigError("RELAY_DLQ_MAX_REDRIVES must be at least 1")
 
     @property
     def outbound_topic(self) -> str:
@@ -296,11 +306,19 @@ def env_credentials(env: Mapping[str, str]) -> Credentials | None:
     return Credentials(values[0], Secret(values[1]), values[2], Secret(values[3]))
 
 
+def mapping_path_for(env: Mapping[str, str]) -> Path | None:
+    """`RELAY_CONFIG`; else, when the API is a local sandbox, the packaged defaults that the
+    sandbox itself starts with (so `relay sandbox` + `relay run` work with no file at all)."""
+    if env.get("RELAY_CONFIG"):
+        return Path(env["RELAY_CONFIG"])
+    host = urlsplit(env.get("RELAY_API_BASE_URL") or DEFAULT_API_BASE_URL).hostname or ""
+    return default_mapping_path() if host in LOOPBACK_HOSTS else None
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build `Settings` from an environment mapping (default: `os.environ`) plus overrides."""
     env = os.environ if environ is None else environ
-    mapping_path = env.get("RELAY_CONFIG")
-    mapping = load_mapping(Path(mapping_path)) if mapping_path else MappingFile()
+    mapping = load_mapping(mapping_path_for(env))
     credentials = (
         env_credentials(env) or mapping.credentials or Credentials("", Secret(""), "", Secret(""))
     )
@@ -333,6 +351,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
         kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
+        broker_lost_exit_s=_number(env, "RELAY_BROKER_LOST_EXIT_S", DEFAULT_BROKER_LOST_EXIT_S),
+        dlq_max_redrives=int(_number(env, "RELAY_DLQ_MAX_REDRIVES", DEFAULT_DLQ_MAX_REDRIVES)),
         mapping=mapping,
     )
     values.update(overrides)

@@ -23,6 +23,7 @@ class Pending:
     key: bytes | None
     value: bytes
     payload: dict[str, Any]
+    headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from relay.kafka import BatchProducer
 from relay.observability.metrics import Metrics
 from relay.pipeline.batching import Batch, Lane, Pending
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.retry import full_jitter_delay
 from relay.xads.client import XAdsClient
@@ -96,8 +96,9 @@ class DeliverStage(ConsumerStage):
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     undecodable.append((tp, msg))
                     continue
+                carried = carried_headers(msg.headers)
                 self._lane(key).add(
-                    kind, target, Pending(tp, msg.offset, msg.key, msg.value, payload)
+                    kind, target, Pending(tp, msg.offset, msg.key, msg.value, payload, carried)
                 )
                 touched.add(key)
         self.metrics.consumed.labels("deliver").inc(count)
@@ -280,7 +281,14 @@ class DeliverStage(ConsumerStage):
     async def _dead_letter(self, lane: Lane | None, items: list[Pending], failure: Failure) -> None:
         dlq = self.settings.dlq_topic
         records = [
-            dead_letter(dlq, p.value, p.key, failure, Origin(p.tp.topic, p.tp.partition, p.offset))
+            dead_letter(
+                dlq,
+                p.value,
+                p.key,
+                failure,
+                Origin(p.tp.topic, p.tp.partition, p.offset),
+                p.headers,
+            )
             for p in items
         ]
         await self.producer.send_and_wait(records)

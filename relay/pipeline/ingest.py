@@ -27,7 +27,7 @@ from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,20 @@ class Ingestor:
         except InvalidEvent as bad:
             failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
             origin = Origin(msg.topic, msg.partition, msg.offset)
-            record = dead_letter(settings.dlq_topic, msg.value or b"", msg.key, failure, origin)
+            record = dead_letter(
+                settings.dlq_topic,
+                msg.value or b"",
+                msg.key,
+                failure,
+                origin,
+                carried_headers(msg.headers),
+            )
             return Outcome(record=record, dead_letter_class=bad.error_class)
         out = OutRecord(
-            settings.outbound_topic, encode_outbound(event), key=event.budget_key.encode()
+            settings.outbound_topic,
+            encode_outbound(event),
+            key=event.budget_key.encode(),
+            headers=carried_headers(msg.headers),
         )
         return Outcome(record=out, kind=event.kind)
 
