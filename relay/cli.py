@@ -177,7 +177,14 @@ def dispatch(args: argparse.Namespace) -> int:
             drop_rate=args.drop_rate,
             seed=args.seed,
         )
-        run_sandbox(args.host, args.port, args.config, faults)
+        try:
+            run_sandbox(args.host, args.port, args.config, faults)
+        except OSError as exc:  # the port is taken, or the host is not ours
+            print(
+                f"relay sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     if args.command == "demo":
         from relay.tools.demo import run_demo

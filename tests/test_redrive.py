@@ -118,7 +118,8 @@ async def test_redrive_under_a_running_worker_terminates_and_counts(
             # Only what was there at start: the records it sent back and that fail again
             # meanwhile are not read in the same pass.
             assert (result.read, result.redriven, result.left_alone) == (letters, letters, 0)
-            await wait_for(lambda c=count: dead_lettered(letters * (c + 1)), 60, "failing again")
+            expected = letters * (count + 1)
+            await wait_for(lambda n=expected: dead_lettered(n), 60, "failing again")  # type: ignore[misc]
             assert worker.metrics.total("relay_events_dead_lettered") == letters * (count + 1)
             dlq = await read_all(kafka_bootstrap, settings.dlq_topic, letters * (count + 1))
             newest = sorted(dlq, key=lambda r: (r.timestamp, r.offset))[-letters:]

@@ -80,9 +80,15 @@ class Worker:
                 self.stages.append(DeliverStage(settings, batch_producer, client, self.metrics))
             try:
                 if self.serve_http:
-                    runner = await start_health_server(
-                        self.metrics, self.readiness, self.http_host, settings.http_port
-                    )
+                    try:
+                        runner = await start_health_server(
+                            self.metrics, self.readiness, self.http_host, settings.http_port
+                        )
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
+                            f"{settings.http_port}: {exc.strerror or exc}"
+                        ) from exc
                 await self._run_stages(stop)
             finally:
                 if runner is not None:

@@ -16,6 +16,7 @@ from relay.broker import free_port
 from relay.config import default_mapping_path, load_settings
 from relay.observability.metrics import Metrics
 from relay.pipeline.worker import Worker
+from relay.signals import run_until_signalled
 from relay.tools.produce import ProduceSummary, produce
 from relay.tools.stack import local_stack, sandbox_stats
 
@@ -144,4 +145,8 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
 
 
 def run_demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s: float) -> int:
-    return asyncio.run(demo(count, invalid_ratio, opt_out_ratio, timeout_s))
+    """SIGTERM or SIGINT stop the demo and everything it started (broker, sandbox, worker)."""
+    code = run_until_signalled(demo(count, invalid_ratio, opt_out_ratio, timeout_s))
+    if code > 128:
+        print("relay demo: stopped; broker, sandbox and worker are shut down", file=sys.stderr)
+    return code
