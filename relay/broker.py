@@ -47,6 +47,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_in_use(host: str, port: int) -> bool:
     """Whether something already listens on host:port (then the broker could not)."""
     with socket.socket() as sock:
+        # As the broker binds: connections of a previous broker in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -215,4 +217,4 @@ async def _serve_broker(host: str, port: int) -> int:
         )
         code = await broker.wait()
     print(f"relay broker: the broker exited by itself with code {code}", file=sys.stderr)
-    return code or 1
+    return code if code > 0 else 1

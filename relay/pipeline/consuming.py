@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S: Final = 0.5
 POLL_TIMEOUT_MS: Final = 200
 MAX_RECORDS_PER_POLL: Final = 5000
+CLOSE_WITHOUT_BROKER_S: Final = 2.0  # closing would wait for the broker: don't, for long
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -50,6 +52,8 @@ class ConsumerStage(abc.ABC):
         self.ready = False
         self._failure: BaseException | None = None
         self._paused = False
+        # The worker's broker watch: while the broker is gone, commits would only wait.
+        self.broker_ok: Callable[[], bool] = lambda: True
 
     @abc.abstractmethod
     def make_consumer(self) -> AIOKafkaConsumer: ...
@@ -96,7 +100,7 @@ class ConsumerStage(abc.ABC):
 
     async def commit(self) -> None:
         consumer = self.consumer
-        if consumer is None:
+        if consumer is None or not self.broker_ok():
             return
         offsets = {tp: o for tp, o in self.tracker.to_commit().items() if tp in self.assigned}
         if not offsets:
@@ -148,6 +152,10 @@ class ConsumerStage(abc.ABC):
                 await committer
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
-            await consumer.stop()
+            if self.broker_ok():
+                await consumer.stop()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
         if self._failure is not None:
             raise self._failure

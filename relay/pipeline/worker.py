@@ -18,6 +18,7 @@ from relay.errors import ConfigError
 from relay.kafka import BatchProducer, ensure_topics, make_producer
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
+from relay.pipeline.broker_watch import EXIT_BROKER_LOST, BrokerLost, BrokerWatch
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
@@ -38,10 +39,13 @@ class Worker:
     serve_http: bool = True
     http_host: str = "0.0.0.0"
     stages: list[ConsumerStage] = field(default_factory=list)
+    broker_watch: BrokerWatch | None = None
 
     def readiness(self) -> tuple[bool, str]:
         if not self.stages:
             return False, "starting"
+        if self.broker_watch is not None and (gone := self.broker_watch.readiness()):
+            return gone
         for stage in self.stages:
             if isinstance(stage, DeliverStage) and stage.credentials_rejected:
                 return False, "X rejects the credentials (401)"
@@ -62,7 +66,15 @@ class Worker:
         if self.stage in ("all", "ingest"):
             topics += list(settings.inputs)
         await ensure_topics(settings.kafka_bootstrap, topics)
-        producer = make_producer(settings.kafka_bootstrap)
+        watch = self.broker_watch = BrokerWatch(
+            settings.kafka_bootstrap,
+            settings.broker_lost_exit_s,
+            on_back=lambda: ensure_topics(settings.kafka_bootstrap, topics),
+        )
+        # Records held while the broker is gone wait for it as long as the watch does,
+        # rather than failing the stage after aiokafka's default 30 s.
+        lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
+        producer = make_producer(settings.kafka_bootstrap, request_timeout_ms=lost_ms)
         await producer.start()
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
@@ -78,6 +90,8 @@ class Worker:
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
             if self.stage in ("all", "deliver"):
                 self.stages.append(DeliverStage(settings, batch_producer, client, self.metrics))
+            for stage in self.stages:
+                stage.broker_ok = lambda: watch.connected
             try:
                 if self.serve_http:
                     try:
@@ -89,11 +103,15 @@ class Worker:
                             f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
                             f"{settings.http_port}: {exc.strerror or exc}"
                         ) from exc
-                await self._run_stages(stop)
+                await self._run_stages(stop, watch)
             finally:
                 if runner is not None:
                     await runner.cleanup()
-                await producer.stop()
+                if watch.connected:
+                    await producer.stop()
+                else:  # flushing would wait for the broker
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(producer.stop(), 2.0)
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
@@ -102,10 +120,11 @@ class Worker:
             self.metrics.total("relay_events_dropped"),
         )
 
-    async def _run_stages(self, stop: asyncio.Event) -> None:
+    async def _run_stages(self, stop: asyncio.Event, watch: BrokerWatch) -> None:
         # Both stages stop together; what ingest finished but delivery has not read yet waits
         # on the outbound topic (committed) for the next run.
         tasks = [asyncio.create_task(s.run(stop), name=s.stage) for s in self.stages]
+        tasks.append(asyncio.create_task(watch.run(stop), name="broker-watch"))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one stage failing stops the others
@@ -114,7 +133,13 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await stopper
         for result in results:
+            if isinstance(result, BrokerLost):
+                raise result
+        for result in results:
             if isinstance(result, BaseException):
+                gone = watch.readiness()
+                if gone is not None:  # a stage failing for want of a broker
+                    raise BrokerLost(f"{gone[1]}: {result}") from result
                 raise result
 
 
@@ -128,5 +153,9 @@ def run_worker(settings: Settings, stage: Stage) -> int:
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, stage).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BrokerLost as exc:
+        log.error("%s", exc)
+        return EXIT_BROKER_LOST
     return 0
