@@ -10,7 +10,7 @@ from pathlib import Path
 
 from relay import __version__
 from relay.config import load_settings
-from relay.errors import RelayError
+from relay.errors import ConfigError, RelayError
 from relay.observability.logs import configure_logging
 
 EPILOG = """\
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", default=None, help="default: the format's RELAY_INPUTS topic")
     produce.add_argument("--invalid-ratio", type=float, default=0.0)
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
-    produce.add_argument("--seed", type=int, default=1)
+    produce.add_argument(
+        "--seed", type=int, default=None, help="repeat a run (default: random, printed)"
+    )
 
     dlq = sub.add_parser("dlq", help="the dead-letter topic: show, redrive")
     dlq_sub = dlq.add_subparsers(dest="dlq", required=True, metavar="ACTION")
@@ -191,27 +193,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(args.count, args.invalid_ratio, args.opt_out_ratio, args.timeout)
     if args.command == "produce":
-        from relay.tools.produce import produce
-
-        summary = asyncio.run(
-            produce(
-                load_settings(),
-                fmt=args.fmt,
-                count=args.count,
-                topic=args.topic,
-                rate=args.rate,
-                accounts=args.accounts,
-                invalid_ratio=args.invalid_ratio,
-                opt_out_ratio=args.opt_out_ratio,
-                seed=args.seed,
-                progress=lambda s: print(f"\rproduced {s.produced:,}", end="", file=sys.stderr),
-            )
-        )
-        print(
-            f"\nproduced {summary.produced:,}: {summary.deliver:,} valid, "
-            f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
-        )
-        return 0
+        return run_produce(args)
     if args.command == "dlq":
         return run_dlq(args)
     if args.command == "api":
@@ -259,4 +241,44 @@ def run_dlq(args: argparse.Namespace) -> int:
     )
     for line in describe(result, dry_run=args.dry_run, max_redrives=settings.dlq_max_redrives):
         print(line)
+    return 0
+
+
+def run_produce(args: argparse.Namespace) -> int:
+    import secrets
+
+    from relay.tools.produce import produce
+    from relay.tools.progress import ProgressLine
+
+    settings = load_settings()
+    if not settings.mapping.pixels:
+        raise ConfigError(
+            "no pixels configured: name a mapping file in RELAY_CONFIG "
+            "(e.g. relay/data/defaults.toml), or point RELAY_API_BASE_URL at a local sandbox "
+            "to use its packaged defaults"
+        )
+    # A fresh seed by default: the same seed repeats the same conversion ids, which X
+    # discards as duplicates.
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    print(f"seed {seed} (--seed {seed} repeats this run)", file=sys.stderr)
+    progress = ProgressLine()
+    summary = asyncio.run(
+        produce(
+            settings,
+            fmt=args.fmt,
+            count=args.count,
+            topic=args.topic,
+            rate=args.rate,
+            accounts=args.accounts,
+            invalid_ratio=args.invalid_ratio,
+            opt_out_ratio=args.opt_out_ratio,
+            seed=seed,
+            progress=lambda s: progress.show(f"produced {s.produced:,}"),
+        )
+    )
+    progress.done()
+    print(
+        f"produced {summary.produced:,}: {summary.deliver:,} valid, "
+        f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out (seed {seed})"
+    )
     return 0
