@@ -28,7 +28,7 @@ MAX_RECORDS: Final = 2000
 STALL_S: Final = 15.0  # no progress towards the end for this long: stop, say so
 
 
-def dlq_consumer(settings: Settings, group: str | None) -> AIOKafkaConsumer:
+def snapshot_consumer(settings: Settings, group: str | None) -> AIOKafkaConsumer:
     """A consumer that joins no group (partitions are assigned by hand); with `group` it
     starts from and commits to that group's offsets."""
     return AIOKafkaConsumer(

@@ -19,7 +19,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from relay.config import Settings
-from relay.tools.dlq_read import dlq_consumer, read_to_snapshot
+from relay.tools.dlq_read import read_to_snapshot, snapshot_consumer
 from relay.tools.redrive import matches, short_headers
 
 MASK: Final = "***"
@@ -99,7 +99,7 @@ async def inspect_dlq(
     show_pii: bool = False,
 ) -> DlqReport:
     report = DlqReport()
-    consumer = dlq_consumer(settings, None)
+    consumer = snapshot_consumer(settings, None)
     await consumer.start()
     try:
         async for _, records in read_to_snapshot(consumer, settings.dlq_topic):

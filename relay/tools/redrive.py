@@ -24,7 +24,7 @@ from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, Header, OutRecord, make_producer
 from relay.pipeline.dlq import REDRIVE_COUNT_HEADER, redrive_count
-from relay.tools.dlq_read import dlq_consumer, read_to_snapshot
+from relay.tools.dlq_read import read_to_snapshot, snapshot_consumer
 from relay.tools.progress import ProgressLine
 
 DROPPED_PREFIXES: Final = ("relay.error.", "relay.origin.", REDRIVE_COUNT_HEADER)
@@ -90,7 +90,7 @@ async def redrive(
     if to == settings.dlq_topic:
         raise ConfigError("--to names the dead-letter topic itself")
     summary = RedriveSummary()
-    consumer = dlq_consumer(settings, group or f"{settings.topic_prefix}-redrive")
+    consumer = snapshot_consumer(settings, group or f"{settings.topic_prefix}-redrive")
     producer = None if dry_run else make_producer(settings.kafka_bootstrap)
     await consumer.start()
     try:
