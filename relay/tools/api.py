@@ -245,7 +245,7 @@ CREDENTIAL_VARIABLES: Final = (
 )
 
 
-def _fail(as_json: bool, code: int, reason: str, message: str, errors: Any = None) -> int:
+def report_failure(as_json: bool, code: int, reason: str, message: str, errors: Any = None) -> int:
     """One error, as JSON on stdout with `--json` (scripts read one stream), else a line on
     stderr."""
     if as_json:
@@ -262,7 +262,7 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
     as_json = bool(getattr(args, "json", False))
     if not settings.credentials.complete:
         # Signing with empty credentials would only earn a 401 that blames the wrong thing.
-        return _fail(
+        return report_failure(
             as_json,
             EXIT_USAGE,
             "credentials_not_set",
@@ -273,7 +273,7 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
     try:
         asyncio.run(_run(args, settings, out))
     except Unauthorized as err:
-        return _fail(
+        return report_failure(
             as_json,
             EXIT_UNAUTHORIZED,
             "unauthorized",
@@ -286,5 +286,5 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
         ) or str(err)
         code = EXIT_UNAVAILABLE if err.retryable else EXIT_REJECTED
         reason = "unavailable" if err.retryable else "rejected"
-        return _fail(as_json, code, reason, detail, err.errors)
+        return report_failure(as_json, code, reason, detail, err.errors)
     return 0
