@@ -245,14 +245,21 @@ CREDENTIAL_VARIABLES: Final = (
 )
 
 
-def report_failure(as_json: bool, code: int, reason: str, message: str, errors: Any = None) -> int:
+def report_failure(
+    as_json: bool,
+    code: int,
+    reason: str,
+    message: str,
+    errors: Any = None,
+    out: TextIO | None = None,
+) -> int:
     """One error, as JSON on stdout with `--json` (scripts read one stream), else a line on
     stderr."""
     if as_json:
         body: dict[str, Any] = {"error": {"exit_code": code, "reason": reason, "message": message}}
         if errors:
             body["error"]["errors"] = errors
-        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        (out or sys.stdout).write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(f"relay api: {message}", file=sys.stderr)
     return code
@@ -269,6 +276,8 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
             "X credentials are not set: set "
             + ", ".join(CREDENTIAL_VARIABLES)
             + " (or their *_FILE), or name a file with [credentials] in RELAY_CONFIG",
+            None,
+            out,
         )
     try:
         asyncio.run(_run(args, settings, out))
@@ -279,6 +288,7 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
             "unauthorized",
             f"X rejects the credentials: {err}",
             err.errors,
+            out,
         )
     except ApiError as err:
         detail = "; ".join(
@@ -286,5 +296,5 @@ def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdo
         ) or str(err)
         code = EXIT_UNAVAILABLE if err.retryable else EXIT_REJECTED
         reason = "unavailable" if err.retryable else "rejected"
-        return report_failure(as_json, code, reason, detail, err.errors)
+        return report_failure(as_json, code, reason, detail, err.errors, out)
     return 0
