@@ -3,6 +3,7 @@ how often it says so, when it gives up; and its probe against a real broker and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -64,3 +65,34 @@ async def test_lost_reminded_back_and_given_up(caplog: pytest.LogCaptureFixture)
 async def test_probe_tells_a_broker_from_a_dead_port(kafka_bootstrap: str) -> None:
     assert await kafka_probe(kafka_bootstrap)()
     assert not await kafka_probe(f"127.0.0.1:{free_port()}", timeout_s=1)()
+
+
+async def test_a_worker_may_start_before_its_broker(caplog: pytest.LogCaptureFixture) -> None:
+    script = Script()
+    script.up = False
+    probes = 0
+
+    async def probe() -> bool:
+        nonlocal probes
+        probes += 1
+        script.now += 1
+        return probes > 3
+
+    caplog.set_level(logging.INFO, logger="relay.pipeline.broker_watch")
+    stop = asyncio.Event()
+    watch = BrokerWatch("k:9092", 10, probe=probe, clock=script.clock, interval_s=0.001)
+    assert await watch.wait_until_reachable(stop)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("not reachable yet" in m for m in messages) == 1 and "reachable" in messages[-1]
+
+    never = BrokerWatch("k:9092", 10, probe=script.probe, clock=script.clock, interval_s=0.001)
+
+    async def down_and_ticking() -> bool:
+        script.now += 1
+        return False
+
+    never.probe = down_and_ticking
+    with pytest.raises(BrokerLost, match="at start"):
+        await never.wait_until_reachable(stop)
+    stop.set()
+    assert not await never.wait_until_reachable(stop)  # SIGTERM while waiting: just stop

@@ -162,6 +162,33 @@ class BrokerWatch:
             self._reminded = now
             log.warning("Kafka at %s still unreachable after %.0fs", self.bootstrap, gone)
 
+    async def wait_until_reachable(self, stop: asyncio.Event) -> bool:
+        """At start: wait for the broker up to `lost_exit_s` (one line if it is not there
+        yet), so that a worker may start before its broker. False when `stop` came first."""
+        started = self.clock()
+        said = False
+        while not await self.probe():
+            waited = self.clock() - started
+            if waited >= self.lost_exit_s:
+                raise BrokerLost(
+                    f"Kafka at {self.bootstrap} unreachable for {waited:.0f}s at start "
+                    f"(RELAY_BROKER_LOST_EXIT_S={self.lost_exit_s:g}); exiting"
+                )
+            if not said:
+                log.warning(
+                    "Kafka at %s is not reachable yet; waiting up to %.0fs",
+                    self.bootstrap,
+                    self.lost_exit_s,
+                )
+                said = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+            if stop.is_set():
+                return False
+        if said:
+            log.info("Kafka at %s is reachable", self.bootstrap)
+        return True
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.check()

@@ -65,12 +65,14 @@ class Worker:
         topics = [settings.outbound_topic, settings.dlq_topic, settings.attributions_topic]
         if self.stage in ("all", "ingest"):
             topics += list(settings.inputs)
-        await ensure_topics(settings.kafka_bootstrap, topics)
         watch = self.broker_watch = BrokerWatch(
             settings.kafka_bootstrap,
             settings.broker_lost_exit_s,
             on_back=lambda: ensure_topics(settings.kafka_bootstrap, topics),
         )
+        if not await watch.wait_until_reachable(stop):
+            return  # stopped while waiting
+        await ensure_topics(settings.kafka_bootstrap, topics)
         # Records held while the broker is gone wait for it as long as the watch does,
         # rather than failing the stage after aiokafka's default 30 s.
         lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
