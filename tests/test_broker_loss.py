@@ -117,3 +117,37 @@ async def test_worker_rides_out_a_lost_broker_then_exits_cleanly(
 
 async def ready_is(port: int, expected: int) -> bool:
     return await readyz(port) == expected
+
+
+async def test_sigterm_without_a_broker_is_a_clean_stop(
+    own_broker: tuple[asyncio.subprocess.Process, str], topic_prefix: str, sandbox_url: str
+) -> None:
+    broker, bootstrap = own_broker
+    port = free_port()
+    env = worker_env(bootstrap, topic_prefix, sandbox_url, port)
+    env.update(RELAY_SHUTDOWN_GRACE_S="2")
+    worker = await start_worker(env)
+    lines: list[str] = []
+
+    async def collect() -> None:
+        assert worker.stderr is not None
+        async for raw in worker.stderr:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    collector = asyncio.create_task(collect())
+    try:
+        await wait_for_async(lambda: ready_is(port, 200), 60, "ready")
+        broker.kill()
+        await wait_for_async(lambda: ready_is(port, 503), 10, "/readyz 503 with the broker gone")
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(worker.wait(), 30)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        await asyncio.wait_for(collector, 10)
+        print("\n".join(lines))
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "Traceback" not in text and "CancelledError" not in text, text
+    assert "relay stopped" in text

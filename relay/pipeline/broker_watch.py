@@ -43,6 +43,17 @@ class BrokerLost(BrokerError):
     """No broker for longer than `RELAY_BROKER_LOST_EXIT_S`."""
 
 
+async def close_without_broker(closing: Awaitable[None], timeout_s: float = 2.0) -> None:
+    """Close a Kafka client while the broker is gone: bounded (it would wait for the broker),
+    and the CancelledError of its own cancelled internals is not ours to raise."""
+    task = asyncio.current_task()
+    try:
+        await asyncio.wait_for(closing, timeout_s)
+    except (TimeoutError, asyncio.CancelledError):
+        if task is not None and task.cancelling():
+            raise
+
+
 def bootstrap_addresses(bootstrap: str) -> list[tuple[str, int]]:
     addresses = []
     for server in bootstrap.split(","):

@@ -11,17 +11,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
 from relay.observability.metrics import Metrics
+from relay.pipeline.broker_watch import close_without_broker
 from relay.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COMMIT_INTERVAL_S: Final = 0.5
 POLL_TIMEOUT_MS: Final = 200
@@ -38,6 +40,26 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stage.on_assigned(set(assigned))
+
+
+async def unless_stopped(work: Coroutine[Any, Any, T], stopped: asyncio.Task[Any]) -> T | None:
+    """`work`'s result, or None (`work` cancelled) once `stopped` is done first."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled, not just the work
+        return None
+
+
+async def _started(consumer: AIOKafkaConsumer) -> bool:
+    await consumer.start()
+    return True
 
 
 class ConsumerStage(abc.ABC):
@@ -133,12 +155,20 @@ class ConsumerStage(abc.ABC):
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain within the grace period, commit, close."""
         consumer = self.consumer = self.make_consumer()
-        await consumer.start()
+        stopped = asyncio.create_task(stop.wait())
+        # aiokafka's start, and getmany during a rebalance, wait for the broker whatever the
+        # timeout says (forever, if it is gone meanwhile): `stop` ends those waits.
+        if not await unless_stopped(_started(consumer), stopped):
+            stopped.cancel()
+            self.consumer = None
+            await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
+            return
         committer = asyncio.create_task(self._commit_loop())
         try:
             while not stop.is_set() and self._failure is None:
-                batch = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL
+                batch = await unless_stopped(
+                    consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL),
+                    stopped,
                 )
                 if batch:
                     await self.handle(batch)
@@ -147,15 +177,15 @@ class ConsumerStage(abc.ABC):
             await self.drain(self.settings.shutdown_grace_s)
             log.info("%s: drained in %.1fs", self.stage, time.monotonic() - started)
         finally:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
             if self.broker_ok():
                 await consumer.stop()
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
+                await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
         if self._failure is not None:
             raise self._failure

@@ -18,7 +18,12 @@ from relay.errors import ConfigError
 from relay.kafka import BatchProducer, ensure_topics, make_producer
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
-from relay.pipeline.broker_watch import EXIT_BROKER_LOST, BrokerLost, BrokerWatch
+from relay.pipeline.broker_watch import (
+    EXIT_BROKER_LOST,
+    BrokerLost,
+    BrokerWatch,
+    close_without_broker,
+)
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
@@ -112,8 +117,7 @@ class Worker:
                 if watch.connected:
                     await producer.stop()
                 else:  # flushing would wait for the broker
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(producer.stop(), 2.0)
+                    await close_without_broker(producer.stop())
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
@@ -141,7 +145,7 @@ class Worker:
             if isinstance(result, BaseException):
                 gone = watch.readiness()
                 if gone is not None:  # a stage failing for want of a broker
-                    raise BrokerLost(f"{gone[1]}: {result}") from result
+                    raise BrokerLost(f"{gone[1]}: {result!r}") from result
                 raise result
 
 
