@@ -19,6 +19,7 @@ from typing import Any, Final
 import yaml
 
 from relay.errors import ConfigError
+from relay.normalize.device_ids import DEVICE_ID_CASES
 
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
 DEFAULT_API_BASE_URL: Final = "https://ads-api.x.com"
@@ -82,6 +83,30 @@ class Pixel:
     account_id: str
     event_ids: tuple[str, ...] = ()
     pixel_token: Secret = field(default_factory=lambda: Secret(""))
+    segment_events: Mapping[str, str] = field(default_factory=dict)  # Segment event -> event id
+
+
+@dataclass(frozen=True)
+class App:
+    """A mobile app (store id) and its ad account; `event_maps` override the formats' defaults.
+
+    event_maps: format (appsflyer, adjust, branch) -> event name or token -> conversion type
+    ("" = not a conversion).
+    """
+
+    id: str
+    os_type: str
+    account_id: str
+    event_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BranchApp:
+    """A Branch app and the store ids of its iOS and Android apps."""
+
+    id: str
+    ios_app_id: str | None = None
+    android_app_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +117,16 @@ class MappingFile:
     credentials: Credentials | None = None
     token_accounts: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    apps: Mapping[str, App] = field(default_factory=dict)
+    branch_apps: Mapping[str, BranchApp] = field(default_factory=dict)
 
     def account_for_pixel(self, pixel_id: str) -> str | None:
         pixel = self.pixels.get(pixel_id)
         return pixel.account_id if pixel else None
+
+    def account_for_app(self, app_id: str) -> str | None:
+        app = self.apps.get(app_id)
+        return app.account_id if app else None
 
 
 @dataclass(frozen=True)
@@ -108,6 +139,8 @@ class Settings:
         default_factory=lambda: Credentials("", Secret(""), "", Secret(""))
     )
     device_id_hmac_key: Secret = field(default_factory=lambda: Secret(""))
+    device_id_case: str = "as_received"  # as_received | lower | upper (always trimmed)
+    extra_device_ids: bool = False
     inputs: Mapping[str, str] = field(default_factory=lambda: parse_inputs(DEFAULT_INPUTS))
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     account_limit: int = DEFAULT_ACCOUNT_LIMIT
@@ -147,6 +180,15 @@ class Settings:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
             raise ConfigError("RELAY_INPUTS names no input topic")
+        if self.device_id_case not in DEVICE_ID_CASES:
+            raise ConfigError(f"RELAY_DEVICE_ID_CASE must be one of {', '.join(DEVICE_ID_CASES)}")
+        app_inputs = sorted(t for t, f in self.inputs.items() if f in APP_FORMATS)
+        if app_inputs and not self.device_id_hmac_key:
+            raise ConfigError(
+                f"RELAY_INPUTS binds app inputs ({', '.join(app_inputs)}) but"
+                " RELAY_DEVICE_ID_HMAC_KEY is not set: app conversions need the partner's"
+                " device id HMAC key (base64)"
+            )
 
     @property
     def outbound_topic(self) -> str:
@@ -170,6 +212,8 @@ class Settings:
 
 
 KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
+APP_FORMATS: Final = frozenset({"mobile", "appsflyer", "adjust", "branch"})
+EVENT_MAP_KEYS: Final = {"appsflyer": "appsflyer_events", "adjust": "adjust_tokens", "branch": "branch_events"}
 
 
 def parse_inputs(spec: str) -> dict[str, str]:
@@ -233,6 +277,7 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
                 account_id=str(entry["account_id"]),
                 event_ids=tuple(str(e) for e in entry.get("event_ids", [])),
                 pixel_token=Secret(str(entry.get("pixel_token", ""))),
+                segment_events=_names(entry, "segment_events"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"pixels entry {entry!r} needs id and account_id") from exc
@@ -240,8 +285,57 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
     raw_creds = data.get("credentials")
     accounts = tuple(str(a) for a in (raw_creds or {}).get("accounts", []))
     return MappingFile(
-        pixels=pixels, credentials=credentials_from(raw_creds), token_accounts=accounts, raw=data
+        pixels=pixels,
+        credentials=credentials_from(raw_creds),
+        token_accounts=accounts,
+        raw=data,
+        apps=_apps(data.get("apps") or []),
+        branch_apps=_branch_apps(data.get("branch_apps") or []),
     )
+
+
+def _names(entry: Mapping[str, Any], key: str) -> dict[str, str]:
+    """An optional table of names (event names, tokens) -> values, all strings."""
+    table = entry.get(key) or {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{key} of {entry.get('id')!r} must be a table of names")
+    return {str(name).strip(): str(value).strip() for name, value in table.items()}
+
+
+def _apps(entries: list[Any]) -> dict[str, App]:
+    from relay.formats.event_maps import CONVERSION_TYPES  # no import cycle: a leaf module
+
+    apps: dict[str, App] = {}
+    for entry in entries:
+        try:
+            app_id, os_type = str(entry["id"]), str(entry["os_type"]).upper()
+            maps = {fmt: _names(entry, key) for fmt, key in EVENT_MAP_KEYS.items()}
+            app = App(app_id, os_type, str(entry["account_id"]), maps)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"apps entry {entry!r} needs id, os_type and account_id") from exc
+        if os_type not in ("IOS", "ANDROID"):
+            raise ConfigError(f"apps entry {app_id}: os_type must be IOS or ANDROID")
+        for fmt, names in maps.items():
+            wrong = sorted(v for v in names.values() if v and v not in CONVERSION_TYPES)
+            if wrong:
+                raise ConfigError(
+                    f"apps entry {app_id}: {EVENT_MAP_KEYS[fmt]} maps to unknown conversion"
+                    f" types {wrong} (\"\" marks a name that is not a conversion)"
+                )
+        apps[app_id] = app
+    return apps
+
+
+def _branch_apps(entries: list[Any]) -> dict[str, BranchApp]:
+    branch: dict[str, BranchApp] = {}
+    for entry in entries:
+        try:
+            ios, android = entry.get("ios_app_id"), entry.get("android_app_id")
+            app = BranchApp(str(entry["id"]), ios and str(ios), android and str(android))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"branch_apps entry {entry!r} needs id") from exc
+        branch[app.id] = app
+    return branch
 
 
 def load_mapping(path: Path | None) -> MappingFile:
@@ -315,6 +409,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         api_base_url=(env.get("RELAY_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
         credentials=credentials,
         device_id_hmac_key=Secret(hmac_key),
+        device_id_case=(env.get("RELAY_DEVICE_ID_CASE") or "as_received").strip().lower(),
+        extra_device_ids=_flag(env, "RELAY_EXTRA_DEVICE_IDS", False),
         inputs=parse_inputs(env.get("RELAY_INPUTS") or DEFAULT_INPUTS),
         topic_prefix=env.get("RELAY_TOPIC_PREFIX") or DEFAULT_TOPIC_PREFIX,
         account_limit=int(_number(env, "RELAY_ACCOUNT_LIMIT", DEFAULT_ACCOUNT_LIMIT)),

@@ -99,7 +99,7 @@ def _broken(rng: random.Random, event: dict[str, object]) -> bytes:
     if kind == 5:
         return orjson.dumps({**event, "event_id": "zzzzz"})
     if kind == 6:
-        return orjson.dumps({**event, "email": None, "phone": None})  # ip + ua alone
+        return orjson.dumps({**event, "email": None, "phone": None, "user_agent": None})  # ip alone
     return orjson.dumps({**event, "number_items": {"nested": [1, [2, {"x": None}]]}})
 
 
