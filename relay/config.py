@@ -19,7 +19,7 @@ from typing import Any, Final
 import yaml
 
 from relay.errors import ConfigError
-from relay.normalize.device_ids import DEVICE_ID_CASES
+from relay.normalize.device_ids import DEVICE_ID_CASES, DeviceIdCase
 
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
 DEFAULT_API_BASE_URL: Final = "https://ads-api.x.com"
@@ -139,7 +139,7 @@ class Settings:
         default_factory=lambda: Credentials("", Secret(""), "", Secret(""))
     )
     device_id_hmac_key: Secret = field(default_factory=lambda: Secret(""))
-    device_id_case: str = "as_received"  # as_received | lower | upper (always trimmed)
+    device_id_case: DeviceIdCase = "as_received"  # the raw id is always trimmed too
     extra_device_ids: bool = False
     inputs: Mapping[str, str] = field(default_factory=lambda: parse_inputs(DEFAULT_INPUTS))
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
@@ -213,7 +213,11 @@ class Settings:
 
 KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
 APP_FORMATS: Final = frozenset({"mobile", "appsflyer", "adjust", "branch"})
-EVENT_MAP_KEYS: Final = {"appsflyer": "appsflyer_events", "adjust": "adjust_tokens", "branch": "branch_events"}
+EVENT_MAP_KEYS: Final = {
+    "appsflyer": "appsflyer_events",
+    "adjust": "adjust_tokens",
+    "branch": "branch_events",
+}
 
 
 def parse_inputs(spec: str) -> dict[str, str]:
@@ -320,7 +324,7 @@ def _apps(entries: list[Any]) -> dict[str, App]:
             if wrong:
                 raise ConfigError(
                     f"apps entry {app_id}: {EVENT_MAP_KEYS[fmt]} maps to unknown conversion"
-                    f" types {wrong} (\"\" marks a name that is not a conversion)"
+                    f' types {wrong} ("" marks a name that is not a conversion)'
                 )
         apps[app_id] = app
     return apps

@@ -77,6 +77,8 @@ class Ingestor:
             mapping=settings.mapping,
             default_phone_region=settings.default_phone_region,
             device_id_hmac_key=base64.b64decode(settings.device_id_hmac_key.reveal() or ""),
+            device_id_case=settings.device_id_case,
+            extra_device_ids=settings.extra_device_ids,
         )
         self._adapters: dict[str, Adapter] = {
             topic: adapter_for(fmt) for topic, fmt in settings.inputs.items()
