@@ -437,3 +437,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     )
     values.update(overrides)
     return Settings(**values)
+
+
+def offline_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for offline tools (`relay validate`): the mapping and normalization settings,
+    without the worker's own checks (its inputs and their HMAC key)."""
+    env = dict(os.environ if environ is None else environ)
+    env["RELAY_INPUTS"] = DEFAULT_INPUTS
+    return load_settings(env)
