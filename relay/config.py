@@ -274,14 +274,14 @@ def credentials_from(raw: Mapping[str, Any] | None) -> Credentials | None:
 
 def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
     pixels: dict[str, Pixel] = {}
-    for entry in data.get("pixels", []) or []:
+    for index, entry in enumerate(data.get("pixels", []) or [], start=1):
         try:
             pixel = Pixel(
                 id=str(entry["id"]),
                 account_id=str(entry["account_id"]),
                 event_ids=tuple(str(e) for e in entry.get("event_ids", [])),
                 pixel_token=Secret(str(entry.get("pixel_token", ""))),
-                segment_events=_names(entry, "segment_events"),
+                segment_events=_names(entry, "segment_events", index),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"pixels entry {entry!r} needs id and account_id") from exc
@@ -298,46 +298,49 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
     )
 
 
-def _names(entry: Mapping[str, Any], key: str) -> dict[str, str]:
+def _names(entry: Mapping[str, Any], key: str, index: int) -> dict[str, str]:
     """An optional table of names (event names, tokens) -> values, all strings."""
     table = entry.get(key) or {}
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{key} of {entry.get('id')!r} must be a table of names")
+        raise ConfigError(f"entry {index}: {key} must be a table of names")
     return {str(name).strip(): str(value).strip() for name, value in table.items()}
 
 
 def _apps(entries: list[Any]) -> dict[str, App]:
+    """`[[apps]]`: id, os_type, account_id and optional event maps; errors name the entry."""
     from relay.formats.event_maps import CONVERSION_TYPES  # no import cycle: a leaf module
 
     apps: dict[str, App] = {}
-    for entry in entries:
-        try:
-            app_id, os_type = str(entry["id"]), str(entry["os_type"]).upper()
-            maps = {fmt: _names(entry, key) for fmt, key in EVENT_MAP_KEYS.items()}
-            app = App(app_id, os_type, str(entry["account_id"]), maps)
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"apps entry {entry!r} needs id, os_type and account_id") from exc
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping) or not all(
+            entry.get(k) for k in ("id", "os_type", "account_id")
+        ):
+            raise ConfigError(f"apps entry {index} needs id, os_type and account_id")
+        app_id, os_type = str(entry["id"]), str(entry["os_type"]).upper()
         if os_type not in ("IOS", "ANDROID"):
-            raise ConfigError(f"apps entry {app_id}: os_type must be IOS or ANDROID")
+            raise ConfigError(f"apps entry {index} ({app_id}): os_type must be IOS or ANDROID")
+        maps = {fmt: _names(entry, key, index) for fmt, key in EVENT_MAP_KEYS.items()}
         for fmt, names in maps.items():
             wrong = sorted(v for v in names.values() if v and v not in CONVERSION_TYPES)
             if wrong:
                 raise ConfigError(
-                    f"apps entry {app_id}: {EVENT_MAP_KEYS[fmt]} maps to unknown conversion"
-                    f' types {wrong} ("" marks a name that is not a conversion)'
+                    f"apps entry {index} ({app_id}): {EVENT_MAP_KEYS[fmt]} maps to unknown"
+                    f' conversion types {wrong} ("" marks a name that is not a conversion)'
                 )
-        apps[app_id] = app
+        apps[app_id] = App(app_id, os_type, str(entry["account_id"]), maps)
     return apps
 
 
 def _branch_apps(entries: list[Any]) -> dict[str, BranchApp]:
+    """`[[branch_apps]]`: id and the store ids of the Branch app's iOS and Android apps."""
     branch: dict[str, BranchApp] = {}
-    for entry in entries:
-        try:
-            ios, android = entry.get("ios_app_id"), entry.get("android_app_id")
-            app = BranchApp(str(entry["id"]), ios and str(ios), android and str(android))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"branch_apps entry {entry!r} needs id") from exc
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping) or not entry.get("id"):
+            raise ConfigError(f"branch_apps entry {index} needs id")
+        ios, android = entry.get("ios_app_id"), entry.get("android_app_id")
+        app = BranchApp(
+            str(entry["id"]), str(ios) if ios else None, str(android) if android else None
+        )
         branch[app.id] = app
     return branch
 

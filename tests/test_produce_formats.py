@@ -70,3 +70,30 @@ def test_seeds_repeat() -> None:
 
     assert devices(3) == devices(3)
     assert devices(3) != devices(4)
+
+
+async def test_produce_writes_an_app_feed_to_its_input_topic(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    from relay.tools.produce import produce
+    from tests.app_formats import KEY_B64
+    from tests.conftest import make_settings
+    from tests.kafka_helpers import read_all
+
+    topic = f"{topic_prefix}.in.adjust"
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        "http://127.0.0.1:9",
+        RELAY_INPUTS=f"{topic}=adjust",
+        RELAY_DEVICE_ID_HMAC_KEY=KEY_B64,
+    )
+    summary = await produce(
+        settings, fmt="adjust", count=80, invalid_ratio=0.1, opt_out_ratio=0.2, seed=2
+    )
+    assert summary.produced == 80 == summary.deliver + summary.drop + summary.dead_letter
+    records = await read_all(kafka_bootstrap, topic, 80)
+    outcomes = Counter(outcome("adjust", r.value) for r in records)
+    assert outcomes == Counter(
+        deliver=summary.deliver, drop=summary.drop, dead_letter=summary.dead_letter
+    )
