@@ -12,6 +12,7 @@ from tests.app_formats import (
     ADID,
     CTX,
     IDFA,
+    KEY,
     MAPPING,
     ZERO,
     dropped,
@@ -168,3 +169,13 @@ def test_drops(fields: dict[str, Any], reason: str) -> None:
 )
 def test_invalid(fields: dict[str, Any], field: str) -> None:
     assert invalid(adapt_appsflyer, ios(**fields)).field == field
+
+
+def test_a_redacted_dead_letter_redriven_after_a_fix_hashes_the_same() -> None:
+    from relay.normalize.device_ids import redact_device_ids
+
+    broken = orjson.dumps(ios(event_time="20/11/2026 10:00"))
+    dead_letter = orjson.loads(redact_device_ids(broken, KEY, "as_received"))
+    assert IDFA not in str(dead_letter)
+    fixed = {**dead_letter, "event_time": "2026-11-20 10:00:00.123"}
+    assert adapt_appsflyer(fixed, CTX).payload == adapt_appsflyer(ios(), CTX).payload

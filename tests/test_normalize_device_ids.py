@@ -12,6 +12,7 @@ from relay.normalize.device_ids import (
     extra_device_id,
     hmac_device_id,
     normalize_device_id,
+    redact_device_ids,
 )
 from tests.app_formats import ADID, IDFA, KEY, ZERO, independent_hmac
 
@@ -83,3 +84,25 @@ def test_pre_hashed_ids_pass_through() -> None:
     for bad in ("has space", "x" * 129, "ü"):
         with pytest.raises(InvalidEvent):
             check_hashed_device_id(bad, "hashed_device_id")
+
+
+def test_redaction_replaces_every_device_id_with_its_hash() -> None:
+    record = (
+        b'{"idfa": "' + IDFA.encode() + b'", "advertising_id": " ' + ADID.encode() + b'",'
+        b' "zero": "' + ZERO.encode() + b'", "broken json'
+    )
+    redacted = redact_device_ids(record, KEY, "as_received")
+    assert IDFA.encode() not in redacted and ADID.encode() not in redacted
+    assert b'"idfa": "hmac:' + IDFA_HMAC.encode() + b'"' in redacted
+    assert b"hmac:" + ADID_HMAC.encode() in redacted
+    assert ZERO.encode() in redacted  # no one's id: it keeps the record a drop
+    lower = redact_device_ids(IDFA.encode(), KEY, "lower")
+    assert lower == b"hmac:" + independent_hmac(IDFA.lower()).encode()
+
+
+def test_a_redacted_id_is_taken_as_hashed() -> None:
+    redacted = redact_device_ids(IDFA.encode(), KEY, "as_received").decode()
+    params = device_id_params(redacted, key=KEY, case="upper", extra=True, field="idfa")
+    assert params == {"hashed_device_id": IDFA_HMAC}  # no extra id: the raw id is gone
+    with pytest.raises(InvalidEvent):
+        device_id_params("hmac:has space", key=KEY, case="as_received", extra=False, field="x")

@@ -7,7 +7,9 @@
   lower-cased or upper-cased: the MMP and X must hash the same bytes, and MMPs differ.
 - `extra_device_ids` (seeds 001/002: "a SHA256 of the SHA1 of the device id") is the hex
   SHA-256 of the lowercase hex SHA-1 of the same normalized id.
-- An id given already hashed passes through unchanged.
+- An id given already hashed passes through unchanged, as does a device id field holding
+  `hmac:<hashed id>`: what the ingest stage writes into dead letters instead of raw ids
+  (`redact_device_ids`), so that a redriven dead letter hashes to the same id.
 
 Error messages never contain the id.
 """
@@ -27,6 +29,9 @@ DEVICE_ID_CASES: Final = ("as_received", "lower", "upper")
 _UUID_SHAPE: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # X's own example hashed id is "ABCD1234XYZ": any short printable token without spaces.
 _HASHED_SHAPE: Final = re.compile(r"[A-Za-z0-9+/=_\-]{1,128}")
+_UUID_BYTES: Final = re.compile(rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+HASHED_PREFIX: Final = "hmac:"
+_ZERO_ID: Final = b"00000000-0000-0000-0000-000000000000"
 
 
 def normalize_device_id(raw: str, case: DeviceIdCase, field: str) -> str:
@@ -72,7 +77,13 @@ def check_hashed_device_id(value: str, field: str) -> str:
 def device_id_params(
     device_id: str, *, key: bytes, case: DeviceIdCase, extra: bool, field: str
 ) -> dict[str, str]:
-    """conversion_event's device parameters for a raw id: hashed_device_id (+ extra_device_ids)."""
+    """conversion_event's device parameters for a raw id: hashed_device_id (+ extra_device_ids).
+
+    `hmac:<hashed id>` (a redacted dead letter, redriven) passes through as hashed.
+    """
+    if device_id.lstrip().startswith(HASHED_PREFIX):
+        hashed = device_id.strip()[len(HASHED_PREFIX) :]
+        return {"hashed_device_id": check_hashed_device_id(hashed, field)}
     normalized = normalize_device_id(device_id, case, field)
     if not key:
         # Settings refuse app inputs without a key; reaching this is a wiring mistake.
@@ -81,3 +92,20 @@ def device_id_params(
     if extra:
         params["extra_device_ids"] = extra_device_id(normalized)
     return params
+
+
+def redact_device_ids(value: bytes, key: bytes, case: DeviceIdCase) -> bytes:
+    """Every UUID-shaped id in a record's bytes -> `hmac:<its hashed_device_id>`.
+
+    Works on bytes, so that records that are not even JSON lose their raw ids too. The
+    all-zero id is no one's and stays (it is what makes a record dropped).
+    """
+
+    def hashed(match: re.Match[bytes]) -> bytes:
+        raw = match.group()
+        if raw == _ZERO_ID:
+            return raw
+        normalized = normalize_device_id(raw.decode("ascii"), case, "device_id")
+        return (HASHED_PREFIX + hmac_device_id(normalized, key)).encode("ascii")
+
+    return _UUID_BYTES.sub(hashed, value)
