@@ -128,6 +128,9 @@ class Settings:
     # The group coordinator waits about half of this before the first assignment; the
     # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
     kafka_session_timeout_ms: int = 10_000
+    ledger_window_s: float = 3600.0  # delivered keys remembered this long (duplicate check)
+    ledger_flush_interval_s: float = 0.1  # write-behind: delivered keys reach Kafka within this
+    ledger_flush_keys: int = 2000  # ... or as soon as this many are waiting
     mapping: MappingFile = field(default_factory=MappingFile)
 
     def __post_init__(self) -> None:
@@ -147,6 +150,10 @@ class Settings:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
             raise ConfigError("RELAY_INPUTS names no input topic")
+        if self.ledger_window_s <= 0 or self.ledger_flush_interval_s <= 0:
+            raise ConfigError("RELAY_LEDGER_WINDOW_S and RELAY_LEDGER_FLUSH_INTERVAL_S: positive")
+        if self.ledger_flush_keys < 1:
+            raise ConfigError("RELAY_LEDGER_FLUSH_KEYS must be at least 1")
 
     @property
     def outbound_topic(self) -> str:
@@ -159,6 +166,14 @@ class Settings:
     @property
     def attributions_topic(self) -> str:
         return f"{self.topic_prefix}.attributions"
+
+    @property
+    def delivered_topic(self) -> str:
+        return f"{self.topic_prefix}.delivered"
+
+    @property
+    def delayed_topic(self) -> str:
+        return f"{self.topic_prefix}.delayed"
 
     @property
     def ingest_group(self) -> str:
@@ -333,6 +348,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
         kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
+        ledger_window_s=_number(env, "RELAY_LEDGER_WINDOW_S", 3600.0),
+        ledger_flush_interval_s=_number(env, "RELAY_LEDGER_FLUSH_INTERVAL_S", 0.1),
+        ledger_flush_keys=int(_number(env, "RELAY_LEDGER_FLUSH_KEYS", 2000)),
         mapping=mapping,
     )
     values.update(overrides)

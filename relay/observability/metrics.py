@@ -84,6 +84,27 @@ class Metrics:
         self.commits = Counter(
             "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
         )
+        self.ledger_keys = Counter(
+            "relay_ledger_keys",
+            "Delivered keys by ledger action: recorded, written, rebuilt, evicted.",
+            ["action"],
+            registry=r,
+        )
+        self.ledger_pending = Gauge(
+            "relay_ledger_pending_keys",
+            "Delivered keys recorded but not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.ledger_held = Gauge(
+            "relay_ledger_held_keys",
+            "Delivered keys held in memory for the duplicate check.",
+            registry=r,
+        )
+        self.ledger_write_failures = Counter(
+            "relay_ledger_write_failures",
+            "Ledger writes the broker did not acknowledge.",
+            registry=r,
+        )
 
     def total(self, name: str) -> float:
         """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
