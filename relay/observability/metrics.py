@@ -106,6 +106,15 @@ class Metrics:
             registry=r,
         )
 
+        self.parked = Counter(
+            "relay_events_parked", "Records parked on the delayed topic.", registry=r
+        )
+        self.delayed_held = Gauge(
+            "relay_delayed_partitions_held",
+            "Delayed-topic partitions paused until their head record is due.",
+            registry=r,
+        )
+
     def total(self, name: str) -> float:
         """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
         total = 0.0
