@@ -25,7 +25,7 @@ from relay.pipeline.ledger import (
     ledger_digest,
 )
 from tests.conftest import make_settings
-from tests.kafka_helpers import produce_records, read_all
+from tests.kafka_helpers import produce_records, read_all, wait_for
 
 PARTITIONS = 3
 
@@ -164,6 +164,29 @@ async def test_keys_recorded_but_not_flushed_at_a_crash_are_the_only_ones_lost(
         await lingering.stop()
 
 
+async def test_a_flush_cancelled_mid_write_leaves_the_write_to_the_next_flush(
+    settings: Settings, producer: BatchProducer
+) -> None:
+    lingering = make_producer(settings.kafka_bootstrap, linger_ms=1500)
+    await lingering.start()
+    recorded = keys("cancelled", 100)
+    try:
+        async with opened(settings, BatchProducer(lingering)) as first:
+            first.record(0, recorded)
+            flushing = asyncio.create_task(first.flush())
+            await wait_for(lambda: not first._pending, 10, "the write to start")
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flushing
+            await first.flush()  # must wait for the write the cancelled flush started
+
+        async with opened(settings, producer) as second:
+            await second.rebuild({0})
+            assert all(second.seen(k) for k in recorded)
+    finally:
+        await lingering.stop()
+
+
 async def test_the_writer_flushes_by_size_without_being_asked(
     kafka_bootstrap: str, topic_prefix: str, producer: BatchProducer
 ) -> None:
@@ -287,6 +310,8 @@ async def test_misuse_and_mismatched_partitions_are_refused(
     ledger.record(0, keys("x", 1))
     with pytest.raises(ValueError):
         ledger.record(PARTITIONS, keys("x", 1))
+    with pytest.raises(TypeError):
+        ledger.record(0, keys("x", 1)[0])
     with pytest.raises(ValueError):
         await ledger.rebuild({PARTITIONS})
     await ledger.close()

@@ -138,6 +138,7 @@ class DeliveredLedger:
         self._pending_keys = 0
         self._unacked_keys = 0
         self._write_lock = asyncio.Lock()  # one write in flight: it bounds what a crash loses
+        self._current: asyncio.Task[BaseException | None] | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._partitions = 0  # of the ledger topic, known once started
@@ -159,7 +160,8 @@ class DeliveredLedger:
             return
         self._state = _State.CLOSED
         if self._writer is not None:
-            self._writer.cancel()
+            async with self._write_lock:  # never cancelled in the middle of a write
+                self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
         await self._write_pending()
@@ -188,6 +190,8 @@ class DeliveredLedger:
             raise ClosedError(f"the delivered ledger is {self._state.value}")
         if not 0 <= partition < self._partitions:
             raise ValueError(f"partition {partition} is not one of {self.topic}'s")
+        if isinstance(ledger_keys, str):
+            raise TypeError("record() takes a sequence of ledger keys, not one string")
         if not ledger_keys:
             return
         digests = b"".join(ledger_digest(k) for k in ledger_keys)
@@ -222,26 +226,35 @@ class DeliveredLedger:
             self.evict()
 
     async def _write_pending(self) -> None:
-        # Under the lock, so that a flush waits for a write the loop has already started.
+        # Under the lock, so that a flush waits for a write already started. The write itself
+        # is a task: a caller cancelled while waiting does not abandon its bookkeeping.
         async with self._write_lock:
+            if self._current is not None:
+                await asyncio.shield(self._current)  # a failed write put its keys back
             if not self._pending:
                 return
             pending, self._pending = self._pending, {}
             count, self._pending_keys = self._pending_keys, 0
-            now = self._clock()
-            records = list(self._ledger_records(pending, now))
-            try:
-                futures = await self._producer.send_many(records)
-                await asyncio.gather(*futures)
-            except (KafkaError, BrokerError, OSError) as exc:
-                for partition, digests in pending.items():
-                    self._pending[partition] = digests + self._pending.get(partition, b"")
-                self._pending_keys += count
-                self._metrics.ledger_write_failures.inc()
-                raise BrokerError(f"the ledger write to {self.topic} failed: {exc}") from exc
-            self._unacked_keys -= count
-            self._metrics.ledger_keys.labels("written").inc(count)
-            self._metrics.ledger_pending.set(self._unacked_keys)
+            self._current = asyncio.create_task(self._write(pending, count))
+            error = await asyncio.shield(self._current)
+        if error is not None:
+            raise BrokerError(f"the ledger write to {self.topic} failed: {error}") from error
+
+    async def _write(self, pending: dict[int, bytearray], count: int) -> BaseException | None:
+        records = list(self._ledger_records(pending, self._clock()))
+        try:
+            futures = await self._producer.send_many(records)
+            await asyncio.gather(*futures)
+        except (KafkaError, BrokerError, OSError) as exc:
+            for partition, digests in pending.items():
+                self._pending[partition] = digests + self._pending.get(partition, b"")
+            self._pending_keys += count
+            self._metrics.ledger_write_failures.inc()
+            return exc
+        self._unacked_keys -= count
+        self._metrics.ledger_keys.labels("written").inc(count)
+        self._metrics.ledger_pending.set(self._unacked_keys)
+        return None
 
     def _ledger_records(self, pending: dict[int, bytearray], now: float) -> Iterable[OutRecord]:
         stamp = f"{now:.3f}".encode()
