@@ -23,7 +23,7 @@ from typing import Any, Final
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats import app_common as app
 from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
-from relay.formats.event_maps import ADJUST_ACTIVITIES, ADJUST_NOT_CONVERSIONS, conversion_type
+from relay.formats.event_maps import ADJUST_ACTIVITIES, ADJUST_NOT_CONVERSIONS, map_event
 from relay.formats.fields import flag, optional, present, required, string
 from relay.normalize.money import normalize_amount
 from relay.normalize.timestamps import normalize_time
@@ -50,9 +50,9 @@ def adapt_adjust(record: Any, ctx: NormalizeContext) -> OutboundEvent:
     if kind == "event":
         if not token:
             raise InvalidEvent("event (the event token) is required for events", field="event")
-        conversion = conversion_type(token, app.event_map(ctx, app_id, "adjust"), {})
+        conversion = map_event(token, app.event_map(ctx, app_id, "adjust"), {})
     else:
-        conversion = conversion_type(kind, None, ADJUST_ACTIVITIES)
+        conversion = map_event(kind, None, ADJUST_ACTIVITIES)
     device_field = _DEVICE_FIELD[os]
     device = app.device_params(
         ctx, present(record, device_field), None, field=device_field,

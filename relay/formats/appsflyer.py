@@ -22,7 +22,7 @@ import orjson
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats import app_common as app
 from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
-from relay.formats.event_maps import APPSFLYER_EVENTS, APPSFLYER_NOT_CONVERSIONS, conversion_type
+from relay.formats.event_maps import APPSFLYER_EVENTS, APPSFLYER_NOT_CONVERSIONS, map_event
 from relay.formats.fields import flag, optional, present, required, string
 from relay.normalize.timestamps import normalize_time
 
@@ -41,7 +41,7 @@ def adapt_appsflyer(record: Any, ctx: NormalizeContext) -> OutboundEvent:
     name = string(record, "event_name")
     if name is None:
         raise InvalidEvent("event_name is required", field="event_name")
-    conversion = conversion_type(
+    conversion = map_event(
         name.strip(),
         app.event_map(ctx, app_id, "appsflyer"),
         APPSFLYER_EVENTS,

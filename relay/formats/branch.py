@@ -51,7 +51,7 @@ def adapt_branch(record: Any, ctx: NormalizeContext) -> OutboundEvent:
             error_class="unknown_app",
         )
     app_id = app.app_id(store_id, os)
-    conversion = _conversion_type(name.strip(), app.event_map(ctx, app_id, "branch"))
+    conversion = _map_event(name.strip(), app.event_map(ctx, app_id, "branch"))
     device_field = _DEVICE_FIELD[os]
     device = app.device_params(
         ctx, present(user, device_field), None, field=USER + device_field,
@@ -102,7 +102,7 @@ def _branch_app(record: dict[str, Any], mapping: MappingFile) -> BranchApp:
     )
 
 
-def _conversion_type(name: str, overrides: Mapping[str, str] | None) -> str:
+def _map_event(name: str, overrides: Mapping[str, str] | None) -> str:
     mapped = overrides.get(name) if overrides else None
     if mapped is None:
         mapped = BRANCH_EVENTS.get(name.upper())

@@ -88,7 +88,7 @@ ADJUST_NOT_CONVERSIONS: Final = frozenset(
 SEGMENT_NOT_CONVERSIONS: Final = frozenset({"page", "screen", "identify", "group", "alias"})
 
 
-def conversion_type(
+def map_event(
     name: str,
     overrides: Mapping[str, str] | None,
     defaults: Mapping[str, str],
