@@ -157,6 +157,7 @@ def test_drops(fields: dict[str, Any], reason: str) -> None:
     ("fields", "field"),
     [
         ({"device_id": None}, "device_id"),
+        ({"device_id": None, "hashed_device_id": IDFA}, "hashed_device_id"),
         ({"device_id": "not-an-idfa"}, "device_id"),
         ({"os_type": "windows"}, "os_type"),
         ({"app_id": "has spaces"}, "app_id"),

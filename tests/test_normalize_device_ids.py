@@ -81,7 +81,7 @@ def test_extra_device_ids_are_sha256_of_sha1() -> None:
 def test_pre_hashed_ids_pass_through() -> None:
     assert check_hashed_device_id(f" {IDFA_HMAC} ", "hashed_device_id") == IDFA_HMAC
     assert check_hashed_device_id("ABCD1234XYZ", "hashed_device_id") == "ABCD1234XYZ"  # X's
-    for bad in ("has space", "x" * 129, "ü"):
+    for bad in ("has space", "x" * 129, "ü", IDFA, f" {ADID} "):  # raw ids are not hashes
         with pytest.raises(InvalidEvent):
             check_hashed_device_id(bad, "hashed_device_id")
 

@@ -66,6 +66,11 @@ def extra_device_id(device_id: str) -> str:
 def check_hashed_device_id(value: str, field: str) -> str:
     """A device id the producer hashed itself: passed through, only its shape is checked."""
     hashed = value.strip()
+    if _UUID_SHAPE.fullmatch(hashed) is not None:  # never pass a raw id through as "hashed"
+        raise InvalidEvent(
+            f"{field} holds a raw device id (UUID shape): send it as the device id to be hashed",
+            field=field,
+        )
     if _HASHED_SHAPE.fullmatch(hashed) is None:
         raise InvalidEvent(
             f"{field} is not a hashed device id (base64 of the HMAC-SHA256, no spaces)",
