@@ -89,13 +89,12 @@ ADJUST_ADAPTER: Adapter = adapt_adjust
 
 def _unbraced(record: dict[str, Any]) -> dict[str, Any]:
     """`{created_at}` -> `created_at`; a plain key wins over its braced twin."""
-    if not any(key[:1] == "{" for key in record):
+    braced = [key for key in record if key[:1] == "{" and key[-1:] == "}"]
+    if not braced:
         return record
-    plain = {
-        key[1:-1] if key[:1] == "{" and key[-1:] == "}" else key: value
-        for key, value in record.items()
-    }
-    plain.update((k, v) for k, v in record.items() if k[:1] != "{")
+    plain = dict(record)
+    for key in braced:
+        plain.setdefault(key[1:-1], plain.pop(key))
     return plain
 
 

@@ -30,6 +30,8 @@ OsType = Literal["IOS", "ANDROID"]
 # iOS: the App Store's numeric id; Android: a package name (letters, digits, _ and dots).
 _APP_ID: Final = re.compile(r"[A-Za-z0-9_.]{1,255}")
 _OS_TYPES: Final[Mapping[str, OsType]] = {"ios": "IOS", "android": "ANDROID"}
+_OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 CLICK_WINDOWS: Final = (1, 7, 14, 30)
 VIEW_THROUGH_WINDOWS: Final = (0, 1, 7, 14, 30)
 ENGAGEMENT_TYPES: Final = ("CLICK", "VIEW")
@@ -99,6 +101,8 @@ def device_params(
 
 def ip_address(value: object, field: str) -> str:
     text = value.strip() if isinstance(value, str) else None
+    if text is not None and _IPV4.fullmatch(text):  # most feeds: 0.4 us against 4 us
+        return text
     try:
         if text is None:
             raise ValueError
