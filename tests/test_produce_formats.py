@@ -4,10 +4,12 @@ are dropped and broken ones are invalid."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pytest
 
+from relay.config import load_mapping
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import NormalizeContext
 from relay.formats.registry import adapter_for
@@ -97,3 +99,25 @@ async def test_produce_writes_an_app_feed_to_its_input_topic(
     assert outcomes == Counter(
         deliver=summary.deliver, drop=summary.drop, dead_letter=summary.dead_letter
     )
+
+
+def test_app_feeds_spread_over_the_mapped_accounts(tmp_path: Path) -> None:
+    mapping_file = tmp_path / "apps.toml"
+    mapping_file.write_text(
+        "".join(
+            f'[[apps]]\nid = "{app}"\nos_type = "{os}"\naccount_id = "{account}"\n'
+            for app, os, account in (
+                ("333903271", "IOS", "18ce54d4x5t"),
+                ("com.vine.android", "ANDROID", "18ce54d4x5t"),
+                ("1234567890", "IOS", "18ce55ab3cd"),
+                ("com.example.travel", "ANDROID", "18ce55ab3cd"),
+            )
+        )
+    )
+    mapping = load_mapping(mapping_file)
+    apps = Counter(orjson.loads(s.value)["app_id"] for s in generate("mobile", 400, mapping))
+    assert set(apps) == {"333903271", "com.vine.android", "1234567890", "com.example.travel"}
+    one = {
+        orjson.loads(s.value)["account_id"] for s in generate("mobile", 100, mapping, accounts=1)
+    }
+    assert one == {"18ce54d4x5t"}
