@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
     try:
+        configure_logging(args.log_level)
         return dispatch(args)
     except RelayError as exc:
         print(f"relay: error: {exc}", file=sys.stderr)

@@ -30,6 +30,12 @@ DEFAULT_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
 DEFAULT_LINGER_S: Final = 0.2
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 DEFAULT_INPUTS: Final = "relay.input.web=web"
+DEFAULT_TOPIC_PARTITIONS: Final = 8
+DEFAULT_TOPIC_REPLICATION_FACTOR: Final = 3
+DEFAULT_TOPIC_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+DEFAULT_DLQ_RETENTION_MS: Final = 28 * 24 * 3600 * 1000  # time to fix a producer and redrive
+IDEMPOTENCE_MODES: Final = ("auto", "true", "false")
+DEFAULT_METRICS_TOP_ACCOUNTS: Final = 10
 
 
 class Secret:
@@ -128,6 +134,14 @@ class Settings:
     # The group coordinator waits about half of this before the first assignment; the
     # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
     kafka_session_timeout_ms: int = 10_000
+    # The relay's own topics (never the input topics): created when absent with these.
+    topic_partitions: int = DEFAULT_TOPIC_PARTITIONS
+    topic_replication_factor: int = DEFAULT_TOPIC_REPLICATION_FACTOR
+    topic_retention_ms: int = DEFAULT_TOPIC_RETENTION_MS
+    dlq_retention_ms: int = DEFAULT_DLQ_RETENTION_MS
+    # auto: idempotent producers unless the broker cannot serve them (the embedded one).
+    kafka_idempotence: str = "auto"
+    metrics_top_accounts: int = DEFAULT_METRICS_TOP_ACCOUNTS
     mapping: MappingFile = field(default_factory=MappingFile)
 
     def __post_init__(self) -> None:
@@ -147,6 +161,18 @@ class Settings:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
             raise ConfigError("RELAY_INPUTS names no input topic")
+        if self.topic_partitions < 1 or self.topic_replication_factor < 1:
+            raise ConfigError(
+                "RELAY_TOPIC_PARTITIONS and RELAY_TOPIC_REPLICATION_FACTOR must be at least 1"
+            )
+        if self.topic_retention_ms < 1 or self.dlq_retention_ms < 1:
+            raise ConfigError("RELAY_TOPIC_RETENTION_MS and RELAY_DLQ_RETENTION_MS must be >= 1")
+        if self.kafka_idempotence not in IDEMPOTENCE_MODES:
+            raise ConfigError(
+                f"RELAY_KAFKA_IDEMPOTENCE must be one of {', '.join(IDEMPOTENCE_MODES)}"
+            )
+        if self.metrics_top_accounts < 0:
+            raise ConfigError("RELAY_METRICS_TOP_ACCOUNTS must not be negative")
 
     @property
     def outbound_topic(self) -> str:
@@ -159,6 +185,14 @@ class Settings:
     @property
     def attributions_topic(self) -> str:
         return f"{self.topic_prefix}.attributions"
+
+    @property
+    def delivered_topic(self) -> str:
+        return f"{self.topic_prefix}.delivered"
+
+    @property
+    def delayed_topic(self) -> str:
+        return f"{self.topic_prefix}.delayed"
 
     @property
     def ingest_group(self) -> str:
@@ -333,7 +367,25 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
         kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
+        topic_partitions=int(_number(env, "RELAY_TOPIC_PARTITIONS", DEFAULT_TOPIC_PARTITIONS)),
+        topic_replication_factor=int(
+            _number(env, "RELAY_TOPIC_REPLICATION_FACTOR", DEFAULT_TOPIC_REPLICATION_FACTOR)
+        ),
+        topic_retention_ms=int(
+            _number(env, "RELAY_TOPIC_RETENTION_MS", DEFAULT_TOPIC_RETENTION_MS)
+        ),
+        dlq_retention_ms=int(_number(env, "RELAY_DLQ_RETENTION_MS", DEFAULT_DLQ_RETENTION_MS)),
+        kafka_idempotence=(env.get("RELAY_KAFKA_IDEMPOTENCE") or "auto").lower(),
+        metrics_top_accounts=int(
+            _number(env, "RELAY_METRICS_TOP_ACCOUNTS", DEFAULT_METRICS_TOP_ACCOUNTS)
+        ),
         mapping=mapping,
     )
     values.update(overrides)
     return Settings(**values)
+
+
+def log_options(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(RELAY_LOG_LEVEL, RELAY_LOG_FORMAT), defaults INFO and text; checked by the logger."""
+    env = os.environ if environ is None else environ
+    return env.get("RELAY_LOG_LEVEL") or "INFO", env.get("RELAY_LOG_FORMAT") or "text"

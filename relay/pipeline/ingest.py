@@ -25,6 +25,8 @@ from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
+from relay.observability.latency import origin_timestamp_header
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
@@ -79,6 +81,7 @@ class Outcome:
     kind: str | None = None  # of an outbound event
     drop_reason: str | None = None
     dead_letter_class: str | None = None
+    dead_letter_message: str | None = None
 
 
 class Ingestor:
@@ -107,9 +110,14 @@ class Ingestor:
             failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
             origin = Origin(msg.topic, msg.partition, msg.offset)
             record = dead_letter(settings.dlq_topic, msg.value or b"", msg.key, failure, origin)
-            return Outcome(record=record, dead_letter_class=bad.error_class)
+            return Outcome(
+                record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
+            )
         out = OutRecord(
-            settings.outbound_topic, encode_outbound(event), key=event.budget_key.encode()
+            settings.outbound_topic,
+            encode_outbound(event),
+            key=event.budget_key.encode(),
+            headers=(origin_timestamp_header(msg.timestamp),),  # end-to-end latency
         )
         return Outcome(record=out, kind=event.kind)
 
@@ -123,6 +131,7 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
@@ -144,6 +153,13 @@ class IngestStage(ConsumerStage):
                     continue
                 if outcome.dead_letter_class is not None:
                     metrics.dead_lettered.labels("ingest", outcome.dead_letter_class).inc()
+                    self.ops.dead_lettered(
+                        "ingest",
+                        outcome.dead_letter_class,
+                        1,
+                        outcome.dead_letter_message or "",
+                        origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
+                    )
                 else:
                     kinds[outcome.kind or "web"] += 1
                 records.append(outcome.record)
