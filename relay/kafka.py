@@ -74,6 +74,10 @@ async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaP
         await producer.start()
         return producer
     producer = make_producer(bootstrap, idempotent=True)
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    if idempotence == "auto":  # a refusal is expected there: no ERROR line for it
+        sender_log.setLevel(logging.CRITICAL)
     try:
         await producer.start()  # asks the broker for a producer id (InitProducerId)
         return producer
@@ -86,6 +90,8 @@ async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaP
         log.warning(
             "the broker refuses idempotent producers (%s); producing with acks=all only", exc
         )
+    finally:
+        sender_log.setLevel(level)
     producer = make_producer(bootstrap)
     await producer.start()
     return producer
