@@ -295,9 +295,9 @@ def check_labels(exposition: str, inputs: list[bytes]) -> None:
     assert "other" in accounts and len(accounts) <= TOP_ACCOUNTS + 1
     # No raw value of any input event shows up anywhere in /metrics.
     raw: set[str] = set()
-    for value in inputs:
+    for record in inputs:
         try:
-            event = orjson.loads(value)
+            event = orjson.loads(record)
         except orjson.JSONDecodeError:
             continue
         if isinstance(event, dict):

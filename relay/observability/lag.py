@@ -36,6 +36,10 @@ class LagSource(Protocol):
 
     async def committed(self, tp: TopicPartition) -> int | None: ...
 
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]: ...
+
 
 class LagSampler:
     """Sets `relay_consumer_lag_records` and `..._uncommitted_records` for one stage."""
@@ -50,9 +54,10 @@ class LagSampler:
         self.stage = stage
         self.consumer = consumer
         self.metrics = metrics
-        # What this worker committed; before its first commit the group's offset is asked.
+        # What this worker committed; before its first commit the group's offset is asked,
+        # and a group that never committed starts (auto_offset_reset) at the log's start.
         self._local_committed = committed
-        self._group_committed: dict[TopicPartition, int | None] = {}
+        self._group_committed: dict[TopicPartition, int] = {}
         self._sampled: set[TopicPartition] = set()
 
     async def sample(self) -> None:
@@ -64,20 +69,22 @@ class LagSampler:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            committed = await self._committed(tp)
+            base = await self._committed(tp)
             position = await consumer.position(tp)
-            base = committed if committed is not None else position
             self.metrics.set_lag(
                 self.stage, tp.topic, tp.partition, highwater - base, position - base
             )
             self._sampled.add(tp)
 
-    async def _committed(self, tp: TopicPartition) -> int | None:
+    async def _committed(self, tp: TopicPartition) -> int:
         local = self._local_committed(tp)
         if local is not None:
             return local
         if tp not in self._group_committed:
-            self._group_committed[tp] = await self.consumer.committed(tp)
+            group = await self.consumer.committed(tp)
+            if group is None:
+                group = (await self.consumer.beginning_offsets([tp]))[tp]
+            self._group_committed[tp] = group
         return self._group_committed[tp]
 
     def forget(self, tp: TopicPartition) -> None:
