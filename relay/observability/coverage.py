@@ -33,34 +33,60 @@ def all_labels(names: tuple[str, ...]) -> list[str]:
     ]
 
 
-def _web_set(payload: Mapping[str, Any]) -> set[str]:
-    present: set[str] = set()
-    for entry in payload.get("identifiers") or ():
-        if not isinstance(entry, Mapping):
-            continue
-        if entry.get("twclid"):
-            present.add("twclid")
-        if entry.get("hashed_email"):
-            present.add("email")
-        if entry.get("hashed_phone_number"):
-            present.add("phone")
-        if entry.get("ip_address") and entry.get("user_agent"):
-            present.add("ip_ua")
-    return present
+# Delivery labels every event: a bit per field of X's payload, one table lookup per event.
+_TWCLID, _EMAIL, _PHONE, _IP, _UA, _DEVICE = (1 << i for i in range(6))
+_WEB_BITS: Final = {
+    "twclid": _TWCLID,
+    "hashed_email": _EMAIL,
+    "hashed_phone_number": _PHONE,
+    "ip_address": _IP,
+    "user_agent": _UA,
+}
+_IP_UA: Final = _IP | _UA
 
 
-def _app_set(payload: Mapping[str, Any]) -> set[str]:
-    present: set[str] = set()
-    if payload.get("hashed_device_id"):
-        present.add("device_id")
-    if payload.get("device_ip_address") and payload.get("user_agent"):
+def _label_of(mask: int) -> str:
+    present = {
+        name
+        for name, bit in (
+            ("twclid", _TWCLID),
+            ("email", _EMAIL),
+            ("phone", _PHONE),
+            ("device_id", _DEVICE),
+        )
+        if mask & bit
+    }
+    if mask & _IP_UA == _IP_UA:  # IP and user agent count only as a pair
         present.add("ip_ua")
-    return present
+    return label_for(present)
+
+
+_LABELS: Final = tuple(_label_of(mask) for mask in range(1 << 6))
+
+
+def _web_mask(payload: Mapping[str, Any]) -> int:
+    # The payload is X's request body as ingest built it: identifiers hold no empty values.
+    mask = 0
+    bits = _WEB_BITS
+    for entry in payload.get("identifiers") or ():
+        if type(entry) is dict:
+            for key in entry:
+                mask |= bits.get(key, 0)
+    return mask
+
+
+def _app_mask(payload: Mapping[str, Any]) -> int:
+    mask = _DEVICE if payload.get("hashed_device_id") else 0
+    if payload.get("device_ip_address"):
+        mask |= _IP
+    if payload.get("user_agent"):
+        mask |= _UA
+    return mask
 
 
 def identifier_set(kind: str, payload: Mapping[str, Any]) -> str:
     """The label value for one delivered payload of `kind` (web or app)."""
-    return label_for(_app_set(payload) if kind == "app" else _web_set(payload))
+    return _LABELS[_app_mask(payload) if kind == "app" else _web_mask(payload)]
 
 
 def is_weak(label: str) -> bool:

@@ -29,6 +29,7 @@ from prometheus_client.process_collector import ProcessCollector
 from relay import __version__
 from relay.observability import coverage
 from relay.observability.accounts import AccountsCollector, AccountSource
+from relay.observability.latency import BatchHistogram
 
 STAGES: Final = ("ingest", "deliver")
 KINDS: Final = ("web", "app")
@@ -83,11 +84,12 @@ class Metrics:
         self.delivered = Counter(
             "relay_events_delivered", "Events X accepted (2xx).", ["kind"], registry=r
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = BatchHistogram(
             "relay_delivery_latency_seconds",
             "End to end: the input record's Kafka timestamp to X's 2xx.",
-            ["kind"],
-            buckets=LATENCY_BUCKETS_S,
+            "kind",
+            KINDS,
+            LATENCY_BUCKETS_S,
             registry=r,
         )
         self.identifiers = Counter(
@@ -177,7 +179,6 @@ class Metrics:
         for kind in KINDS:
             self.ingested.labels(kind)
             self.delivered.labels(kind)
-            self.delivery_latency.labels(kind)
             self.batch_size.labels(kind)
         for label in coverage.all_labels(coverage.WEB_IDENTIFIERS):
             self.identifiers.labels("web", label)
@@ -206,15 +207,17 @@ class Metrics:
     ) -> None:
         """X accepted `payloads` (2xx): count them, their identifiers and their latency."""
         self.delivered.labels(kind).inc(len(payloads))
-        now_s = self._clock()
-        latency = self.delivery_latency.labels(kind)
-        for timestamp_ms in record_timestamps_ms:
-            if timestamp_ms > 0:  # -1 or 0: the broker gave no timestamp
-                latency.observe(max(0.0, now_s - timestamp_ms / 1000))
+        now_ms = self._clock() * 1000
+        self.delivery_latency.observe_many(
+            kind,
+            # <= 0: the broker gave no timestamp; a clock behind the broker's counts as 0.
+            (max(0.0, now_ms - ts) / 1000 for ts in record_timestamps_ms if ts > 0),
+        )
         weak = 0
+        identifier_set = coverage.identifier_set
         counts: dict[str, int] = {}
         for payload in payloads:
-            label = coverage.identifier_set(kind, payload)
+            label = identifier_set(kind, payload)
             counts[label] = counts.get(label, 0) + 1
         for label, count in counts.items():
             self.identifiers.labels(kind, label).inc(count)
