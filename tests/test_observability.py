@@ -150,16 +150,23 @@ def test_rate_limited_lines_say_how_many_were_left_out(caplog: pytest.LogCapture
 
 def test_an_invalid_log_level_or_format_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="log level 'LOUD' is not one of DEBUG, INFO"):
-        configure_logging(environ={"RELAY_LOG_LEVEL": "LOUD"})
-    with pytest.raises(ConfigError, match="RELAY_LOG_FORMAT='xml'"):
-        configure_logging(environ={"RELAY_LOG_FORMAT": "xml"})
+        configure_logging("LOUD")
+    with pytest.raises(ConfigError, match="log format 'xml' is not one of text, json"):
+        configure_logging("INFO", "xml")
 
 
-def test_the_command_line_reports_a_bad_log_level(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"), [("RELAY_LOG_LEVEL", "chatty"), ("RELAY_LOG_FORMAT", "xml")]
+)
+def test_the_worker_refuses_a_bad_log_setting(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from relay.cli import main
 
-    assert main(["--log-level", "chatty", "run"]) == 2
-    assert "log level 'chatty' is not one of" in capsys.readouterr().err
+    monkeypatch.setenv(variable, value)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert variable in err and "must be one of" in err
 
 
 @dataclass

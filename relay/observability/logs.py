@@ -14,16 +14,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
-from relay.config import log_options
+from relay.config import LOG_FORMATS, LOG_LEVELS
 from relay.errors import ConfigError
 
-LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-FORMATS: Final = ("text", "json")
 CONTEXT_FIELDS: Final = (
     "account",
     "target",
@@ -75,24 +73,19 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def parse_level(value: str | None) -> int:
-    level = (value or "INFO").strip().upper()
-    if level not in LEVELS:
-        raise ConfigError(f"log level {value!r} is not one of {', '.join(LEVELS)}")
+def parse_level(value: str) -> int:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log level {value!r} is not one of {', '.join(LOG_LEVELS)}")
     return int(getattr(logging, level))
 
 
-def configure_logging(
-    level: str | None = None,
-    fmt: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> None:
-    """Root logging from the arguments, else RELAY_LOG_LEVEL and RELAY_LOG_FORMAT."""
-    env_level, env_format = log_options(environ)
-    numeric = parse_level(level or env_level)
-    name = (fmt or env_format).strip().lower()
-    if name not in FORMATS:
-        raise ConfigError(f"RELAY_LOG_FORMAT={name!r} is not one of {', '.join(FORMATS)}")
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Root logging at `level` (RELAY_LOG_LEVEL) in `fmt` (RELAY_LOG_FORMAT: text or json)."""
+    numeric = parse_level(level)
+    name = fmt.strip().lower()
+    if name not in LOG_FORMATS:
+        raise ConfigError(f"log format {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if name == "json" else TextFormatter())
     root = logging.getLogger()

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
@@ -28,6 +27,7 @@ from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.batching import Batch, Lane, Pending
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
@@ -89,21 +89,18 @@ class DeliverStage(ConsumerStage):
                 count += 1
                 tracker.register(tp, msg.offset)
                 try:
-                    doc = orjson.loads(msg.value)
-                    kind, key, target, payload = (
-                        doc["kind"],
-                        doc["budget_key"],
-                        doc["target"],
-                        doc["payload"],
-                    )
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    routed = outbound.decode(msg.value)
+                except outbound.UnknownOutbound:
                     undecodable.append((tp, msg))
                     continue
+                key = routed.budget_key
                 timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
                 self._lane(key).add(
-                    kind,
-                    target,
-                    Pending(tp, msg.offset, msg.key, msg.value, payload, timestamp_ms),
+                    routed.kind,
+                    routed.target,
+                    Pending(
+                        tp, msg.offset, msg.key, msg.value, routed.payload_dict(), timestamp_ms
+                    ),
                 )
                 touched.add(key)
         self.metrics.consumed.labels("deliver").inc(count)
