@@ -320,6 +320,25 @@ class Settings:
         minimum=0,
         maximum=3_600,
     )
+    ledger_window_s: float = setting(
+        "RELAY_LEDGER_WINDOW_S",
+        3600.0,
+        "how long delivered keys are remembered against replays",
+        above=0,
+    )
+    ledger_flush_interval_s: float = setting(
+        "RELAY_LEDGER_FLUSH_INTERVAL_S",
+        0.1,
+        "longest a delivered key waits for its ledger write",
+        above=0,
+        maximum=3_600,
+    )
+    ledger_flush_keys: int = setting(
+        "RELAY_LEDGER_FLUSH_KEYS",
+        2000,
+        "a ledger write starts as soon as this many delivered keys wait",
+        minimum=1,
+    )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
     log_format: str = setting(
         "RELAY_LOG_FORMAT", "text", "json: one object a line; text", choices=LOG_FORMATS

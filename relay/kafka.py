@@ -109,16 +109,24 @@ async def existing_topics(bootstrap: str) -> set[str]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str | TopicSpec], partitions: int = DEFAULT_PARTITIONS
+    bootstrap: str,
+    topics: Iterable[str | TopicSpec],
+    partitions: int = DEFAULT_PARTITIONS,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (an existing topic is fine). A plain name gets
-    `partitions` and replication factor 1 (tests, tools); a TopicSpec says it all."""
-    specs = {
-        t.name if isinstance(t, TopicSpec) else t: t
-        if isinstance(t, TopicSpec)
-        else TopicSpec(t, partitions)
-        for t in topics
-    }
+    """Create the topics that do not exist yet (an existing topic is fine).
+
+    A TopicSpec says everything; a plain name gets `partitions`, replication factor 1 (tests,
+    tools) and its entry of `configs` (`cleanup.policy`, `retention.ms`, ...). Settings apply
+    only to topics created here.
+    """
+    configs = configs or {}
+    specs: dict[str, TopicSpec] = {}
+    for topic in topics:
+        spec = topic if isinstance(topic, TopicSpec) else TopicSpec(topic, partitions)
+        if not isinstance(topic, TopicSpec) and topic in configs:
+            spec = TopicSpec(topic, partitions, configs=configs[topic])
+        specs.setdefault(spec.name, spec)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
@@ -147,6 +155,42 @@ async def ensure_topics(
         raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def partition_count(bootstrap: str, topic: str) -> int | None:
+    """How many partitions `topic` has, None when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        # Listed first: describing a missing topic may create it (auto.create.topics.enable).
+        if topic not in set(await admin.list_topics()):
+            return None
+        described = await admin.describe_topics([topic])
+    except Exception as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} to describe {topic}: {exc}") from exc
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and entry.get("error_code", 0) == 0:
+            return len(entry.get("partitions", [])) or None
+    return None
+
+
+async def ensure_topic_like(
+    bootstrap: str, topic: str, like: str, configs: Mapping[str, str] | None = None
+) -> int:
+    """Create `topic` with as many partitions as `like` (created first when absent), so that
+    partition p of both holds the same keys; refuses an existing `topic` whose count differs.
+    Returns the partition count."""
+    await ensure_topics(bootstrap, [like])
+    count = await partition_count(bootstrap, like)
+    if count is None:
+        raise BrokerError(f"topic {like} does not exist")
+    await ensure_topics(bootstrap, [topic], partitions=count, configs={topic: configs or {}})
+    actual = await partition_count(bootstrap, topic)
+    if actual != count:
+        raise BrokerError(f"topic {topic} has {actual} partitions, {like} has {count}")
+    return count
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -7,32 +7,42 @@
     <prefix>.delayed       parked overflow of held or over-budget accounts
 
 A missing input topic is an error with the reason, never created: a typo in RELAY_INPUTS
-would otherwise give a ready worker reading an empty new topic.
+would otherwise give a ready worker reading an empty new topic. `.delivered` and `.delayed`
+get as many partitions as `.outbound` really has (partition p of each holds the same keys;
+the ledger and parking refuse a mismatch).
 """
 
 from __future__ import annotations
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import TopicSpec, ensure_topics, existing_topics
+from relay.kafka import TopicSpec, ensure_topics, existing_topics, partition_count
 
 
-def own_topics(settings: Settings) -> list[TopicSpec]:
-    def spec(name: str, retention_ms: int, cleanup: str = "delete") -> TopicSpec:
-        configs = {"cleanup.policy": cleanup}
-        if cleanup == "delete":
-            configs["retention.ms"] = str(retention_ms)
-        return TopicSpec(
-            name, settings.topic_partitions, settings.topic_replication_factor, configs
-        )
+def own_topics(settings: Settings, outbound_partitions: int | None = None) -> list[TopicSpec]:
+    """The relay's topics as it creates them (`outbound_partitions`: of an existing outbound)."""
+    like_outbound = outbound_partitions or settings.topic_partitions
+
+    def spec(
+        name: str, retention_ms: float, cleanup: str = "delete", like: bool = False
+    ) -> TopicSpec:
+        configs = {"cleanup.policy": cleanup, "retention.ms": str(int(retention_ms))}
+        partitions = like_outbound if like else settings.topic_partitions
+        return TopicSpec(name, partitions, settings.topic_replication_factor, configs)
 
     retention = settings.topic_retention_ms
     return [
         spec(settings.outbound_topic, retention),
         spec(settings.dlq_topic, settings.dlq_retention_ms),
         spec(settings.attributions_topic, retention),
-        spec(settings.delivered_topic, retention, cleanup="compact"),
-        spec(settings.delayed_topic, retention),
+        # The ledger remembers delivered keys for its window: compacted, and dropped after two.
+        spec(
+            settings.delivered_topic,
+            2 * settings.ledger_window_s * 1000,
+            cleanup="compact,delete",
+            like=True,
+        ),
+        spec(settings.delayed_topic, retention, like=True),
     ]
 
 
@@ -52,4 +62,8 @@ async def prepare_topics(settings: Settings, *, ingest: bool) -> None:
     """Check the inputs (when this process ingests) and create the relay's own topics."""
     if ingest:
         await check_inputs(settings)
-    await ensure_topics(settings.kafka_bootstrap, own_topics(settings))
+    bootstrap = settings.kafka_bootstrap
+    outbound = own_topics(settings)[0]
+    await ensure_topics(bootstrap, [outbound])
+    partitions = await partition_count(bootstrap, settings.outbound_topic)
+    await ensure_topics(bootstrap, own_topics(settings, partitions)[1:])

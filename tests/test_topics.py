@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from relay.errors import ConfigError
-from relay.kafka import existing_topics, start_producer
+from relay.kafka import ensure_topics, existing_topics, start_producer
 from relay.pipeline.worker import Worker
 from relay.topics import own_topics, prepare_topics
 from tests.conftest import make_settings
@@ -60,7 +60,23 @@ async def test_own_topics_follow_the_settings(kafka_bootstrap: str, topic_prefix
         assert await partitions_of(kafka_bootstrap, name) == 3
     specs = {t.name: t for t in own_topics(settings)}
     assert specs[f"{topic_prefix}.dlq"].configs["retention.ms"] == "86400000"
-    assert specs[f"{topic_prefix}.delivered"].configs == {"cleanup.policy": "compact"}
+    assert specs[f"{topic_prefix}.delivered"].configs == {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(int(2 * settings.ledger_window_s * 1000)),
+    }
+
+
+async def test_ledger_and_parking_topics_follow_an_existing_outbound(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = make_settings(
+        kafka_bootstrap, topic_prefix, "http://127.0.0.1:1", RELAY_TOPIC_PARTITIONS=3
+    )
+    await ensure_topics(kafka_bootstrap, [settings.outbound_topic], partitions=5)
+    await prepare_topics(settings, ingest=False)
+    assert await partitions_of(kafka_bootstrap, settings.delivered_topic) == 5
+    assert await partitions_of(kafka_bootstrap, settings.delayed_topic) == 5
+    assert await partitions_of(kafka_bootstrap, settings.dlq_topic) == 3
 
 
 async def test_idempotence_auto_falls_back_on_the_embedded_broker_and_true_refuses(
