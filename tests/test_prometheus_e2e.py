@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,8 +134,13 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[SandboxServer]:
 
 
 async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
-    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer, tmp_path: Path
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="relay")
     config = tmp_path / "accounts.toml"
     relay_config = many_accounts_config(tmp_path / "relay-accounts.toml", relay_side=True)
     http_port = free_port()
@@ -218,6 +224,19 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
         stop.set()
         await task
     check_labels(exposition, values + held)
+    # One line each for the 429 hold, the split, and every dead-letter class of the run.
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("relay.pipeline")]
+    assert any(m.startswith("X answered 429: account holds") for m in messages)
+    assert any(m.startswith("X answered 400 for a batch") for m in messages)
+    classes = {getattr(r, "error_class", None) for r in caplog.records} - {None}
+    dead = {
+        h.decode()
+        for r in await read_all(kafka_bootstrap, settings.dlq_topic, 1)
+        for k, h in r.headers
+        if k == "relay.error.class"
+    }
+    assert classes == dead
+    assert sum(m.startswith("X answered 400 for a batch") for m in messages) == 1, "rate-limited"
 
 
 async def check_panels(
