@@ -48,7 +48,9 @@ EXPECTED_ALERTS = {
     "RelayEventsRejected",
     "RelayDeadLettersHigh",
     "RelayCredentialsRejected",
+    "RelayTargetForbidden",
 }
+FORBIDDEN = 5  # events of an account the token may not use: X answers 403
 
 
 def many_accounts_config(path: Path, *, relay_side: bool = False) -> Path:
@@ -62,6 +64,9 @@ def many_accounts_config(path: Path, *, relay_side: bool = False) -> Path:
         'access_token_secret = "relay-demo-access-token-secret"',
         "accounts = [" + ", ".join(f'"acct{i:03d}"' for i in range(ACCOUNTS)) + "]",
     ]
+    # An account the token's user may not manage (not in credentials.accounts).
+    lines += ["[[accounts]]", 'id = "acctx"', "[[pixels]]", 'id = "pxx"', 'account_id = "acctx"']
+    lines += ['event_ids = ["evx"]']
     for i in range(ACCOUNTS):
         lines += [
             "[[accounts]]",
@@ -172,6 +177,13 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
         if s.expect == "deliver" and orjson.loads(v)["pixel_id"] == "px000"
     ][:3]
     assert len(bad) == 3
+    forbidden = [
+        orjson.dumps(
+            {**orjson.loads(v), "pixel_id": "pxx", "event_id": "evx", "account_id": "acctx"}
+        )
+        for v, s in zip(values, synthetic, strict=True)
+        if s.expect == "deliver"
+    ][:FORBIDDEN]
 
     worker = Worker(settings, http_host="127.0.0.1")
     stop = asyncio.Event()
@@ -184,8 +196,8 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
 
             # Phase 1: 429s at random, three events X rejects (splits), invalid records.
             await set_faults(sandbox.url, {"error_rates": {"429": 0.2}, "seed": 5})
-            await produce_values(kafka_bootstrap, input_topic, [*values, *bad])
-            settled = expected.deliver + expected.dead_letter + len(bad)
+            await produce_values(kafka_bootstrap, input_topic, [*values, *bad, *forbidden])
+            settled = expected.deliver + expected.dead_letter + len(bad) + len(forbidden)
 
             def done() -> bool:
                 m = worker.metrics
@@ -214,7 +226,9 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
                 exposition = await resp.text()
             # One instant for every query: the last scrape, so that increase() is exact.
             at = await prom.scalar("timestamp(relay_build_info)")
-            await check_panels(prom, at, kafka_bootstrap, settings.dlq_topic, sandbox.url, len(bad))
+            await check_panels(
+                prom, at, kafka_bootstrap, settings.dlq_topic, sandbox.url, len(bad), FORBIDDEN
+            )
             await check_alerts(prom, at)
             stats = await sandbox_stats(sandbox.url)
             assert await prom.scalar('sum(relay_api_requests_total{status="401"})', at) == answered(
@@ -228,6 +242,7 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("relay.pipeline")]
     assert any(m.startswith("X answered 429: account holds") for m in messages)
     assert any(m.startswith("X answered 400 for a batch") for m in messages)
+    assert any(m.startswith("X answered 403 for this account/target") for m in messages)
     classes = {getattr(r, "error_class", None) for r in caplog.records} - {None}
     dead = {
         h.decode()
@@ -240,7 +255,13 @@ async def test_prometheus_sees_the_run_exactly_and_the_right_alerts_fire(
 
 
 async def check_panels(
-    prom: Prometheus, at: float, bootstrap: str, dlq_topic: str, sandbox_url: str, bad: int
+    prom: Prometheus,
+    at: float,
+    bootstrap: str,
+    dlq_topic: str,
+    sandbox_url: str,
+    bad: int,
+    forbidden: int,
 ) -> None:
     for title, expr in dashboard_queries():
         result = await prom.query(expr, at)
@@ -250,8 +271,9 @@ async def check_panels(
     stats = await sandbox_stats(sandbox_url)
     dead = await read_all(bootstrap, dlq_topic, 1)
     rejected = sum(1 for r in dead if dict(r.headers).get("relay.error.class") == b"rejected")
-    assert rejected == bad
+    assert rejected == bad + forbidden
     assert answered(stats, 429) >= 1 and answered(stats, 400) > bad, "the faults did not happen"
+    assert answered(stats, 403) >= 1
 
     async def panel(title: str) -> float:
         return await prom.scalar(panel_query(title), at)
