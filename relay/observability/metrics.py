@@ -34,10 +34,24 @@ from relay.observability.latency import BatchHistogram
 STAGES: Final = ("ingest", "deliver")
 KINDS: Final = ("web", "app")
 DEAD_LETTER_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
-    "ingest": ("invalid_json", "invalid_encoding", "invalid_event", "too_large", "unknown_pixel"),
+    "ingest": (
+        "invalid_json",
+        "invalid_encoding",
+        "invalid_event",
+        "too_large",
+        "unknown_pixel",
+        "unknown_app",
+    ),
     "deliver": ("invalid_outbound", "unsupported_kind", "rejected", "retries_exhausted"),
 }
-DROP_REASONS: Final = ("opted_out",)
+DROP_REASONS: Final = (
+    "opted_out",
+    "not_a_conversion",
+    "unmapped_event",
+    "limit_ad_tracking",
+    "no_device_id",
+    "zero_device_id",
+)
 ENDPOINTS: Final = ("measurement/conversions", "conversion_event")
 STATUSES: Final = ("200", "400", "401", "403", "404", "429", "500", "503", "error")
 RETRY_REASONS: Final = ("rate_limited", "split", "error")
