@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +25,7 @@ from relay.observability.logs import (
     RateLimitedLogger,
     configure_logging,
 )
-from relay.observability.metrics import Metrics
+from relay.observability.metrics import DEAD_LETTER_CLASSES, DROP_REASONS, Metrics
 from tests.kafka_helpers import produce_values, wait_for
 
 
@@ -217,3 +219,18 @@ async def test_lag_comes_from_the_high_water_mark(kafka_bootstrap: str, topic_pr
         assert await lag() == (None, None), "a partition no longer assigned keeps no series"
     finally:
         await consumer.stop()
+
+
+def test_every_drop_reason_and_dead_letter_class_in_the_code_starts_at_zero() -> None:
+    # A reason or class added to the code but not to the metrics would miss its first event.
+    package = Path(__file__).resolve().parent.parent / "relay"
+    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    reasons = set(re.findall(r'DroppedEvent\(\s*"([a-z_]+)"', source))
+    ingest = set(re.findall(r'error_class="([a-z_]+)"', source))
+    deliver = set(
+        re.findall(r'(?:Failure\(\s*"deliver",|_failure_for\(\s*batch,)\s*"([a-z_]+)"', source)
+    )
+    assert reasons and ingest and deliver
+    assert reasons <= set(DROP_REASONS)
+    assert ingest <= set(DEAD_LETTER_CLASSES["ingest"])
+    assert deliver <= set(DEAD_LETTER_CLASSES["deliver"])
