@@ -211,6 +211,10 @@ class Metrics:
         )
         self.accounts = AccountsCollector(top_accounts, registry=r)
         self._initialise()
+        # total() reads one counter, not the whole registry (process metrics read /proc).
+        self._counters = {
+            c.describe()[0].name: c for c in vars(self).values() if isinstance(c, Counter)
+        }
 
     def _initialise(self) -> None:
         for stage in STAGES:
@@ -289,8 +293,10 @@ class Metrics:
 
     def total(self, name: str) -> float:
         """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
+        counter = self._counters.get(name)
+        families = counter.collect() if counter is not None else self.registry.collect()
         total = 0.0
-        for metric in self.registry.collect():
+        for metric in families:
             if metric.name == name:
                 total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
         return total
