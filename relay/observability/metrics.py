@@ -213,7 +213,7 @@ class Metrics:
         self._initialise()
         # total() reads one counter, not the whole registry (process metrics read /proc).
         self._counters = {
-            c.describe()[0].name: c for c in vars(self).values() if isinstance(c, Counter)
+            next(iter(c.describe())).name: c for c in vars(self).values() if isinstance(c, Counter)
         }
 
     def _initialise(self) -> None:
