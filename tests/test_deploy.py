@@ -111,6 +111,14 @@ def test_dashboard_panels_have_unique_ids_and_layout() -> None:
     for panel in dashboard["panels"]:
         assert panel["gridPos"]["w"] > 0
         assert panel["type"] == "row" or panel["targets"], panel["title"]
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[x, y]}"
+                cells[x, y] = panel["title"]
     titles = {p["title"] for p in dashboard["panels"]}
     assert {"Consumer lag by partition", "Weak-match share by advertiser (top accounts)"} <= titles
 
