@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
+from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
 from relay.pipeline.broker_watch import close_without_broker
 from relay.pipeline.offsets import OffsetTracker
@@ -164,6 +165,8 @@ class ConsumerStage(abc.ABC):
             await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
             return
         committer = asyncio.create_task(self._commit_loop())
+        lag = LagSampler(self.stage, consumer, self.metrics, self.tracker.committed)
+        sampler = asyncio.create_task(lag.run())
         try:
             while not stop.is_set() and self._failure is None:
                 batch = await unless_stopped(
@@ -177,10 +180,14 @@ class ConsumerStage(abc.ABC):
             await self.drain(self.settings.shutdown_grace_s)
             log.info("%s: drained in %.1fs", self.stage, time.monotonic() - started)
         finally:
-            for task in (committer, stopped):
+            for task in (committer, sampler, stopped):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.broker_ok():
+                await lag.close()
+            else:
+                await close_without_broker(lag.close(), CLOSE_WITHOUT_BROKER_S)
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
             if self.broker_ok():

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, ensure_topics, make_producer
+from relay.kafka import BatchProducer, start_producer
+from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
 from relay.pipeline.broker_watch import (
@@ -27,6 +28,7 @@ from relay.pipeline.broker_watch import (
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
+from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
 
 log = logging.getLogger(__name__)
@@ -67,22 +69,22 @@ class Worker:
                 "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
                 "with pixel tokens in RELAY_CONFIG)"
             )
-        topics = [settings.outbound_topic, settings.dlq_topic, settings.attributions_topic]
-        if self.stage in ("all", "ingest"):
-            topics += list(settings.inputs)
+        ingest = self.stage in ("all", "ingest")
         watch = self.broker_watch = BrokerWatch(
             settings.kafka_bootstrap,
             settings.broker_lost_exit_s,
-            on_back=lambda: ensure_topics(settings.kafka_bootstrap, topics),
+            on_back=lambda: prepare_topics(settings, ingest=ingest),
         )
         if not await watch.wait_until_reachable(stop):
             return  # stopped while waiting
-        await ensure_topics(settings.kafka_bootstrap, topics)
+        await prepare_topics(settings, ingest=ingest)
         # Records held while the broker is gone wait for it as long as the watch does,
         # rather than failing the stage after aiokafka's default 30 s.
         lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
-        producer = make_producer(settings.kafka_bootstrap, request_timeout_ms=lost_ms)
-        await producer.start()
+        producer = await start_producer(
+            settings.kafka_bootstrap, settings.kafka_idempotence, request_timeout_ms=lost_ms
+        )
+        self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
         pixel_tokens = {p.id: p.pixel_token for p in settings.mapping.pixels.values()}
@@ -96,7 +98,9 @@ class Worker:
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
             if self.stage in ("all", "deliver"):
-                self.stages.append(DeliverStage(settings, batch_producer, client, self.metrics))
+                deliver = DeliverStage(settings, batch_producer, client, self.metrics)
+                self.stages.append(deliver)
+                self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
             for stage in self.stages:
                 stage.broker_ok = lambda: watch.connected
             try:
