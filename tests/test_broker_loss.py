@@ -14,6 +14,7 @@ import pytest
 
 from relay.broker import broker_command, free_port, wait_until_answering
 from relay.config import default_mapping_path, load_mapping
+from relay.kafka import ensure_topics
 from relay.pipeline.broker_watch import EXIT_BROKER_LOST
 from relay.tools.produce import generate_web, usable_pixels
 from relay.tools.stack import sandbox_process, sandbox_stats
@@ -69,6 +70,7 @@ async def test_worker_rides_out_a_lost_broker_then_exits_cleanly(
     port = free_port()
     env = worker_env(bootstrap, topic_prefix, sandbox_url, port)
     env.update(RELAY_BROKER_LOST_EXIT_S=str(LOST_EXIT_S), RELAY_SHUTDOWN_GRACE_S="2")
+    await ensure_topics(bootstrap, [topic])  # the relay never creates its inputs
     worker = await start_worker(env)
     lines: list[str] = []
 
@@ -126,6 +128,7 @@ async def test_sigterm_without_a_broker_is_a_clean_stop(
     port = free_port()
     env = worker_env(bootstrap, topic_prefix, sandbox_url, port)
     env.update(RELAY_SHUTDOWN_GRACE_S="2")
+    await ensure_topics(bootstrap, [f"{topic_prefix}.input.web"])
     worker = await start_worker(env)
     lines: list[str] = []
 

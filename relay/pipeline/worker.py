@@ -73,7 +73,9 @@ class Worker:
         watch = self.broker_watch = BrokerWatch(
             settings.kafka_bootstrap,
             settings.broker_lost_exit_s,
-            on_back=lambda: prepare_topics(settings, ingest=ingest),
+            # Back: recreate the relay's own topics (a restarted embedded broker is empty);
+            # input topics are the producers' to create.
+            on_back=lambda: prepare_topics(settings, ingest=False),
         )
         if not await watch.wait_until_reachable(stop):
             return  # stopped while waiting
