@@ -24,6 +24,8 @@ from relay.sandbox.replay import ReplayGuard
 from relay.sandbox.responses import XApiError
 
 PIXEL_TOKEN_HEADER: Final = "X-Pixel-Token"
+# The parsed OAuth header; empty when there is none, or none that parses.
+HEADER_KEY: Final = web.RequestKey("oauth_header", dict[str, str])
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _REQUIRED: Final = (
     "oauth_consumer_key",
@@ -46,6 +48,7 @@ class SignedRequest:
     authorization: str | None
     form: str = ""
     replay: ReplayGuard | None = None
+    header: dict[str, str] | None = None  # `authorization` parsed, if done (empty: unparsable)
 
 
 def unauthorized() -> XApiError:
@@ -67,16 +70,31 @@ async def signed_request(request: web.Request) -> SignedRequest:
         authorization=request.headers.get(hdrs.AUTHORIZATION),
         form=form,
         replay=state.replay if state is not None else None,
+        header=parsed_authorization(request),
     )
+
+
+def parsed_authorization(request: web.Request) -> dict[str, str]:
+    """The request's OAuth header parameters (empty: none), parsed once per request: the
+    token's budget and the verification both need them."""
+    header = request.get(HEADER_KEY)
+    if header is None:
+        authorization = request.headers.get(hdrs.AUTHORIZATION)
+        header = (oauth1.parse_header(authorization) if authorization else None) or {}
+        request[HEADER_KEY] = header
+    return header
 
 
 def verify_oauth(request: SignedRequest, config: SandboxConfig) -> SandboxCredentials:
     """The credentials that signed `request`; XApiError(401) when none did."""
     if not request.authorization:
         raise unauthorized()
-    header = oauth1.parse_header(request.authorization)
-    if header is None:
+    header = (
+        request.header if request.header is not None else oauth1.parse_header(request.authorization)
+    )
+    if not header:
         raise unauthorized()
+    header = dict(header)
     signature = header.pop("oauth_signature", "")
     if (
         not signature
@@ -102,12 +120,10 @@ def verify_oauth(request: SignedRequest, config: SandboxConfig) -> SandboxCreden
     return creds
 
 
-def token_of(authorization: str | None, config: SandboxConfig) -> SandboxCredentials | None:
-    """The configured credentials an Authorization header names (not verified)."""
-    if not authorization:
-        return None
-    header = oauth1.parse_header(authorization)
-    if header is None:
+def token_of(request: web.Request, config: SandboxConfig) -> SandboxCredentials | None:
+    """The configured credentials the request's Authorization header names (not verified)."""
+    header = parsed_authorization(request)
+    if not header:
         return None
     return config.credentials_for(
         header.get("oauth_consumer_key", ""), header.get("oauth_token", "")

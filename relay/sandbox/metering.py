@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.sandbox import mact, web_conversions
@@ -53,7 +53,7 @@ ACCOUNT_OF: Final[Mapping[str, AccountOf]] = {
 
 def _token(request: web.Request, config: SandboxConfig) -> str | None:
     """The budget key of the configured user token the request names, if any."""
-    creds = token_of(request.headers.get(hdrs.AUTHORIZATION), config)
+    creds = token_of(request, config)
     return f"{creds.consumer_key}\x1f{creds.access_token}" if creds is not None else None
 
 
