@@ -273,7 +273,7 @@ async def bench_sandbox(
 ) -> list[Result]:
     """Each scenario `rounds` times on every server in turn; the best round of each is kept
     (a shared machine only ever makes a round slower)."""
-    results = []
+    results: list[Result] = []
     targets: list[tuple[str, Path | str | None]] = [("this tree", None)]
     if baseline is not None:
         targets.append((f"baseline {_commit(baseline)}", baseline))
