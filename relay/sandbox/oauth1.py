@@ -34,7 +34,9 @@ UNRESERVED: Final = "-._~"  # with ALPHA and DIGIT, what RFC 5849 3.6 leaves une
 HMAC_SHA1: Final = "HMAC-SHA1"
 VERSION: Final = "1.0"
 _SCHEME: Final = "OAuth "
-_PAIR: Final = re.compile(r'\s*([^=\s,]+)\s*=\s*"([^"]*)"\s*(?:,|$)')
+_PAIR: Final = re.compile(r'([^=\s,]+)\s*=\s*"([^"]*)"')
+# The whole header after the scheme: name="value" pairs separated by commas.
+_PAIRS: Final = re.compile(r'\s*(?:[^=\s,]+\s*=\s*"[^"]*"\s*(?:,\s*|$))*')
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 _CACHE_SIZE: Final = 8192
 _ALREADY_ENCODED: Final = re.compile(r"[A-Za-z0-9._~-]*", re.ASCII)
@@ -64,20 +66,13 @@ def parse_header(value: str) -> dict[str, str] | None:
     if not value.startswith(_SCHEME):
         return None
     rest = value[len(_SCHEME) :]
-    params: dict[str, str] = {}
-    position = 0
-    while position < len(rest):
-        match = _PAIR.match(rest, position)
-        if match is None:
-            return None if rest[position:].strip() else params
-        position = match.end()
-        name, raw = match.groups()
-        name = _decode(name)
-        if name == "realm":
-            continue
-        if name in params:
-            return None
-        params[name] = _decode(raw)
+    if _PAIRS.fullmatch(rest) is None:
+        return None
+    pairs = _PAIR.findall(rest)
+    params = {_decode(name): _decode(raw) for name, raw in pairs}
+    if len(params) != len(pairs):
+        return None
+    params.pop("realm", None)  # not a protocol parameter
     return params
 
 
