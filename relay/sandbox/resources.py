@@ -235,6 +235,8 @@ class ResourceStore:
     items: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
     next_id: int = 1_000
     _taken: set[str] = field(default_factory=set)
+    # (account, app, os_type, conversion_type) -> live tag; None: to rebuild on next use
+    _tag_index: dict[tuple[str, str, str, str], Item] | None = None
 
     def __post_init__(self) -> None:
         self.reset()
@@ -253,7 +255,12 @@ class ResourceStore:
                 self._taken.add(digits)
                 return digits
 
+    def changed(self) -> None:
+        """Call after creating or deleting an item: look-ups are rebuilt."""
+        self._tag_index = None
+
     def reset(self) -> None:
+        self.changed()
         self.items.clear()
         self._taken = {str(s.item["id"]) for s in self.seeds if "id" in s.item}
         self.next_id = 1_000
@@ -268,16 +275,16 @@ class ResourceStore:
         self, account_id: str, app_id: str, os_type: str, conversion_type: str
     ) -> Item | None:
         """The live tag of this app for this conversion type (the latest, if several)."""
-        found = None
-        for item in self.items.get((APP_EVENT_TAGS, account_id), ()):
-            if (
-                not item["deleted"]
-                and item["conversion_type"] == conversion_type
-                and item["app_store_identifier"] == app_id
-                and item["os_type"] == os_type
-            ):
-                found = item
-        return found
+        index = self._tag_index
+        if index is None:
+            index = self._tag_index = {
+                (account, i["app_store_identifier"], i["os_type"], i["conversion_type"]): i
+                for (kind, account), items in self.items.items()
+                if kind == APP_EVENT_TAGS
+                for i in items
+                if not i["deleted"]
+            }
+        return index.get((account_id, app_id, os_type, conversion_type))
 
 
 RESOURCES_KEY: Final = web.AppKey("resources", ResourceStore)
@@ -442,6 +449,7 @@ def create_handler(kind: Kind) -> Callable[[web.Request], Any]:
             "deleted": False,
         }
         items.append(item)
+        store.changed()
         return json_response(
             {"request": {"params": _echo(account_id, q.params, kind.list_params)}, "data": item}
         )
@@ -459,6 +467,7 @@ def delete_handler(kind: Kind) -> Callable[[web.Request], Any]:
         )
         item["deleted"] = True
         item["updated_at"] = _now(request)
+        request.app[RESOURCES_KEY].changed()
         params = _echo(account_id, {kind.delete_id_param: item_id}, frozenset())
         return json_response({"request": {"params": params}, "data": item})
 
