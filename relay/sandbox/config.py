@@ -113,9 +113,11 @@ class SandboxCredentials:
     access_token_secret: Secret
     accounts: frozenset[str]
 
-    @property
-    def signing_key(self) -> bytes:
-        return signing_key(self.consumer_secret.reveal(), self.access_token_secret.reveal())
+    signing_key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = signing_key(self.consumer_secret.reveal(), self.access_token_secret.reveal())
+        object.__setattr__(self, "signing_key", key)
 
 
 @dataclass(frozen=True)
