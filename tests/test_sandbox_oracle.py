@@ -288,6 +288,34 @@ async def test_a_locked_account_is_locked_out_everywhere() -> None:
         assert (await sandbox.post_conversions({"conversions": [conversion()]})).status == 200
 
 
+async def test_an_app_without_ads_api_access_is_an_unauthorized_client() -> None:
+    config = default_config()
+    [creds] = config.credentials
+    closed = dataclasses.replace(
+        config, credentials=(dataclasses.replace(creds, ads_api_access=False),)
+    )
+    async with running_sandbox(closed) as sandbox:
+        for reply in (
+            await sandbox.post_conversions({"conversions": [conversion()]}),
+            await call(sandbox, EVENT, app_params()),
+            await signed(sandbox, "GET", TAGS),
+        ):
+            assert_x_error(reply, 403, "UNAUTHORIZED_CLIENT_APPLICATION")
+        assert (await sandbox.journal())["total"] == 0
+
+
+def test_ads_api_access_is_read_from_the_config_file(tmp_path: Path) -> None:
+    from relay.sandbox.config import load_sandbox_config
+
+    path = tmp_path / "sandbox.toml"
+    path.write_text(
+        '[credentials]\nconsumer_key = "k"\nconsumer_secret = "s"\naccess_token = "t"\n'
+        'access_token_secret = "u"\nads_api_access = false\n'
+    )
+    [creds] = load_sandbox_config(path, {}).credentials
+    assert creds.ads_api_access is False
+
+
 # -- capacity ---------------------------------------------------------------------------------
 
 

@@ -117,6 +117,12 @@ def verify_oauth(request: SignedRequest, config: SandboxConfig) -> SandboxCreden
         creds.consumer_key, creds.access_token, header["oauth_nonce"], header["oauth_timestamp"]
     ):
         raise unauthorized()
+    if not creds.ads_api_access:
+        raise XApiError.single(
+            403,
+            "UNAUTHORIZED_CLIENT_APPLICATION",
+            "The client application making this request does not have access to the Ads API",
+        )
     return creds
 
 

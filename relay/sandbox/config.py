@@ -112,7 +112,8 @@ class SandboxCredentials:
     access_token: str
     access_token_secret: Secret
     accounts: frozenset[str]
-
+    # False: the developer app has no Ads API access (403 UNAUTHORIZED_CLIENT_APPLICATION).
+    ads_api_access: bool = True
     signing_key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -232,7 +233,11 @@ def load_sandbox_config(path: Path | None, environ: Mapping[str, str]) -> Sandbo
     return SandboxConfig(
         accounts=accounts,
         pixels=pixels,
-        credentials=(_sandbox_credentials(creds, token_accounts),) if creds else (),
+        credentials=(
+            (_sandbox_credentials(creds, token_accounts, _ads_api_access(raw_creds)),)
+            if creds
+            else ()
+        ),
         account_limit=int(_number(environ, "RELAY_ACCOUNT_LIMIT", DEFAULT_ACCOUNT_LIMIT)),
         account_window_s=_number(environ, "RELAY_ACCOUNT_WINDOW_S", DEFAULT_ACCOUNT_WINDOW_S),
         apps=apps,
@@ -349,8 +354,15 @@ def _accounts(raw: Any) -> dict[str, SandboxAccount]:
     return accounts
 
 
+def _ads_api_access(raw: Mapping[str, Any]) -> bool:
+    value = raw.get("ads_api_access", True)
+    if type(value) is not bool:
+        raise ConfigError("credentials.ads_api_access must be true or false")
+    return value
+
+
 def _sandbox_credentials(
-    creds: tuple[str, str, str, str], accounts: frozenset[str]
+    creds: tuple[str, str, str, str], accounts: frozenset[str], ads_api_access: bool = True
 ) -> SandboxCredentials:
     if not all(creds):
         # An empty secret would let anyone sign: refuse rather than open the sandbox.
@@ -365,6 +377,7 @@ def _sandbox_credentials(
         access_token=access_token,
         access_token_secret=Secret(access_token_secret),
         accounts=accounts,
+        ads_api_access=ads_api_access,
     )
 
 
