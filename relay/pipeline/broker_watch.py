@@ -12,7 +12,8 @@ that accepts connections but answers nothing counts as gone) and turns a lost br
   exits with `EXIT_BROKER_LOST`, and Kubernetes restarts it.
 
 When the broker returns, aiokafka reconnects by itself; `on_back` (topic creation: a
-restarted embedded broker is empty) runs first.
+restarted embedded broker is empty) runs first. A broker that returns empty (the embedded
+one, restarted) does not know the positions the worker holds: restart the worker with it.
 """
 
 from __future__ import annotations
