@@ -72,6 +72,7 @@ async def test_show_counts_every_class_and_masks_identifiers(
     assert dict(report.by_api_code) == {"UNAUTHORIZED_ACCOUNT": 6}
     shown = orjson.dumps([s["value"] for s in report.samples]).decode()
     assert "Jane" not in shown and "555-0100" not in shown and "6D92078A" not in shown
+    assert "2125550100" not in shown  # nor in a value that is not JSON
     assert "12.50" in shown  # only identifiers are masked
     assert all("relay.error.class" in s["headers"] for s in report.samples)
 
