@@ -1,0 +1,137 @@
+"""The relay end to end as a user runs it: `relay run` in its own process, events in, the
+sandbox's journal out.
+
+The relay first delivers a small warm-up (so that both consumer groups have joined: a fixed
+wait that is not throughput, reported apart as the time to the first delivery); then the
+measured events are written and the relay's CPU (user + system of its process tree, from
+/proc) is counted from that moment until the sandbox accepted the last of them. Throughput is
+the steady state between the first and the last measured event the sandbox accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from relay.tools.bench.accounting import received_s
+from relay.tools.bench.events import Event, Kind
+from relay.tools.bench.kafka_io import fill
+from relay.tools.bench.procs import Child
+from relay.tools.bench.stack import Stack, accepted
+
+FIRST_DELIVERY_TIMEOUT_S: Final = 120.0
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    events: int
+    steady_per_s: float | None
+    window_s: float
+    cpu_s: float | None
+    peak_rss_bytes: int | None
+    first_delivery_s: float
+
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        return None if self.cpu_s is None else self.cpu_s / self.events * 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "per_s": None if self.steady_per_s is None else round(self.steady_per_s, 1),
+            "steady_window_s": round(self.window_s, 3),
+            "cpu_s": self.cpu_s,
+            "cpu_s_per_1000": None if self.cpu_s is None else self.cpu_s / self.events * 1000,
+            "cpu_us_per_event": self.cpu_us_per_event,
+            "peak_rss_mb": None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20,
+            "first_delivery_s": round(self.first_delivery_s, 2),
+        }
+
+
+def input_spec(prefix: str, kind: Kind) -> tuple[str, str]:
+    """(input topic, RELAY_INPUTS) for one feed of `kind`."""
+    topic = f"{prefix}.input.{kind}"
+    return topic, f"{topic}={kind}"
+
+
+def steady_rate(entries: Sequence[dict[str, Any]]) -> tuple[float | None, float]:
+    """(events/s between the first and the last acceptance, that window in seconds): events
+    accepted in the first instant are not counted, they start the clock."""
+    if len(entries) < 2:
+        return None, 0.0
+    times = sorted(received_s(e) for e in entries)
+    window = times[-1] - times[0]
+    if window <= 0:
+        return None, 0.0
+    first = sum(1 for t in times if t == times[0])
+    return (len(times) - first) / window, window
+
+
+async def start_and_warm(
+    stack: Stack,
+    prefix: str,
+    kind: Kind,
+    warmup: Sequence[Event],
+    extra_env: Mapping[str, str] | None = None,
+) -> tuple[Child, float]:
+    """`relay run` started on a warm-up backlog; (the relay, seconds to its first delivery)
+    once the whole warm-up is delivered."""
+    topic, inputs = input_spec(prefix, kind)
+    await fill(stack.bootstrap, topic, warmup)
+    base = accepted(await stack.client.stats(), kind)
+    started = time.monotonic()
+    relay = await stack.start_relay(prefix, inputs, extra_env)
+    first: list[float] = []
+
+    async def warmed() -> bool:
+        done = accepted(await stack.client.stats(), kind) - base
+        if done and not first:
+            first.append(time.monotonic() - started)
+            stack.run.say(f"first delivery {first[0]:.1f}s after start")
+        return done >= len(warmup)
+
+    await stack.run.wait_for(
+        warmed,
+        "the warm-up to be delivered",
+        timeout_s=FIRST_DELIVERY_TIMEOUT_S,
+        poll_s=0.05,
+        alive=stack.check_alive,
+    )
+    return relay, first[0]
+
+
+async def measure(
+    stack: Stack,
+    prefix: str,
+    kind: Kind,
+    events: Sequence[Event],
+    warmup: Sequence[Event],
+    extra_env: Mapping[str, str] | None = None,
+) -> EndToEnd:
+    relay, first_delivery_s = await start_and_warm(stack, prefix, kind, warmup, extra_env)
+    topic, _ = input_spec(prefix, kind)
+    journal_kind = "app" if kind == "mobile" else "web"
+    base = accepted(await stack.client.stats(), kind)
+    before = relay.usage()
+    stack.run.say(f"warm; writing {len(events):,} events")
+    await fill(stack.bootstrap, topic, events)
+    last_report = [time.monotonic()]
+
+    async def delivered() -> bool:
+        done = accepted(await stack.client.stats(), kind) - base
+        if time.monotonic() - last_report[0] > 5:
+            last_report[0] = time.monotonic()
+            stack.run.say(f"{done:,}/{len(events):,} accepted")
+        return done >= len(events)
+
+    await stack.run.wait_for(delivered, "every event to be accepted", alive=stack.check_alive)
+    after = relay.usage()
+    await relay.stop()
+    entries = (await stack.client.journal(journal_kind))[base:]
+    rate, window = steady_rate(entries)
+    cpu = after.cpu_s - before.cpu_s if after and before else None
+    return EndToEnd(
+        len(events), rate, window, cpu, after.peak_rss_bytes if after else None, first_delivery_s
+    )
