@@ -109,7 +109,10 @@ async def measure(
     events: Sequence[Event],
     warmup: Sequence[Event],
     extra_env: Mapping[str, str] | None = None,
-) -> EndToEnd:
+    *,
+    keep_running: bool = False,
+) -> tuple[EndToEnd, Child]:
+    """One measured run; the relay is stopped afterwards unless `keep_running`."""
     relay, first_delivery_s = await start_and_warm(stack, prefix, kind, warmup, extra_env)
     topic, _ = input_spec(prefix, kind)
     journal_kind = "app" if kind == "mobile" else "web"
@@ -128,10 +131,10 @@ async def measure(
 
     await stack.run.wait_for(delivered, "every event to be accepted", alive=stack.check_alive)
     after = relay.usage()
-    await relay.stop()
+    if not keep_running:
+        await relay.stop()
     entries = (await stack.client.journal(journal_kind))[base:]
     rate, window = steady_rate(entries)
     cpu = after.cpu_s - before.cpu_s if after and before else None
-    return EndToEnd(
-        len(events), rate, window, cpu, after.peak_rss_bytes if after else None, first_delivery_s
-    )
+    peak = after.peak_rss_bytes if after else None
+    return EndToEnd(len(events), rate, window, cpu, peak, first_delivery_s), relay

@@ -98,6 +98,7 @@ class Child:
     process: asyncio.subprocess.Process
     log_path: Path | None
     started_at: float = field(default_factory=time.monotonic)
+    ended_on_purpose: bool = False  # stopped or killed by the scenario, not by itself
 
     @property
     def pid(self) -> int:
@@ -123,6 +124,7 @@ class Child:
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> int:
         """SIGTERM, then SIGKILL after `grace_s`; the exit code."""
+        self.ended_on_purpose = True
         if self.running:
             self.signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
             self.signal(signal.SIGTERM)
@@ -136,6 +138,7 @@ class Child:
 
     async def kill(self) -> None:
         """SIGKILL: no drain, no commit."""
+        self.ended_on_purpose = True
         self.signal(signal.SIGKILL)
         await self.process.wait()
         _LIVE.discard(self.pid)

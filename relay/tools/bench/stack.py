@@ -120,7 +120,7 @@ class Stack:
 
     def check_alive(self, *children: Child) -> None:
         for child in children or (self.broker, self.sandbox, *self.relays):
-            if not child.running:
+            if not child.running and not child.ended_on_purpose:
                 tail = child.log_tail()
                 raise ProcessDied(
                     f"{child.name} (pid {child.pid}) exited with code "

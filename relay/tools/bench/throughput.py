@@ -59,7 +59,7 @@ async def run_throughput(run: Run, out: Outcome, kind: Kind, events: int) -> Non
             floor = await mobile_floor(run, stack.sandbox_url, batch)
         out.result["floor"] = floor.to_json()
         run.say(f"floor: {floor.records / floor.seconds:,.0f}/s; measuring end to end")
-        e2e = await measure(stack, "bench", kind, batch, warmup)
+        e2e, _ = await measure(stack, "bench", kind, batch, warmup)
     out.result["end_to_end"] = e2e.to_json()
     floor_rate = floor.records / floor.seconds if floor.seconds else None
     ratio = e2e.steady_per_s / floor_rate if e2e.steady_per_s and floor_rate else None
