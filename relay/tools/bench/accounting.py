@@ -79,9 +79,3 @@ async def dead_letter_identities(stack: Stack, prefix: str, kind: Kind) -> list[
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq")
     found = (dead_letter_identity(r.value, kind) for r in records)
     return [i for i in found if i is not None]
-
-
-async def settle(stack: Stack, prefix: str, kind: Kind, produced: Sequence[str]) -> Accounting:
-    """The journal and the dead letters, read now, against what was produced."""
-    entries = await stack.client.journal("app" if kind == "mobile" else "web")
-    return account(produced, entries, await dead_letter_identities(stack, prefix, kind), kind)

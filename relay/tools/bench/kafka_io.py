@@ -109,8 +109,8 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[
             for messages in batch.values():
                 records.extend(messages)
             # The embedded broker's ListOffsets can lag: read on until a poll finds nothing.
-            caught_up = all(await _position(consumer, tp) >= ends[tp] for tp in tps)
-            if caught_up and not batch:
+            positions = [await _position(consumer, tp) for tp in tps]
+            if not batch and all(p >= ends[tp] for p, tp in zip(positions, tps, strict=True)):
                 break
     finally:
         await consumer.stop()
