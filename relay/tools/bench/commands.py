@@ -245,7 +245,9 @@ def run_bench(args: argparse.Namespace) -> int:
         value = getattr(args, size.dest)
         default = size.quick if args.quick else size.full
         options[size.dest] = (
-            value if value is not None else (int(default) if float(default).is_integer() else default)
+            value
+            if value is not None
+            else (int(default) if float(default).is_integer() else default)
         )
     if getattr(args, "kind", None) is not None:
         options["kind"] = args.kind

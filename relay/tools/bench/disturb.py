@@ -18,6 +18,7 @@ from relay.tools.bench.stack import Stack, accepted
 
 QUIET_S: Final = 90.0  # no progress for this long: what is missing now is lost
 DLQ_EVERY_S: Final = 5.0
+WARMUP: Final = 200  # delivered before the disturbed feed starts: the group joins are done
 
 
 def progress(stats: dict[str, Any], kind: Kind) -> int:

@@ -95,9 +95,7 @@ def web_events_for(
     rng = random.Random(seed)
     phones = _international_phones(rng)
     now = datetime.now(UTC)
-    return [
-        _web_event(rng, pixel, now, phones) for _ in range(count) for pixel in account_pixels
-    ]
+    return [_web_event(rng, pixel, now, phones) for _ in range(count) for pixel in account_pixels]
 
 
 def _web_event(

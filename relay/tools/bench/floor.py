@@ -92,7 +92,9 @@ async def web_floor(run: Run, bootstrap: str, events: Sequence[Event]) -> Floor:
                 for m in messages:
                     value = orjson.dumps(orjson.loads(m.value))
                     if out.append(key=m.key, value=value, timestamp=None) is None:
-                        in_flight.append(await producer.send_batch(out, sink, partition=tp.partition))
+                        in_flight.append(
+                            await producer.send_batch(out, sink, partition=tp.partition)
+                        )
                         out = producer.create_batch()
                         out.append(key=m.key, value=value, timestamp=None)
                 in_flight.append(await producer.send_batch(out, sink, partition=tp.partition))

@@ -178,4 +178,6 @@ async def open_stack(
         sandbox, url = await _start_sandbox(
             group, config, {k: v for k, v in env.items() if v}, sandbox_args
         )
-        yield Stack(run, group, bootstrap, broker, sandbox, url, config, SandboxClient(url, session))
+        yield Stack(
+            run, group, bootstrap, broker, sandbox, url, config, SandboxClient(url, session)
+        )
