@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -187,7 +187,7 @@ def _command(args: argparse.Namespace, sizes: tuple[Size, ...]) -> str:
     return " ".join(parts)
 
 
-def _scenario(name: str) -> Callable[..., Awaitable[None]]:
+def _scenario(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
     # Imported on use: each scenario pulls in only what it needs.
     if name == "throughput":
         from relay.tools.bench.throughput import run_throughput

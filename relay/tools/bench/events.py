@@ -55,6 +55,8 @@ def _international_phones(rng: random.Random, per_region: int = 40) -> list[str]
     phones: list[str] = []
     for region in REGIONS:
         example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        if example is None:
+            continue
         national = str(example.national_number)
         found = 0
         for _ in range(per_region * 3):

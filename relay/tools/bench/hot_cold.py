@@ -1,12 +1,13 @@
 """`relay bench hot-cold`: does a hot account hold back the cold accounts on its partition?
 
 All accounts are chosen so that their records land on the same partition (of the input and
-the outbound topic). The budget (RELAY_ACCOUNT_LIMIT / _WINDOW_S, relay and sandbox alike) is
-a tenth of the hot backlog, so the hot account spends its budget and keeps the rest of its
-backlog; the cold accounts send a trickle at a tenth of their budget's rate. Phase A: the cold trickle alone
-(baseline). Phase B: the same after the hot backlog was written. Each phase is a fresh
-`relay run` on fresh topics, the sandbox reset between them. Latency = the sandbox's
-acceptance minus the record's append time. Target: cold p99 in B <= 2 x cold p99 in A.
+the outbound topic). The budget (RELAY_ACCOUNT_LIMIT / _WINDOW_S, relay and sandbox
+alike) is a tenth of the hot backlog, so the hot account spends its budget and keeps the rest
+of its backlog; the cold accounts send a trickle at a tenth of their budget's rate.
+Phase A: the cold trickle alone (baseline). Phase B: the same after the hot backlog was
+written. Each phase is a fresh `relay run` on fresh topics, the sandbox reset between them.
+Latency = the sandbox's acceptance minus the record's append time.
+Target: cold p99 in B <= 2 x cold p99 in A.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from relay.config import DEFAULT_LINGER_S
+from relay.config import load_settings
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.configs import default_config
 from relay.tools.bench.context import Run
@@ -105,7 +105,7 @@ async def run_latency(
     run: Run, out: Outcome, kind: str, duration_s: float, capacity_events: int, load: float
 ) -> None:
     kinds: list[Kind] = ["web", "mobile"] if kind == "all" else [kind]  # type: ignore[list-item]
-    linger_ms = float(run.relay_env.get("RELAY_LINGER_S", DEFAULT_LINGER_S)) * 1000
+    linger_ms = load_settings(run.relay_env).linger_s * 1000
     out.result["linger_ms"] = linger_ms
     out.settings = run.settings_note(relay_settings("mobile" if "mobile" in kinds else "web"))
     async with open_stack(run, default_config().path) as stack:

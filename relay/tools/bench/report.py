@@ -115,8 +115,9 @@ def render(results_dir: Path, output: Path, charts_dir: Path) -> str:
         targets = doc["targets"] or [None]
         for t in targets:
             if t is None:
-                lines.append(f"| {doc['scenario']}{quick} | (did not finish) | | | FAIL | "
-                             f"{doc['date']} |")
+                lines.append(
+                    f"| {doc['scenario']}{quick} | (did not finish) | | | FAIL | {doc['date']} |"
+                )
                 continue
             mark = "pass" if t["pass"] else "**fail**"
             lines.append(

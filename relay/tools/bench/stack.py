@@ -90,7 +90,9 @@ class Stack:
     client: SandboxClient
     relays: list[Child] = field(default_factory=list)
 
-    def relay_env(self, prefix: str, inputs: str, extra: Mapping[str, str] | None = None) -> dict:
+    def relay_env(
+        self, prefix: str, inputs: str, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         return {
             "RELAY_KAFKA_BOOTSTRAP": self.bootstrap,
             "RELAY_API_BASE_URL": self.sandbox_url,
