@@ -31,8 +31,12 @@ format: $(STAMP)
 	$(BIN)/ruff format relay tests
 	$(BIN)/ruff check --fix relay tests
 
+# The throughput scenarios, then BENCHMARKS.md and its charts from every result in bench/results.
 bench: $(STAMP)
-	$(BIN)/relay bench throughput --write BENCHMARKS.md
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/relay bench throughput
+	$(BIN)/relay bench throughput --kind mobile
+	$(BIN)/relay bench report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
