@@ -41,7 +41,7 @@ async def run_broker_pause(run: Run, out: Outcome, events: int, pause_s: float) 
             try:
                 until = time.monotonic() + pause_s
                 while time.monotonic() < until:
-                    stack.check_alive(relay, stack.sandbox)
+                    stack.check_alive(*relay.children, stack.sandbox)
                     await asyncio.sleep(0.5)
             finally:
                 stack.broker.signal(signal.SIGCONT)

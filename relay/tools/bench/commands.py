@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from relay.errors import ConfigError, RelayError
-from relay.tools.bench.context import Run
+from relay.tools.bench.context import Run, is_secret_name
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import RESULTS_DIR, build, summary_line, write
 
 QUICK_TIMEOUT_S: Final = 240.0
+DEFAULT_LOAD: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,15 @@ def add_bench_parser(sub: Any) -> None:
             parser.add_argument("--kind", choices=("web", "mobile"), default="web")
         if name == "latency":
             parser.add_argument("--kind", choices=("web", "mobile", "all"), default="all")
-            parser.add_argument("--load", type=float, default=0.5, help="share of capacity")
+            parser.add_argument(
+                "--load", type=float, default=DEFAULT_LOAD, help="share of measured capacity"
+            )
         if name == "throughput":
+            parser.add_argument(
+                "--split-stages",
+                action="store_true",
+                help="run `relay run --stage ingest` and `--stage deliver` as two processes",
+            )
             parser.add_argument(
                 "--write", type=Path, default=None, help="regenerate this report afterwards"
             )
@@ -183,7 +191,13 @@ def _command(args: argparse.Namespace, sizes: tuple[Size, ...]) -> str:
             parts += [size.flag, f"{getattr(args, size.dest):g}"]
     if getattr(args, "kind", None) not in (None, "web", "all") or args.bench == "chaos":
         parts += ["--kind", args.kind]
-    parts += [f"--set {s}" for s in args.set]
+    if getattr(args, "split_stages", False):
+        parts.append("--split-stages")
+    if args.bench == "latency" and args.load != DEFAULT_LOAD:
+        parts += ["--load", f"{args.load:g}"]
+    for item in args.set:
+        name = item.partition("=")[0]
+        parts.append(f"--set {name}=(set)" if is_secret_name(name) else f"--set {item}")
     return " ".join(parts)
 
 
@@ -229,6 +243,8 @@ def _scenario(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
 
 
 def result_name(args: argparse.Namespace) -> str:
+    if args.bench == "throughput" and args.split_stages:
+        return f"throughput-{args.kind}-split"
     if args.bench in ("throughput", "chaos"):
         return f"{args.bench}-{args.kind}"
     return str(args.bench)
@@ -253,6 +269,8 @@ def run_bench(args: argparse.Namespace) -> int:
         options["kind"] = args.kind
     if args.bench == "latency":
         options["load"] = args.load
+    if args.bench == "throughput":
+        options["split_stages"] = args.split_stages
     timeout_s = args.timeout or (QUICK_TIMEOUT_S if args.quick else full_timeout_s)
     work_dir = Path(tempfile.mkdtemp(prefix=f"relay-bench-{args.bench}-"))
     run = Run(
@@ -275,6 +293,7 @@ def run_bench(args: argparse.Namespace) -> int:
     doc = build(run, out.name, out.result, out.targets, settings=out.settings, error=error)
     path = write(doc, args.results_dir)
     print(summary_line(doc))
+    print(f"settings: {doc['settings']}")
     print(f"results: {path}")
     if error is None:
         shutil.rmtree(work_dir, ignore_errors=True)

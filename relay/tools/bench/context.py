@@ -75,4 +75,10 @@ class Run:
         values = {**self.relay_env, **(extra or {})}
         if not values:
             return "default settings"
-        return "default settings except " + ", ".join(f"{k}={v}" for k, v in values.items())
+        shown = (f"{k}={'(set)' if is_secret_name(k) else v}" for k, v in values.items())
+        return "default settings except " + ", ".join(shown)
+
+
+def is_secret_name(name: str) -> bool:
+    """Settings whose values are never printed (the bench's own HMAC key included)."""
+    return any(word in name for word in ("KEY", "SECRET", "TOKEN", "PASSWORD"))

@@ -18,7 +18,7 @@ from typing import Any, Final
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.events import Event, Kind
 from relay.tools.bench.kafka_io import fill
-from relay.tools.bench.procs import Child
+from relay.tools.bench.procs import Child, Usage
 from relay.tools.bench.stack import Stack, accepted
 
 FIRST_DELIVERY_TIMEOUT_S: Final = 120.0
@@ -50,6 +50,28 @@ class EndToEnd:
         }
 
 
+@dataclass
+class Relays:
+    """The `relay run` processes of one measurement: one (both stages), or two
+    (`--stage ingest` and `--stage deliver`); CPU and peak RSS are their sums."""
+
+    children: list[Child]
+
+    @property
+    def running(self) -> bool:
+        return all(c.running for c in self.children)
+
+    def usage(self) -> Usage | None:
+        usages = [c.usage() for c in self.children]
+        if any(u is None for u in usages):
+            return None
+        return Usage(sum(u.cpu_s for u in usages if u), sum(u.peak_rss_bytes for u in usages if u))
+
+    async def stop(self) -> None:
+        for child in self.children:
+            await child.stop()
+
+
 def input_spec(prefix: str, kind: Kind) -> tuple[str, str]:
     """(input topic, RELAY_INPUTS) for one feed of `kind`."""
     topic = f"{prefix}.input.{kind}"
@@ -75,14 +97,17 @@ async def start_and_warm(
     kind: Kind,
     warmup: Sequence[Event],
     extra_env: Mapping[str, str] | None = None,
-) -> tuple[Child, float]:
-    """`relay run` started on a warm-up backlog; (the relay, seconds to its first delivery)
-    once the whole warm-up is delivered."""
+    *,
+    split_stages: bool = False,
+) -> tuple[Relays, float]:
+    """`relay run` started on a warm-up backlog; (the relays, seconds to the first delivery)
+    once the whole warm-up is delivered. `split_stages`: the stages as two processes."""
     topic, inputs = input_spec(prefix, kind)
     await fill(stack.bootstrap, topic, warmup)
     base = accepted(await stack.client.stats(), kind)
     started = time.monotonic()
-    relay = await stack.start_relay(prefix, inputs, extra_env)
+    stages = ("ingest", "deliver") if split_stages else ("all",)
+    relay = Relays([await stack.start_relay(prefix, inputs, extra_env, stage=s) for s in stages])
     first: list[float] = []
 
     async def warmed() -> bool:
@@ -111,9 +136,12 @@ async def measure(
     extra_env: Mapping[str, str] | None = None,
     *,
     keep_running: bool = False,
-) -> tuple[EndToEnd, Child]:
-    """One measured run; the relay is stopped afterwards unless `keep_running`."""
-    relay, first_delivery_s = await start_and_warm(stack, prefix, kind, warmup, extra_env)
+    split_stages: bool = False,
+) -> tuple[EndToEnd, Relays]:
+    """One measured run; the relays are stopped afterwards unless `keep_running`."""
+    relay, first_delivery_s = await start_and_warm(
+        stack, prefix, kind, warmup, extra_env, split_stages=split_stages
+    )
     topic, _ = input_spec(prefix, kind)
     journal_kind = "app" if kind == "mobile" else "web"
     base = accepted(await stack.client.stats(), kind)

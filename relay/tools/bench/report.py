@@ -17,6 +17,8 @@ from relay.tools.bench.results import _fmt, load_all
 ORDER: Final = (
     "throughput-web",
     "throughput-mobile",
+    "throughput-web-split",
+    "throughput-mobile-split",
     "latency",
     "chaos-web",
     "chaos-mobile",

@@ -38,12 +38,19 @@ def relay_settings(kind: Kind) -> dict[str, str]:
     return env
 
 
-async def run_throughput(run: Run, out: Outcome, kind: Kind, events: int) -> None:
+async def run_throughput(
+    run: Run, out: Outcome, kind: Kind, events: int, split_stages: bool = False
+) -> None:
     count = events
     config = default_config()
     run.relay_env = {**relay_settings(kind), **run.relay_env}
     out.settings = run.settings_note()
-    out.result.update(kind=kind, events=count, accounts=len({p.account_id for p in config.pixels}))
+    out.result.update(
+        kind=kind,
+        events=count,
+        accounts=len({p.account_id for p in config.pixels}),
+        relay_processes=2 if split_stages else 1,
+    )
     async with open_stack(run, config.path) as stack:
         if kind == "web":
             batch = web_events(count, config.pixels, seed=1)
@@ -59,7 +66,7 @@ async def run_throughput(run: Run, out: Outcome, kind: Kind, events: int) -> Non
             floor = await mobile_floor(run, stack.sandbox_url, batch)
         out.result["floor"] = floor.to_json()
         run.say(f"floor: {floor.records / floor.seconds:,.0f}/s; measuring end to end")
-        e2e, _ = await measure(stack, "bench", kind, batch, warmup)
+        e2e, _ = await measure(stack, "bench", kind, batch, warmup, split_stages=split_stages)
     out.result["end_to_end"] = e2e.to_json()
     floor_rate = floor.records / floor.seconds if floor.seconds else None
     ratio = e2e.steady_per_s / floor_rate if e2e.steady_per_s and floor_rate else None
