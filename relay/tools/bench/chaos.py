@@ -49,7 +49,7 @@ async def run_chaos(run: Run, out: Outcome, kind: Kind, kill9: int, events: int)
     batch = (
         web_events(events, config.pixels, seed=5)
         if kind == "web"
-        else mobile_events(events, config.apps, seed=5)
+        else mobile_events(events, config.path, seed=5)
     )
     out.result.update(kind=kind, events=events, kills_planned=kill9)
     async with open_stack(run, config.path) as stack:

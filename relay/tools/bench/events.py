@@ -4,7 +4,7 @@ the dead-letter topic show again, so that lost and duplicated events can be coun
 Web: several accounts, email + phone (a share of them outside the `+1` plan, so that phone
 parsing takes its slow path) + IP (v4 and v6) + user agent, a stable `conversion_id` (the
 identity). Mobile: the canonical `mobile` format (IDFA / AdID, one device per conversion),
-the identity is the conversion time, unique per event to the millisecond. Records are keyed
+the identity is the conversion time, made unique per event to the millisecond. Records are keyed
 by account, as an upstream producer partitions them.
 """
 
@@ -16,12 +16,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
 import phonenumbers
 
-from relay.tools.bench.configs import BenchApp, BenchPixel
+from relay.config import load_mapping
+from relay.tools.bench.configs import BenchPixel
+from relay.tools.generators.base import World
+from relay.tools.generators.mobile import valid as mobile_record
 
 Kind = Literal["web", "mobile"]
 
@@ -40,7 +44,6 @@ USER_AGENTS: Final = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Mobile Safari/537.36",
 )
-APP_TYPES: Final = ("INSTALL", "PURCHASE", "SIGN_UP", "LOGIN", "ADD_TO_CART", "LEVEL_ACHIEVED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,35 +134,20 @@ def _web_event(
     return Event(pixel.account_id.encode(), orjson.dumps(event), conversion_id)
 
 
-def mobile_events(count: int, apps: Sequence[BenchApp], *, seed: int = 1) -> list[Event]:
-    """`count` canonical `mobile` conversions over `apps`, one device each."""
+def mobile_events(count: int, config: Path, *, seed: int = 1) -> list[Event]:
+    """`count` conversions of the canonical `mobile` generator (`relay produce --format
+    mobile`) over the apps of `config`, each with a conversion time of its own (the
+    identity), one device each."""
+    world = World.of(load_mapping(config))
     rng = random.Random(seed)
-    base = datetime.now(UTC) - timedelta(hours=2)
+    now = datetime.now(UTC)
+    base = now - timedelta(hours=2)
     events: list[Event] = []
     for i in range(count):
-        app = apps[i % len(apps)]
-        ios = app.os_type == "IOS"
-        device = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        conversion_type = rng.choice(APP_TYPES)
-        when = _iso_ms(base + timedelta(milliseconds=7 * i))  # unique: the identity
-        event: dict[str, Any] = {
-            "account_id": app.account_id,
-            "app_id": app.id,
-            "os_type": "ios" if ios else "android",
-            "device_id": device.upper() if ios else device,
-            "conversion_type": conversion_type,
-            "conversion_time": when,
-            "device_ip_address": f"198.51.{rng.randrange(256)}.{rng.randint(1, 254)}",
-            "limit_ad_tracking": False,
-        }
-        if conversion_type == "PURCHASE":
-            event["revenue"] = f"{rng.randint(99, 9_999) / 100:.2f}"
-            event["currency"] = rng.choice(("USD", "EUR", "JPY"))
-            event["number_items"] = rng.randint(1, 3)
-            event["user_payment_info"] = True
-        if conversion_type == "LEVEL_ACHIEVED":
-            event["level"] = rng.randint(1, 60)
-        events.append(Event(app.account_id.encode(), orjson.dumps(event), when))
+        record = mobile_record(rng, now, world)
+        when = _iso_ms(base + timedelta(milliseconds=7 * i))
+        record["conversion_time"] = when
+        events.append(Event(str(record["account_id"]).encode(), orjson.dumps(record), when))
     return events
 
 

@@ -56,7 +56,7 @@ def _events(kind: Kind, count: int, seed: int) -> list[Event]:
     config = default_config()
     if kind == "web":
         return web_events(count, config.pixels, seed=seed)
-    return mobile_events(count, config.apps, seed=seed)
+    return mobile_events(count, config.path, seed=seed)
 
 
 async def _one_kind(

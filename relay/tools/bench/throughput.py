@@ -58,8 +58,8 @@ async def run_throughput(
             run.say(f"measuring the floor on {count:,} records")
             floor = await web_floor(run, stack.bootstrap, batch)
         else:
-            batch = mobile_events(count, config.apps, seed=1)
-            warmup = mobile_events(min(WARMUP, count), config.apps, seed=2)
+            batch = mobile_events(count, config.path, seed=1)
+            warmup = mobile_events(min(WARMUP, count), config.path, seed=2)
             await stack.client.set_faults({"latency_ms": MOBILE_LATENCY_MS})
             out.result["sandbox_latency_ms"] = MOBILE_LATENCY_MS
             run.say(f"measuring the floor: {count:,} conversion_event calls")
