@@ -11,17 +11,32 @@ the steady state between the first and the last measured event the sandbox accep
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from relay.errors import RelayError
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.events import Event, Kind
-from relay.tools.bench.kafka_io import fill
+from relay.tools.bench.kafka_io import fill, read_topic
 from relay.tools.bench.procs import Child, Usage
 from relay.tools.bench.stack import Stack, accepted
 
 FIRST_DELIVERY_TIMEOUT_S: Final = 120.0
+DLQ_CHECK_S: Final = 5.0
+
+
+class DeadLettered(RelayError):
+    """The relay dead-letters what the scenario needs delivered."""
+
+
+async def _refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
+    """DeadLettered when what is missing of the warm-up is in the DLQ: waiting is useless."""
+    records = await read_topic(stack.bootstrap, f"{prefix}.dlq", timeout_s=10)
+    if records and len(records) >= missing:
+        classes = Counter(dict(r.headers).get("relay.error.class", b"?").decode() for r in records)
+        raise DeadLettered(f"the relay dead-lettered the warm-up: {dict(classes)}")
 
 
 @dataclass(frozen=True)
@@ -109,12 +124,16 @@ async def start_and_warm(
     stages = ("ingest", "deliver") if split_stages else ("all",)
     relay = Relays([await stack.start_relay(prefix, inputs, extra_env, stage=s) for s in stages])
     first: list[float] = []
+    checked = [time.monotonic()]
 
     async def warmed() -> bool:
         done = accepted(await stack.client.stats(), kind) - base
         if done and not first:
             first.append(time.monotonic() - started)
             stack.run.say(f"first delivery {first[0]:.1f}s after start")
+        if done < len(warmup) and time.monotonic() - checked[0] > DLQ_CHECK_S:
+            checked[0] = time.monotonic()
+            await _refuse_dead_lettered(stack, prefix, len(warmup) - done)
         return done >= len(warmup)
 
     await stack.run.wait_for(
