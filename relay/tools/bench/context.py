@@ -35,6 +35,7 @@ class Run:
     work_dir: Path
     relay_env: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    keep_logs: bool = False  # a part failed: keep the processes' logs for a look
 
     @property
     def deadline(self) -> float:

@@ -19,8 +19,8 @@ from typing import Any, Final
 from relay.config import load_settings
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.configs import default_config
-from relay.tools.bench.context import Run
-from relay.tools.bench.e2e import input_spec, measure
+from relay.tools.bench.context import BenchTimeout, Run
+from relay.tools.bench.e2e import DeadLettered, input_spec, measure
 from relay.tools.bench.events import Event, Kind, entry_identity, mobile_events, web_events
 from relay.tools.bench.kafka_io import PacedFeed
 from relay.tools.bench.outcome import Outcome
@@ -114,9 +114,10 @@ async def run_latency(
             run.relay_env = {**relay_settings(each), **saved}
             try:
                 out.result[each] = await _one_kind(stack, each, capacity_events, duration_s, load)
-            except ProcessDied as exc:
-                out.result[each] = {"error": str(exc).splitlines()[0]}
-                run.say(f"{each}: {out.result[each]['error']}")
+            except (ProcessDied, DeadLettered, BenchTimeout) as exc:
+                out.result[each] = {"error": " / ".join(str(exc).splitlines()[-6:])}
+                run.keep_logs = True
+                run.say(f"{each}: {exc}")
             finally:
                 run.relay_env = saved
             p99 = out.result[each].get("p99_ms")

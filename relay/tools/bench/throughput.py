@@ -48,7 +48,7 @@ async def run_throughput(
     out.result.update(
         kind=kind,
         events=count,
-        accounts=len({p.account_id for p in config.pixels}),
+        accounts=len({p.account_id for p in (config.pixels if kind == "web" else config.apps)}),
         relay_processes=2 if split_stages else 1,
     )
     async with open_stack(run, config.path) as stack:
