@@ -17,10 +17,27 @@ from relay.errors import RelayError
 BENCH_ACCOUNT_LIMIT: Final = 10**12
 BENCH_TOKEN_LIMIT: Final = 10**9
 POLL_S: Final = 0.1
+STALL_S: Final = 60.0
 
 
 class BenchTimeout(RelayError):
-    """A scenario ran out of its time budget."""
+    """A scenario ran out of its time budget, or what it waits for stopped moving."""
+
+
+class StallGuard:
+    """Raises BenchTimeout when a watched count has not changed for `stall_s` seconds: a
+    relay that is alive but no longer delivers fails the wait early, with a reason."""
+
+    def __init__(self, what: str, stall_s: float = STALL_S):
+        self.what, self.stall_s = what, stall_s
+        self._last: int | None = None
+        self._since = time.monotonic()
+
+    def seen(self, count: int) -> None:
+        if count != self._last:
+            self._last, self._since = count, time.monotonic()
+        elif time.monotonic() - self._since > self.stall_s:
+            raise BenchTimeout(f"{self.what}: no progress for {self.stall_s:.0f}s at {count:,}")
 
 
 @dataclass

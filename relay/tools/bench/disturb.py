@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.tools.bench.accounting import Accounting, account, dead_letter_identities, received_s
+from relay.tools.bench.context import StallGuard
 from relay.tools.bench.events import Event, Kind
 from relay.tools.bench.kafka_io import PacedFeed
 from relay.tools.bench.stack import Stack, accepted
@@ -29,8 +30,12 @@ def progress(stats: dict[str, Any], kind: Kind) -> int:
 
 
 async def wait_progress(stack: Stack, kind: Kind, target: int, what: str) -> None:
+    stall = StallGuard(what, QUIET_S)
+
     async def reached() -> bool:
-        return progress(await stack.client.stats(), kind) >= target
+        done = progress(await stack.client.stats(), kind)
+        stall.seen(done)
+        return done >= target
 
     await stack.run.wait_for(reached, what, poll_s=0.05, alive=stack.check_alive)
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from relay.errors import RelayError
 from relay.tools.bench.accounting import received_s
+from relay.tools.bench.context import StallGuard
 from relay.tools.bench.events import Event, Kind
 from relay.tools.bench.kafka_io import fill, read_topic
 from relay.tools.bench.procs import Child, Usage
@@ -126,8 +127,12 @@ async def start_and_warm(
     first: list[float] = []
     checked = [time.monotonic()]
 
+    stall = StallGuard("the warm-up", FIRST_DELIVERY_TIMEOUT_S / 2)
+
     async def warmed() -> bool:
         done = accepted(await stack.client.stats(), kind) - base
+        if done:
+            stall.seen(done)
         if done and not first:
             first.append(time.monotonic() - started)
             stack.run.say(f"first delivery {first[0]:.1f}s after start")
@@ -168,9 +173,11 @@ async def measure(
     stack.run.say(f"warm; writing {len(events):,} events")
     await fill(stack.bootstrap, topic, events)
     last_report = [time.monotonic()]
+    stall = StallGuard("the measured events")
 
     async def delivered() -> bool:
         done = accepted(await stack.client.stats(), kind) - base
+        stall.seen(done)
         if time.monotonic() - last_report[0] > 5:
             last_report[0] = time.monotonic()
             stack.run.say(f"{done:,}/{len(events):,} accepted")

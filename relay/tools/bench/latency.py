@@ -19,7 +19,7 @@ from typing import Any, Final
 from relay.config import load_settings
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.configs import default_config
-from relay.tools.bench.context import BenchTimeout, Run
+from relay.tools.bench.context import BenchTimeout, Run, StallGuard
 from relay.tools.bench.e2e import DeadLettered, input_spec, measure
 from relay.tools.bench.events import Event, Kind, entry_identity, mobile_events, web_events
 from relay.tools.bench.kafka_io import PacedFeed
@@ -83,8 +83,12 @@ async def _one_kind(
     base = accepted(await stack.client.stats(), kind)
     await asyncio.wait_for(feed.run(events), duration_s * 3 + 30)
 
+    stall = StallGuard(f"{kind}: the paced events")
+
     async def delivered() -> bool:
-        return accepted(await stack.client.stats(), kind) - base >= count
+        done = accepted(await stack.client.stats(), kind) - base
+        stall.seen(done)
+        return done >= count
 
     await run.wait_for(delivered, f"{kind}: every paced event", alive=stack.check_alive)
     await relay.stop()
