@@ -58,10 +58,14 @@ class EndToEnd:
             "events": self.events,
             "per_s": None if self.steady_per_s is None else round(self.steady_per_s, 1),
             "steady_window_s": round(self.window_s, 3),
-            "cpu_s": self.cpu_s,
-            "cpu_s_per_1000": None if self.cpu_s is None else self.cpu_s / self.events * 1000,
-            "cpu_us_per_event": self.cpu_us_per_event,
-            "peak_rss_mb": None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20,
+            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 3),
+            "cpu_s_per_1000": _round(
+                None if self.cpu_s is None else self.cpu_s / self.events * 1e3
+            ),
+            "cpu_us_per_event": _round(self.cpu_us_per_event),
+            "peak_rss_mb": _round(
+                None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20
+            ),
             "first_delivery_s": round(self.first_delivery_s, 2),
         }
 
@@ -86,6 +90,10 @@ class Relays:
     async def stop(self) -> None:
         for child in self.children:
             await child.stop()
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def input_spec(prefix: str, kind: Kind) -> tuple[str, str]:

@@ -51,6 +51,24 @@ it, the sandbox and the embedded broker in processes of their own, on loopback. 
 system of the relay's processes, from /proc. The machines are shared and noisy (the load
 average at the end of each run is recorded): compare ratios measured in the same run rather
 than absolute numbers. A result marked *quick* is a smoke-test size, not a measurement.
+
+Full runs (defaults of each scenario; rough durations on 2 idle cores), then
+`relay bench report`:
+
+| command | about |
+|---|---|
+| `relay bench throughput` | 1 min |
+| `relay bench throughput --kind mobile` | 6 min (X's 100 ms latency: ~850 calls/s floor) |
+| `relay bench throughput --split-stages` | 1 min |
+| `relay bench latency` | 5 min (web and app) |
+| `relay bench chaos --kill9 10` | 5 min |
+| `relay bench chaos --kill9 10 --kind mobile` | 8 min |
+| `relay bench outage` | 3 min |
+| `relay bench faults` | 3 min |
+| `relay bench broker-pause` | 2 min |
+| `relay bench budget` | 2 min |
+| `relay bench hot-cold` | 4 min |
+| `relay bench memory` | 4 min (the sandbox holds ~1 GB) |
 """
 
 
