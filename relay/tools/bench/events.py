@@ -141,11 +141,13 @@ def mobile_events(count: int, config: Path, *, seed: int = 1) -> list[Event]:
     world = World.of(load_mapping(config))
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    base = now - timedelta(hours=2)
+    # Each seed has its own 1,000 s of past (a million distinct milliseconds): calls with
+    # different seeds never share an identity.
+    base = now - timedelta(hours=48) + timedelta(seconds=1000 * (seed % 150))
     events: list[Event] = []
     for i in range(count):
         record = mobile_record(rng, now, world)
-        when = _iso_ms(base + timedelta(milliseconds=7 * i))
+        when = _iso_ms(base + timedelta(milliseconds=i))
         record["conversion_time"] = when
         events.append(Event(str(record["account_id"]).encode(), orjson.dumps(record), when))
     return events
