@@ -35,7 +35,7 @@ async def run_broker_pause(run: Run, out: Outcome, events: int, pause_s: float) 
         warmup = web_events(WARMUP, config.pixels, seed=99)
         relay, _ = await start_and_warm(stack, PREFIX, "web", warmup)
         async with paced(stack, topic, batch, events / feed_s) as feeding:
-            await wait_progress(stack, "web", events // 3, "a third delivered")
+            await wait_progress(stack, "web", events // 3, "a third delivered", PREFIX)
             run.say(f"SIGSTOP to the broker for {pause_s:g}s")
             stack.broker.signal(signal.SIGSTOP)
             try:

@@ -60,7 +60,9 @@ async def run_chaos(run: Run, out: Outcome, kind: Kind, kill9: int, events: int)
         at_kill: list[int] = []
         for number, share in enumerate(shares, 1):
             target = int(share * events)
-            await wait_progress(stack, kind, target, f"{target:,} delivered before kill {number}")
+            await wait_progress(
+                stack, kind, target, f"{target:,} delivered before kill {number}", PREFIX
+            )
             await relay.kill()
             marks.append(time.time())
             at_kill.append(progress(await stack.client.stats(), kind))

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from relay.tools.bench.accounting import Accounting, account, dead_letter_identities, received_s
 from relay.tools.bench.context import StallGuard
+from relay.tools.bench.e2e import refuse_dead_lettered
 from relay.tools.bench.events import Event, Kind
 from relay.tools.bench.kafka_io import PacedFeed
 from relay.tools.bench.stack import Stack, accepted
@@ -29,12 +30,18 @@ def progress(stats: dict[str, Any], kind: Kind) -> int:
     return int(stats["conversions_accepted"]) - int(stats["duplicates"])
 
 
-async def wait_progress(stack: Stack, kind: Kind, target: int, what: str) -> None:
+async def wait_progress(stack: Stack, kind: Kind, target: int, what: str, prefix: str) -> None:
+    """Until `target` distinct events are delivered; fails early when nothing moves, or when
+    nothing was delivered but dead letters pile up (the relay cannot deliver this kind)."""
     stall = StallGuard(what, QUIET_S)
+    checked = [time.monotonic()]
 
     async def reached() -> bool:
         done = progress(await stack.client.stats(), kind)
         stall.seen(done)
+        if done == 0 and time.monotonic() - checked[0] > DLQ_EVERY_S:
+            checked[0] = time.monotonic()
+            await refuse_dead_lettered(stack, prefix, 1)
         return done >= target
 
     await stack.run.wait_for(reached, what, poll_s=0.05, alive=stack.check_alive)

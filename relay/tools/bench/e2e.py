@@ -32,8 +32,8 @@ class DeadLettered(RelayError):
     """The relay dead-letters what the scenario needs delivered."""
 
 
-async def _refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
-    """DeadLettered when what is missing of the warm-up is in the DLQ: waiting is useless."""
+async def refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
+    """DeadLettered when at least `missing` records are in the DLQ: waiting is useless."""
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq", timeout_s=10)
     if records and len(records) >= missing:
         classes = Counter(dict(r.headers).get("relay.error.class", b"?").decode() for r in records)
@@ -146,7 +146,7 @@ async def start_and_warm(
             stack.run.say(f"first delivery {first[0]:.1f}s after start")
         if done < len(warmup) and time.monotonic() - checked[0] > DLQ_CHECK_S:
             checked[0] = time.monotonic()
-            await _refuse_dead_lettered(stack, prefix, len(warmup) - done)
+            await refuse_dead_lettered(stack, prefix, len(warmup) - done)
         return done >= len(warmup)
 
     await stack.run.wait_for(

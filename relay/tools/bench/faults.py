@@ -40,14 +40,14 @@ async def run_faults(run: Run, out: Outcome, events: int, storm_s: float) -> Non
         warmup = web_events(WARMUP, config.pixels, seed=99)
         relay, _ = await start_and_warm(stack, PREFIX, "web", warmup)
         async with paced(stack, topic, batch, events / feed_s) as feeding:
-            await wait_progress(stack, "web", events // 10, "a tenth delivered")
+            await wait_progress(stack, "web", events // 10, "a tenth delivered", PREFIX)
             run.say("mixed faults on")
             await stack.client.set_faults(MIXED)
-            await wait_progress(stack, "web", events // 2, "half delivered")
+            await wait_progress(stack, "web", events // 2, "half delivered", PREFIX)
             run.say(f"a 429 storm of {storm_s:g}s (mixed faults go on)")
             await stack.client.set_faults({**MIXED, "storm_s": storm_s})
             await feeding
-        await wait_progress(stack, "web", int(events * 0.9), "nine tenths delivered")
+        await wait_progress(stack, "web", int(events * 0.9), "nine tenths delivered", PREFIX)
         run.say("faults off")
         await stack.client.clear_faults()
         settled = await await_settled(stack, PREFIX, "web", [e.identity for e in [*warmup, *batch]])

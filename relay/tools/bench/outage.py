@@ -34,7 +34,7 @@ async def run_outage(run: Run, out: Outcome, events: int, outage_s: float) -> No
         warmup = web_events(WARMUP, config.pixels, seed=99)
         relay, _ = await start_and_warm(stack, PREFIX, "web", warmup)
         async with paced(stack, topic, batch, events / feed_s) as feeding:
-            await wait_progress(stack, "web", events // 3, "a third delivered")
+            await wait_progress(stack, "web", events // 3, "a third delivered", PREFIX)
             run.say(f"X answers 503 to everything for {outage_s:g}s")
             await stack.client.set_faults({"error_rates": {"503": 1.0}})
             outage_until = time.monotonic() + outage_s
