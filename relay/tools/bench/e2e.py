@@ -37,7 +37,7 @@ async def refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq", timeout_s=10)
     if records and len(records) >= missing:
         classes = Counter(dict(r.headers).get("relay.error.class", b"?").decode() for r in records)
-        raise DeadLettered(f"the relay dead-lettered the warm-up: {dict(classes)}")
+        raise DeadLettered(f"the relay dead-letters instead of delivering: {dict(classes)}")
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,13 @@ def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
         yield prefix, _fmt(value)
 
 
+def _with_unit(value: Any, unit: str) -> str:
+    return _fmt(value) + (f" {unit}" if unit and value is not None else "")
+
+
 def _section(doc: dict[str, Any], charts: set[str], charts_rel: str) -> list[str]:
+    """One scenario's section; each chart is shown once, in the first section it belongs to
+    (`charts` loses the ones shown)."""
     verdict = "pass" if doc["pass"] else "FAIL"
     quick = " (*quick*)" if doc.get("quick") else ""
     lines = [
@@ -103,11 +109,10 @@ def _section(doc: dict[str, Any], charts: set[str], charts_rel: str) -> list[str
     if doc["targets"]:
         lines += ["| target | measured | wanted | |", "|---|---:|---:|---|"]
         for t in doc["targets"]:
-            unit = f" {t['unit']}" if t["unit"] else ""
             mark = "pass" if t["pass"] else "**fail**"
             lines.append(
-                f"| {t['name']} | {_fmt(t['value'])}{unit} | {t['op']} {_fmt(t['limit'])}"
-                f"{unit} | {mark} |"
+                f"| {t['name']} | {_with_unit(t['value'], t['unit'])} | {t['op']} "
+                f"{_with_unit(t['limit'], t['unit'])} | {mark} |"
             )
         lines.append("")
     rows = [(k, v) for k, v in _flatten("", doc["result"]) if v != ""]
@@ -117,6 +122,7 @@ def _section(doc: dict[str, Any], charts: set[str], charts_rel: str) -> list[str
         lines += ["", "</details>", ""]
     for chart in CHART_OF.get(doc["scenario"], ()):
         if chart in charts:
+            charts.discard(chart)
             lines += [f"![{chart}]({charts_rel}/{chart})", ""]
     return lines
 
@@ -129,6 +135,12 @@ def render(results_dir: Path, output: Path, charts_dir: Path) -> str:
         d for n, d in sorted(docs.items()) if n not in ORDER
     ]
     lines = [INTRO, "## Summary", ""]
+    if ordered and all(d.get("quick") for d in ordered):
+        lines += [
+            "Every result below is a smoke-test size (`--quick`): the harness checked on this",
+            "code, not a measurement of it. The full runs are the commands above.",
+            "",
+        ]
     lines += ["| scenario | target | measured | wanted | | date |", "|---|---|---:|---:|---|---|"]
     for doc in ordered:
         quick = " (quick)" if doc.get("quick") else ""
@@ -141,8 +153,8 @@ def render(results_dir: Path, output: Path, charts_dir: Path) -> str:
                 continue
             mark = "pass" if t["pass"] else "**fail**"
             lines.append(
-                f"| {doc['scenario']}{quick} | {t['name']} | {_fmt(t['value'])} {t['unit']} | "
-                f"{t['op']} {_fmt(t['limit'])} | {mark} | {doc['date']} |"
+                f"| {doc['scenario']}{quick} | {t['name']} | {_with_unit(t['value'], t['unit'])} | "
+                f"{t['op']} {_with_unit(t['limit'], t['unit'])} | {mark} | {doc['date']} |"
             )
     lines.append("")
     for doc in ordered:
