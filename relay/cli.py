@@ -245,6 +245,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from relay.tools.config_check import run_config
 
         return run_config(args)
+    if args.command == "bench" and args.bench == "sandbox":
+        from relay.tools.bench_sandbox import run_from_args
+
+        return run_from_args(args)
     if args.command == "bench":
         from relay.tools.bench import run_bench
 

@@ -166,6 +166,9 @@ def add_bench_parser(sub: Any) -> None:
             metavar="NAME=VALUE",
             help="a RELAY_* setting for every relay process (repeatable; recorded)",
         )
+    from relay.tools.bench_sandbox import add_parser as add_sandbox_parser
+
+    add_sandbox_parser(bench_sub)  # the emulator's own benchmark, run by its own module
     report = bench_sub.add_parser("report", help="regenerate BENCHMARKS.md from the results")
     report.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     report.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
