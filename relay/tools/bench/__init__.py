@@ -9,5 +9,6 @@ scenario: throughput, latency, chaos, outage, faults, broker_pause, budget, hot_
 """
 
 from relay.tools.bench.commands import add_bench_parser, run_bench
+from relay.tools.bench.results import machine
 
-__all__ = ["add_bench_parser", "run_bench"]
+__all__ = ["add_bench_parser", "machine", "run_bench"]
