@@ -95,8 +95,8 @@ SCENARIOS: Final[dict[str, tuple[str, float, tuple[Size, ...]]]] = {
         (
             Size("--workers", 3, 2, "relay processes"),
             Size("--accounts", 20, 4, "accounts with a backlog"),
-            Size("--limit", 600, 200, "events per account per window (relay and sandbox)"),
-            Size("--window-s", 10, 5, "budget window in seconds"),
+            Size("--limit", 600, 600, "events per account per window (relay and sandbox)"),
+            Size("--window-s", 10, 6, "budget window in seconds"),
             Size("--windows", 6, 3, "windows to run"),
         ),
     ),
