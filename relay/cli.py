@@ -169,18 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_parser(sub)
     add_config_parser(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks (results in BENCHMARKS.md)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    throughput = bench_sub.add_parser(
-        "throughput", help="web path end to end vs. a Kafka consume+produce floor"
-    )
-    throughput.add_argument("--events", type=int, default=200_000)
-    throughput.add_argument(
-        "--write", type=Path, default=None, help="append the results to this markdown file"
-    )
-    from relay.tools.bench_sandbox import add_parser as add_bench_sandbox_parser
+    from relay.tools.bench import add_bench_parser
 
-    add_bench_sandbox_parser(bench_sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -262,9 +253,9 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return run_from_args(args)
     if args.command == "bench":
-        from relay.tools.bench import run_throughput_bench
+        from relay.tools.bench import run_bench
 
-        return run_throughput_bench(args.events, args.write)
+        return run_bench(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 

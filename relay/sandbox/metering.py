@@ -88,10 +88,27 @@ async def budget_headers(request: web.Request, response: web.StreamResponse) -> 
     key = request.get(TOKEN_KEY)
     if key is not None and TOKEN_PREFIX + "remaining" not in headers:
         headers.update(state.token_budget.peek(key, now).headers(TOKEN_PREFIX))
-    if response.status in NOT_THE_CALLERS or ACCOUNT_PREFIX + "remaining" in headers:
-        return  # a fault may have set its own (a 429 storm's reset)
+    if response.status in NOT_THE_CALLERS:
+        return
+    account = request_account(request)
+    if account is None:
+        return
+    if ACCOUNT_PREFIX + "remaining" not in headers:  # a fault may have set its own
+        headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
+    if response.status == 429:
+        state.announce_reset(account, float(headers[ACCOUNT_PREFIX + "reset"]))
+
+
+def request_account(request: web.Request) -> str | None:
+    """The ad account whose budget the request's route spends, if any."""
     resource = request.match_info.route.resource
     account_of = ACCOUNT_OF.get(resource.canonical) if resource is not None else None
-    account = account_of(request, request.app[CONFIG_KEY]) if account_of is not None else None
+    return account_of(request, request.app[CONFIG_KEY]) if account_of is not None else None
+
+
+def note_arrival(request: web.Request) -> None:
+    """Counts a request for an account that X told to wait (a 429's reset not yet reached)."""
+    account = request_account(request)
     if account is not None:
-        headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
+        state = request.app[STATE_KEY]
+        state.check_reset(account, state.clock())

@@ -177,6 +177,8 @@ class Stats:
         self.app_conversions_accepted = 0
         self.app_conversions_attributed = 0
         self.faults: Counter[str] = Counter()  # injected, by kind: latency, drop, error_503, ...
+        # Requests for an account that arrived before the reset a 429 had announced to it.
+        self.requests_before_reset = 0
 
     def record(self, endpoint: str, status: int, codes: Sequence[str] = ()) -> None:
         self.requests[endpoint, status] += 1
@@ -194,6 +196,7 @@ class Stats:
             "app_conversions_accepted": self.app_conversions_accepted,
             "app_conversions_attributed": self.app_conversions_attributed,
             "faults": dict(sorted(self.faults.items())),
+            "requests_before_reset": self.requests_before_reset,
         }
 
     def clear(self) -> None:
@@ -202,6 +205,7 @@ class Stats:
         self.faults.clear()
         self.conversions_accepted = self.duplicates = 0
         self.app_conversions_accepted = self.app_conversions_attributed = 0
+        self.requests_before_reset = 0
 
 
 class SandboxState:
@@ -218,6 +222,16 @@ class SandboxState:
         self.replay = ReplayGuard(clock, config.oauth_window_s, config.nonce_max_keys)
         self.engagements = Engagements(config.engagements, config.max_engagements)
         self.faults = FaultInjector()
+        self.announced_reset: dict[str, float] = {}  # account -> reset of its latest 429
+
+    def announce_reset(self, account_id: str, reset_epoch_s: float) -> None:
+        """A 429 told the account to wait until `reset_epoch_s`."""
+        self.announced_reset[account_id] = reset_epoch_s
+
+    def check_reset(self, account_id: str, now: float) -> None:
+        """Counts a request for an account that arrives before its announced reset."""
+        if now < self.announced_reset.get(account_id, 0.0):
+            self.stats.requests_before_reset += 1
 
     def spend_account(self, account_id: str, events: int, now: float) -> None:
         """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
@@ -287,6 +301,7 @@ class SandboxState:
         self.replay.clear()
         self.engagements.reset()
         self.faults.clear()
+        self.announced_reset.clear()
 
 
 def iso_ms(epoch_s: float) -> str:
