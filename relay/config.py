@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import tomllib
@@ -55,6 +56,11 @@ MAX_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
 KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+# Built-in OAUTHBEARER token providers (relay.kafka_oauth); else `module:factory`.
+TOKEN_PROVIDERS: Final = ("oidc", "aws-msk-iam")
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,28 @@ def _region_problem(region: str) -> str | None:
     return None if re.fullmatch(r"[A-Z]{2}", region) else "must be a two-letter region, e.g. US"
 
 
+def _token_provider_problem(name: str) -> str | None:
+    if name in TOKEN_PROVIDERS or re.fullmatch(r"[\w.]+:[\w.]+", name):
+        return None
+    return f"must be {' or '.join(TOKEN_PROVIDERS)}, or module:factory"
+
+
+def _https_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return None
+    return "must be an https:// URL (http:// only on loopback)"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def _base64_problem(key: Secret) -> str | None:
     try:
         base64.b64decode(key.reveal(), validate=True)
@@ -195,6 +223,77 @@ class Settings:
         minimum=1_000,
         maximum=3_600_000,
     )
+    kafka_client_id: str = setting(
+        "RELAY_KAFKA_CLIENT_ID",
+        "conversion-relay",
+        "client id the brokers see (quotas, request logs, ACL audits)",
+    )
+    kafka_security_protocol: str = setting(
+        "RELAY_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "how every Kafka client of the relay reaches the brokers",
+        choices=SECURITY_PROTOCOLS,
+    )
+    kafka_ssl_ca_file: str | None = setting(
+        "RELAY_KAFKA_SSL_CA_FILE",
+        None,
+        "PEM CA bundle the brokers' certificates are checked against (default: the system's)",
+        path=True,
+    )
+    kafka_ssl_cert_file: str | None = setting(
+        "RELAY_KAFKA_SSL_CERT_FILE", None, "PEM client certificate (mutual TLS)", path=True
+    )
+    kafka_ssl_key_file: str | None = setting(
+        "RELAY_KAFKA_SSL_KEY_FILE", None, "PEM private key of the client certificate", path=True
+    )
+    kafka_ssl_key_password: Secret = setting(
+        "RELAY_KAFKA_SSL_KEY_PASSWORD", "", "password of an encrypted client key", secret=True
+    )
+    kafka_ssl_check_hostname: bool = setting(
+        "RELAY_KAFKA_SSL_CHECK_HOSTNAME",
+        True,
+        "the broker's certificate must name the host connected to",
+    )
+    kafka_sasl_mechanism: str | None = setting(
+        "RELAY_KAFKA_SASL_MECHANISM",
+        None,
+        "SASL mechanism, with SASL_PLAINTEXT or SASL_SSL",
+        choices=SASL_MECHANISMS,
+    )
+    kafka_sasl_username: str | None = setting(
+        "RELAY_KAFKA_SASL_USERNAME", None, "PLAIN / SCRAM user name", from_file=True
+    )
+    kafka_sasl_password: Secret = setting(
+        "RELAY_KAFKA_SASL_PASSWORD", "", "PLAIN / SCRAM password", secret=True
+    )
+    kafka_oauth_token_provider: str | None = setting(
+        "RELAY_KAFKA_OAUTH_TOKEN_PROVIDER",
+        None,
+        "OAUTHBEARER tokens: oidc (client credentials grant), aws-msk-iam (the msk extra), "
+        "or module:factory (a callable taking the settings, returning an aiokafka "
+        "AbstractTokenProvider)",
+        check=_token_provider_problem,
+        type_label="oidc \\| aws-msk-iam \\| module:factory",
+    )
+    kafka_oauth_token_url: str | None = setting(
+        "RELAY_KAFKA_OAUTH_TOKEN_URL",
+        None,
+        "token endpoint of the identity provider (oidc)",
+        check=_https_problem,
+        type_label="URL",
+    )
+    kafka_oauth_client_id: str | None = setting(
+        "RELAY_KAFKA_OAUTH_CLIENT_ID", None, "OAuth client id (oidc)", from_file=True
+    )
+    kafka_oauth_client_secret: Secret = setting(
+        "RELAY_KAFKA_OAUTH_CLIENT_SECRET", "", "OAuth client secret (oidc)", secret=True
+    )
+    kafka_oauth_scope: str | None = setting(
+        "RELAY_KAFKA_OAUTH_SCOPE", None, "OAuth scope to ask for (oidc), if the provider needs one"
+    )
+    kafka_aws_region: str | None = setting(
+        "RELAY_KAFKA_AWS_REGION", None, "AWS region of the MSK cluster (aws-msk-iam)"
+    )
     api_base_url: str = setting(
         "RELAY_API_BASE_URL",
         "https://ads-api.x.com",
@@ -202,6 +301,39 @@ class Settings:
         parse=_base_url,
         check=_base_url_problem,
         type_label="URL",
+    )
+    api_ca_file: str | None = setting(
+        "RELAY_API_CA_FILE",
+        None,
+        "PEM CA bundle X's (or a TLS proxy's) certificate is checked against (default: the "
+        "system's); verification is always on",
+        path=True,
+    )
+    api_allow_http: bool = setting(
+        "RELAY_API_ALLOW_HTTP",
+        False,
+        "allow an http:// RELAY_API_BASE_URL on a host other than loopback",
+    )
+    api_connect_timeout_s: float = setting(
+        "RELAY_API_CONNECT_TIMEOUT_S",
+        10.0,
+        "timeout of opening a connection to X (TCP and TLS)",
+        above=0,
+        maximum=600,
+    )
+    api_read_timeout_s: float = setting(
+        "RELAY_API_READ_TIMEOUT_S",
+        30.0,
+        "longest wait for X's next bytes once connected",
+        above=0,
+        maximum=600,
+    )
+    api_max_connections: int = setting(
+        "RELAY_API_MAX_CONNECTIONS",
+        32,
+        "size of the connection pool to X",
+        minimum=1,
+        maximum=1_024,
     )
     credentials: Credentials = assembled(
         Credentials.empty,
@@ -318,6 +450,12 @@ class Settings:
         minimum=0,
         maximum=3_600,
     )
+    dlq_redact: bool = setting(
+        "RELAY_DLQ_REDACT",
+        False,
+        "dead letters of ingest failures: emails, phones and device ids replaced by their "
+        "hashes, IP and user agent dropped (default: the original bytes)",
+    )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -326,10 +464,68 @@ class Settings:
             raise ConfigError(problems=problems)
 
     def _relation_problems(self) -> list[Problem]:
-        problems = []
+        problems = [*self._kafka_problems(), *self._api_problems()]
         if self.retry_base_s > self.retry_max_s:
             problems.append(Problem("RELAY_RETRY_BASE_S", "must not exceed RELAY_RETRY_MAX_S"))
         return problems
+
+    def _kafka_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+
+        def needs(name: str, what: str) -> None:
+            problems.append(Problem(name, f"is needed {what}"))
+
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        if sasl and not mechanism:
+            needs("RELAY_KAFKA_SASL_MECHANISM", f"with RELAY_KAFKA_SECURITY_PROTOCOL={protocol}")
+        if mechanism and not sasl:
+            problems.append(
+                Problem(
+                    "RELAY_KAFKA_SASL_MECHANISM",
+                    "needs RELAY_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)",
+                )
+            )
+        if sasl and mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            if not self.kafka_sasl_username:
+                needs("RELAY_KAFKA_SASL_USERNAME", f"for {mechanism}")
+            if not self.kafka_sasl_password:
+                needs("RELAY_KAFKA_SASL_PASSWORD", f"for {mechanism}")
+        provider = self.kafka_oauth_token_provider
+        if sasl and mechanism == "OAUTHBEARER" and not provider:
+            needs("RELAY_KAFKA_OAUTH_TOKEN_PROVIDER", "for OAUTHBEARER")
+        if provider == "oidc":
+            if not self.kafka_oauth_token_url:
+                needs("RELAY_KAFKA_OAUTH_TOKEN_URL", "for the oidc token provider")
+            if not self.kafka_oauth_client_id:
+                needs("RELAY_KAFKA_OAUTH_CLIENT_ID", "for the oidc token provider")
+            if not self.kafka_oauth_client_secret:
+                needs("RELAY_KAFKA_OAUTH_CLIENT_SECRET", "for the oidc token provider")
+        if provider == "aws-msk-iam" and not self.kafka_aws_region:
+            needs("RELAY_KAFKA_AWS_REGION", "for the aws-msk-iam token provider")
+        if not tls:
+            for name, value in (
+                ("RELAY_KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file),
+                ("RELAY_KAFKA_SSL_CERT_FILE", self.kafka_ssl_cert_file),
+                ("RELAY_KAFKA_SSL_KEY_FILE", self.kafka_ssl_key_file),
+            ):
+                if value:
+                    problems.append(
+                        Problem(name, "needs RELAY_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+                    )
+        if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
+            problems.append(Problem("RELAY_KAFKA_SSL_KEY_FILE", "needs RELAY_KAFKA_SSL_CERT_FILE"))
+        return problems
+
+    def _api_problems(self) -> list[Problem]:
+        parts = urlsplit(self.api_base_url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.api_allow_http:
+            message = (
+                "http:// is refused for a host other than loopback (X's API is https); "
+                "set RELAY_API_ALLOW_HTTP=true to allow it"
+            )
+            return [Problem("RELAY_API_BASE_URL", message)]
+        return []
 
     @property
     def outbound_topic(self) -> str:

@@ -1,4 +1,8 @@
-"""Kafka plumbing shared by the stages: client settings, topic creation, batched producing.
+"""Kafka plumbing shared by the stages: clients, topic creation, batched producing.
+
+Every client is made here from a `KafkaTarget`: the settings (TLS, SASL and client id from
+`relay.kafka_security.kafka_options`), or a bare bootstrap string for the embedded,
+plaintext broker of the demo and the tests.
 
 `BatchProducer.send_many` is the hot path's way to write: records are packed into one
 aiokafka batch per partition (`create_batch`/`send_batch`), so there is no per-record await.
@@ -11,16 +15,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from relay.config import Settings
 from relay.errors import BrokerError
+from relay.kafka_security import explain_failure, kafka_options
 
 TOPIC_ALREADY_EXISTS: Final = 36
 DEFAULT_PARTITIONS: Final = 8
 
 Header = tuple[str, bytes]
+KafkaTarget = Settings | str  # a str: bootstrap servers of a plaintext broker (embedded)
+
+
+def connection_options(kafka: KafkaTarget) -> dict[str, Any]:
+    return {"bootstrap_servers": kafka} if isinstance(kafka, str) else kafka_options(kafka)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +45,11 @@ class OutRecord:
     partition: int | None = None
 
 
-def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
+def make_producer(kafka: KafkaTarget, **extra: Any) -> AIOKafkaProducer:
     # Idempotence off: the embedded broker cannot serve InitProducerId. acks=all keeps the
     # at-least-once promise: an offset is committed only after the broker has the record.
     options: dict[str, Any] = dict(
-        bootstrap_servers=bootstrap,
+        **connection_options(kafka),
         enable_idempotence=False,
         acks="all",
         linger_ms=5,
@@ -50,11 +61,19 @@ def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+def make_consumer(kafka: KafkaTarget, *topics: str, **extra: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **connection_options(kafka), **extra)
+
+
+def make_admin(kafka: KafkaTarget, **extra: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_options(kafka), **extra)
+
+
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
+    kafka: KafkaTarget, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
 ) -> None:
     """Create the topics that do not exist yet (an existing topic is fine)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(kafka)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -71,7 +90,9 @@ async def ensure_topics(
     except BrokerError:
         raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
+        if isinstance(kafka, str):
+            raise BrokerError(f"cannot reach Kafka at {kafka} to create topics: {exc}") from exc
+        raise await explain_failure(kafka, exc, "create topics") from exc
     finally:
         await admin.close()
 

@@ -61,8 +61,8 @@ class Worker:
         topics = [settings.outbound_topic, settings.dlq_topic, settings.attributions_topic]
         if self.stage in ("all", "ingest"):
             topics += list(settings.inputs)
-        await ensure_topics(settings.kafka_bootstrap, topics)
-        producer = make_producer(settings.kafka_bootstrap)
+        await ensure_topics(settings, topics)
+        producer = make_producer(settings)
         await producer.start()
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None

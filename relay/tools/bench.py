@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from relay.broker import free_port
 from relay.config import Settings, default_mapping_path, load_settings
-from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
+from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_consumer, make_producer
 from relay.pipeline.worker import Worker
 from relay.tools.produce import generate_web, usable_pixels
 from relay.tools.stack import local_stack, sandbox_stats
@@ -63,9 +62,9 @@ async def measure_floor(bootstrap: str, values: list[bytes]) -> Result:
     source, sink = "bench.floor.in", "bench.floor.out"
     await _fill(bootstrap, source, values)
     await ensure_topics(bootstrap, [sink])
-    consumer = AIOKafkaConsumer(
+    consumer = make_consumer(
+        bootstrap,
         source,
-        bootstrap_servers=bootstrap,
         group_id="bench-floor",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -8,16 +8,18 @@ commits what it read, so a dead letter is redriven once; `--group` starts a fres
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, OutRecord, make_producer
+from relay.kafka import BatchProducer, OutRecord, make_consumer, make_producer
+from relay.kafka_security import explain_failure
 
 HEADER_PREFIXES: Final = ("relay.error.", "relay.origin.")
 POLL_MS: Final = 500
@@ -66,18 +68,22 @@ async def redrive(
 ) -> RedriveSummary:
     """Read the DLQ up to its current end once, redriving what matches."""
     summary = RedriveSummary()
-    consumer = AIOKafkaConsumer(
+    consumer = make_consumer(
+        settings,
         settings.dlq_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=group or f"{settings.topic_prefix}-redrive",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=min(3000, settings.kafka_session_timeout_ms // 3),
     )
-    producer = make_producer(settings.kafka_bootstrap)
-    await consumer.start()
-    await producer.start()
+    producer = make_producer(settings)
+    try:
+        await consumer.start()
+        await producer.start()
+    except Exception as exc:
+        await asyncio.gather(consumer.stop(), producer.stop(), return_exceptions=True)
+        raise await explain_failure(settings, exc, "read the dead letters") from exc
     try:
         batcher = BatchProducer(producer)
         idle = 0
