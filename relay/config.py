@@ -178,12 +178,12 @@ def _token_provider_problem(name: str) -> str | None:
 
 def _https_problem(url: str) -> str | None:
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return None
     return "must be an https:// URL (http:// only on loopback)"
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
     try:
@@ -519,7 +519,7 @@ class Settings:
 
     def _api_problems(self) -> list[Problem]:
         parts = urlsplit(self.api_base_url)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.api_allow_http:
+        if parts.scheme == "http" and not is_loopback(parts.hostname) and not self.api_allow_http:
             message = (
                 "http:// is refused for a host other than loopback (X's API is https); "
                 "set RELAY_API_ALLOW_HTTP=true to allow it"

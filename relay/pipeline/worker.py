@@ -22,6 +22,7 @@ from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
 from relay.xads.client import XAdsClient
+from relay.xads.egress import Egress
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,8 @@ class Worker:
         async with XAdsClient(
             settings.api_base_url,
             settings.credentials,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_in_flight_requests * 2,
             pixel_tokens=pixel_tokens,
+            egress=Egress.from_settings(settings),
         ) as client:
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
