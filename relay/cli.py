@@ -11,7 +11,7 @@ from pathlib import Path
 
 from relay import __version__
 from relay.config import LOG_LEVELS, SETTINGS, load_settings, log_level_from
-from relay.errors import RelayError
+from relay.errors import ConfigError, RelayError
 from relay.observability.logs import configure_logging
 from relay.settings_table import help_text
 
@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or log_level_from(os.environ))
     try:
         return dispatch(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"relay: error: {line}", file=sys.stderr)
+        return 2
     except RelayError as exc:
         print(f"relay: error: {exc}", file=sys.stderr)
         return 2
@@ -151,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from relay.pipeline.worker import run_worker
+        from relay.tools.config_check import raise_on_problems
 
-        return run_worker(load_settings(), args.stage)
+        settings = load_settings()
+        raise_on_problems(settings)
+        return run_worker(settings, args.stage)
     if args.command == "broker":
         from relay.broker import run_broker
 

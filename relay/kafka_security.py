@@ -132,7 +132,8 @@ async def explain_failure(settings: Settings, exc: BaseException, doing: str) ->
             " (the brokers refused the SASL login: check RELAY_KAFKA_SASL_MECHANISM, "
             "RELAY_KAFKA_SASL_USERNAME and RELAY_KAFKA_SASL_PASSWORD)"
         )
+    detail = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
     return BrokerError(
         f"cannot reach Kafka at {settings.kafka_bootstrap} "
-        f"({settings.kafka_security_protocol}) to {doing}: {name}: {exc}{hint}"
+        f"({settings.kafka_security_protocol}) to {doing}: {detail}{hint}"
     )

@@ -62,7 +62,9 @@ async def test_x_is_reached_over_tls_verified_against_the_ca_setting(
 async def test_an_untrusted_certificate_is_refused(https_sandbox: tuple[str, Pki]) -> None:
     url, pki = https_sandbox
     for ca in (None, pki.other_ca):  # the system's bundle, then a CA that signed nothing here
-        async with XAdsClient(url, CREDENTIALS, egress=Egress(ca_file=ca and str(ca))) as client:
+        async with XAdsClient(
+            url, CREDENTIALS, egress=Egress(ca_file=str(ca) if ca else None)
+        ) as client:
             with pytest.raises(TransportError, match="Certificate") as caught:
                 await client.app_event_tags.list(ACCOUNT, count=1)
         assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorCertificateError)
