@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,7 +38,12 @@ def iso_ms(epoch_s: float) -> str:
 
 
 def dead_letter(
-    topic: str, value: bytes, key: bytes | None, failure: Failure, origin: Origin
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    failure: Failure,
+    origin: Origin,
+    extra_headers: Sequence[Header] = (),
 ) -> OutRecord:
     headers: list[Header] = [
         ("relay.error.stage", failure.stage.encode()),
@@ -63,6 +69,7 @@ def dead_letter(
         ("relay.origin.topic", origin.topic.encode()),
         ("relay.origin.partition", str(origin.partition).encode()),
         ("relay.origin.offset", str(origin.offset).encode()),
+        *extra_headers,
     ]
     # Keyed like the original so a redrive lands on the same partition key.
     return OutRecord(topic=topic, value=value, key=key, headers=headers)

@@ -28,6 +28,7 @@ from relay.kafka import BatchProducer, OutRecord
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,11 @@ class Ingestor:
         except InvalidEvent as bad:
             failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
             origin = Origin(msg.topic, msg.partition, msg.offset)
-            record = dead_letter(settings.dlq_topic, msg.value or b"", msg.key, failure, origin)
+            value, headers = msg.value or b"", []
+            if settings.dlq_redact:
+                value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
+                headers = [(REDACTED_HEADER, ",".join(rewritten).encode())] if rewritten else []
+            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
             return Outcome(record=record, dead_letter_class=bad.error_class)
         out = OutRecord(
             settings.outbound_topic, encode_outbound(event), key=event.budget_key.encode()

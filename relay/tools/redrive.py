@@ -21,7 +21,7 @@ from relay.errors import ConfigError
 from relay.kafka import BatchProducer, OutRecord, make_consumer, make_producer
 from relay.kafka_security import explain_failure
 
-HEADER_PREFIXES: Final = ("relay.error.", "relay.origin.")
+HEADER_PREFIXES: Final = ("relay.error.", "relay.origin.", "relay.redacted")
 POLL_MS: Final = 500
 
 
