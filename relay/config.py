@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from relay.errors import ConfigError, Problem
-from relay.secret import Secret
+from relay.secret import MASK, Secret
 from relay.settings_table import (
     Setting,
     assembled,
@@ -65,11 +65,15 @@ LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 
 @dataclass(frozen=True)
 class Credentials:
-    """OAuth 1.0a user-context credentials."""
+    """OAuth 1.0a user-context credentials.
 
-    consumer_key: str
+    The key and the token are identifiers X sees in every Authorization header, not secrets,
+    but they come from the same secret store: kept out of reprs as well.
+    """
+
+    consumer_key: str = field(repr=False)
     consumer_secret: Secret
-    access_token: str
+    access_token: str = field(repr=False)
     access_token_secret: Secret
 
     @classmethod
@@ -200,11 +204,12 @@ def _base64_problem(key: Secret) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything the worker needs, validated when built. Units are in the names.
 
     Each field is one row of the settings table: `setting(variable, default, help, bounds)`.
+    The repr masks secrets and the identifiers read from secret files (`from_file`).
     """
 
     kafka_bootstrap: str = setting(
@@ -463,6 +468,15 @@ class Settings:
         if problems:
             raise ConfigError(problems=problems)
 
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            row = BY_NAME_OF_FIELD.get(f.name)
+            value = getattr(self, f.name)
+            shown = MASK if row is not None and row.from_file and value else repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
     def _relation_problems(self) -> list[Problem]:
         problems = [*self._kafka_problems(), *self._api_problems()]
         if self.retry_base_s > self.retry_max_s:
@@ -550,6 +564,7 @@ class Settings:
 
 SETTINGS: Final = rows_of(Settings)
 BY_NAME: Final = {row.name: row for row in SETTINGS}
+BY_NAME_OF_FIELD: Final = {row.field: row for row in SETTINGS if row.field}
 # The sandbox budgets default to the relay's.
 DEFAULT_ACCOUNT_LIMIT: Final = int(BY_NAME["RELAY_ACCOUNT_LIMIT"].default or 0)
 DEFAULT_ACCOUNT_WINDOW_S: Final = float(BY_NAME["RELAY_ACCOUNT_WINDOW_S"].default or 0)
