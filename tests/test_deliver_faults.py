@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from relay.config import default_mapping_path, load_mapping
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
@@ -115,7 +115,7 @@ async def test_a_failure_that_outlasts_the_retries_dead_letters_with_the_attempt
     assert headers["relay.error.attempts"] == "3"
     assert headers["relay.error.http_status"] == "500"
     assert headers["relay.error.first_attempt_at"] <= headers["relay.error.last_attempt_at"]
-    assert "conversion_time" in orjson.loads(dead[0].value)["payload"]
+    assert "conversion_time" in outbound.decode(dead[0].value).payload_dict()
 
 
 async def test_the_account_budget_is_kept_without_a_single_429(

@@ -13,6 +13,7 @@ import pytest
 
 from relay.config import default_mapping_path, load_mapping
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
@@ -207,7 +208,7 @@ async def test_a_batch_x_rejects_is_split_so_only_the_bad_event_is_dead_lettered
     assert headers["relay.error.class"] == "rejected"
     assert headers["relay.error.http_status"] == "400"
     assert headers["relay.error.api_code"] == "INVALID_PARAMETER"
-    assert orjson.loads(dead[0].value)["payload"]["conversion_id"] == "bad-1"
+    assert outbound.decode(dead[0].value).payload_dict()["conversion_id"] == "bad-1"
     assert headers["relay.origin.topic"] == settings.outbound_topic
 
 

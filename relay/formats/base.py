@@ -22,14 +22,18 @@ class OutboundEvent:
     """A request-ready, hashed event: what the ingest stage writes to `<prefix>.outbound`.
 
     `budget_key` is the ad account (the rate-limit key and the outbound record key).
-    `target` is the pixel id for web conversions. `payload` is exactly one entry of X's
-    `conversions` array (web): no raw PII, only hashed identifiers, twclid, ip and user agent.
+    `target` is the pixel id (web) or the app id (app). `payload` is exactly one entry of X's
+    `conversions` array (web: hashed identifiers, twclid, and IP and user agent as X receives
+    them), or the query parameters of `conversion_event` (app: hashed device id).
+    `ledger_key` is an optional source event id that identifies the conversion across replays
+    (the codec in `relay.pipeline.outbound` derives one when it is empty).
     """
 
     kind: Literal["web", "app"]
     budget_key: str
     target: str
     payload: dict[str, Any]
+    ledger_key: str = ""
 
 
 class Adapter(Protocol):

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.kafka import BatchProducer
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.batching import Batch, Lane, Pending
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
@@ -86,18 +86,15 @@ class DeliverStage(ConsumerStage):
                 count += 1
                 tracker.register(tp, msg.offset)
                 try:
-                    doc = orjson.loads(msg.value)
-                    kind, key, target, payload = (
-                        doc["kind"],
-                        doc["budget_key"],
-                        doc["target"],
-                        doc["payload"],
-                    )
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    routed = outbound.decode(msg.value)
+                except outbound.UnknownOutbound:
                     undecodable.append((tp, msg))
                     continue
+                key = routed.budget_key
                 self._lane(key).add(
-                    kind, target, Pending(tp, msg.offset, msg.key, msg.value, payload)
+                    routed.kind,
+                    routed.target,
+                    Pending(tp, msg.offset, msg.key, msg.value, routed.payload_dict()),
                 )
                 touched.add(key)
         self.metrics.consumed.labels("deliver").inc(count)

@@ -22,31 +22,18 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.errors import DroppedEvent, InvalidEvent
-from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
+from relay.formats.base import Adapter, NormalizeContext
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
 from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
-OUTBOUND_VERSION: Final = 1
 MAX_CHUNKS_IN_FLIGHT: Final = 4
-
-
-def encode_outbound(event: OutboundEvent) -> bytes:
-    """The outbound record value: request-ready and hashed, never raw PII."""
-    return orjson.dumps(
-        {
-            "v": OUTBOUND_VERSION,
-            "kind": event.kind,
-            "budget_key": event.budget_key,
-            "target": event.target,
-            "payload": event.payload,
-        }
-    )
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> Any:
@@ -114,7 +101,7 @@ class Ingestor:
             record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
             return Outcome(record=record, dead_letter_class=bad.error_class)
         out = OutRecord(
-            settings.outbound_topic, encode_outbound(event), key=event.budget_key.encode()
+            settings.outbound_topic, outbound.encode(event), key=event.budget_key.encode()
         )
         return Outcome(record=out, kind=event.kind)
 

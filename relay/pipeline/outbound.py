@@ -1,0 +1,131 @@
+"""The outbound record codec: what ingest writes to `<prefix>.outbound` and deliver reads.
+
+    value = b"R2 " kind " " budget_key " " target " " ledger_key "\\n" payload-json
+
+The routing fields come first, on one ASCII line, so that the deliver stage routes a record
+(lane, target, duplicate check) without decoding its payload; the payload is X's request
+entry as ready JSON (web: one item of the `conversions` array, joined into the request body as
+bytes; app: the `conversion_event` query parameters). Record key = the budget key.
+
+Version 1 (a JSON object with `v: 1`, written by earlier releases) is still read, so that an
+upgrade does not dead-letter a backlog; any other version is refused (`UnknownOutbound`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+from relay.formats.base import OutboundEvent
+
+VERSION_TAG: Final = b"R2 "
+KINDS: Final = ("web", "app")
+Kind = Literal["web", "app"]
+
+
+class UnknownOutbound(ValueError):
+    """An outbound record this release cannot read (unknown version or broken framing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An outbound record as the deliver stage sees it: routing fields plus payload bytes."""
+
+    kind: Kind
+    budget_key: str
+    target: str
+    ledger_key: str
+    payload: bytes  # ready JSON
+
+    def payload_dict(self) -> dict[str, Any]:
+        value = orjson.loads(self.payload)
+        if not isinstance(value, dict):
+            raise UnknownOutbound("outbound payload is not a JSON object")
+        return value
+
+
+def ledger_key_for(event: OutboundEvent, payload: bytes) -> str:
+    """The key under which a delivered event is remembered (stable across replays).
+
+    Web: the pixel and X's own dedup key, conversion_id. App: X has no dedup key, so the key is
+    derived from the conversion as sent (app, device, type, time, value, ...), unless the
+    adapter gave a source event id.
+    """
+    if event.ledger_key:
+        basis = f"{event.kind}\x1f{event.target}\x1f{event.ledger_key}".encode()
+    elif event.kind == "web":
+        basis = f"web\x1f{event.target}\x1f{event.payload.get('conversion_id', '')}".encode()
+    else:
+        basis = b"app\x1f" + event.target.encode() + b"\x1f" + payload
+    return hashlib.sha256(basis).hexdigest()[:32]
+
+
+def _field(value: str, name: str) -> bytes:
+    raw = value.encode()
+    if not raw or b" " in raw or b"\n" in raw:
+        raise ValueError(f"outbound {name} must be non-empty without spaces or newlines")
+    return raw
+
+
+def encode(event: OutboundEvent) -> bytes:
+    """An adapter's event -> the outbound record value."""
+    if event.kind not in KINDS:
+        raise ValueError(f"unknown outbound kind {event.kind!r}")
+    # Sorted keys for app payloads only: their ledger key hashes the payload bytes.
+    payload = orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS if event.kind == "app" else 0)
+    ledger = ledger_key_for(event, payload)
+    return b"".join(
+        (
+            VERSION_TAG,
+            event.kind.encode(),
+            b" ",
+            _field(event.budget_key, "budget_key"),
+            b" ",
+            _field(event.target, "target"),
+            b" ",
+            ledger.encode(),
+            b"\n",
+            payload,
+        )
+    )
+
+
+def decode(value: bytes | None) -> Routed:
+    """An outbound record value -> `Routed`; `UnknownOutbound` for what it cannot read."""
+    if not value:
+        raise UnknownOutbound("empty outbound record")
+    if value.startswith(VERSION_TAG):
+        head, sep, payload = value.partition(b"\n")
+        parts = head.split(b" ")
+        if not sep or len(parts) != 5 or not payload:
+            raise UnknownOutbound("outbound record framing is broken")
+        kind = parts[1].decode()
+        if kind not in KINDS:
+            raise UnknownOutbound(f"outbound kind {kind!r} is unknown")
+        return Routed(
+            kind,  # type: ignore[arg-type]
+            parts[2].decode(),
+            parts[3].decode(),
+            parts[4].decode(),
+            payload,
+        )
+    if value[:1] == b"{":
+        return _decode_v1(value)
+    raise UnknownOutbound("outbound record of an unknown version")
+
+
+def _decode_v1(value: bytes) -> Routed:
+    try:
+        doc = orjson.loads(value)
+        version, kind = doc["v"], doc["kind"]
+        key, target, payload = doc["budget_key"], doc["target"], doc["payload"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise UnknownOutbound("outbound record is not a relay event") from None
+    if version != 1 or kind not in KINDS or not isinstance(payload, dict):
+        raise UnknownOutbound(f"outbound record of unknown version {version!r}")
+    event = OutboundEvent(kind=kind, budget_key=str(key), target=str(target), payload=payload)
+    body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS if kind == "app" else 0)
+    return Routed(kind, event.budget_key, event.target, ledger_key_for(event, body), body)

@@ -1,0 +1,72 @@
+"""The outbound codec: routing fields without decoding the payload, versions checked."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from relay.formats.base import OutboundEvent
+from relay.pipeline import outbound
+
+
+def web_event(conversion_id: str = "c1") -> OutboundEvent:
+    payload = {"event_id": "o87ne", "conversion_id": conversion_id, "identifiers": []}
+    return OutboundEvent(kind="web", budget_key="18ce552mlaq", target="o8z6j", payload=payload)
+
+
+def test_round_trip_keeps_routing_and_payload_bytes() -> None:
+    event = web_event()
+    routed = outbound.decode(outbound.encode(event))
+    assert (routed.kind, routed.budget_key, routed.target) == ("web", "18ce552mlaq", "o8z6j")
+    assert orjson.loads(routed.payload) == event.payload
+    assert routed.payload_dict() == event.payload
+
+
+def test_web_ledger_key_is_pixel_and_conversion_id() -> None:
+    first = outbound.decode(outbound.encode(web_event("c1")))
+    again = outbound.decode(outbound.encode(web_event("c1")))
+    other = outbound.decode(outbound.encode(web_event("c2")))
+    assert first.ledger_key == again.ledger_key != other.ledger_key
+    assert len(first.ledger_key) == 32
+
+
+def test_app_ledger_key_follows_the_conversion_or_the_source_id() -> None:
+    params = {"app_id": "333903271", "conversion_type": "INSTALL", "hashed_device_id": "x"}
+    a = OutboundEvent("app", "18ce54d4x5t", "333903271", dict(params))
+    b = OutboundEvent("app", "18ce54d4x5t", "333903271", dict(reversed(params.items())))
+    c = OutboundEvent("app", "18ce54d4x5t", "333903271", {**params, "conversion_type": "PURCHASE"})
+    keys = [outbound.decode(outbound.encode(e)).ledger_key for e in (a, b, c)]
+    assert keys[0] == keys[1] != keys[2]
+    with_source = OutboundEvent("app", "18ce54d4x5t", "333903271", dict(params), ledger_key="s1")
+    assert outbound.decode(outbound.encode(with_source)).ledger_key != keys[0]
+
+
+def test_version_one_records_are_still_read() -> None:
+    v1 = orjson.dumps(
+        {"v": 1, "kind": "web", "budget_key": "a1", "target": "p1", "payload": {"x": 1}}
+    )
+    routed = outbound.decode(v1)
+    assert (routed.kind, routed.budget_key, routed.target) == ("web", "a1", "p1")
+    assert routed.payload_dict() == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"R9 web a p k\n{}",
+        b"R2 web a p\n{}",
+        b"R2 fax a p k\n{}",
+        b"R2 web a p k",
+        orjson.dumps({"v": 3, "kind": "web", "budget_key": "a", "target": "p", "payload": {}}),
+        b"not json",
+    ],
+)
+def test_unknown_versions_and_broken_framing_are_refused(value: bytes) -> None:
+    with pytest.raises(outbound.UnknownOutbound):
+        outbound.decode(value)
+
+
+def test_routing_fields_must_not_break_the_framing() -> None:
+    with pytest.raises(ValueError):
+        outbound.encode(OutboundEvent("web", "bad key", "p1", {}))
