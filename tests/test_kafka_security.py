@@ -305,7 +305,14 @@ def test_a_ca_file_that_is_not_pem_is_named(tmp_path: Path) -> None:
         kafka_options(settings)
 
 
-def test_only_relay_kafka_builds_kafka_clients() -> None:
+# A relay.kafka helper given the bare bootstrap string of the settings connects in plaintext.
+BARE_BOOTSTRAP = re.compile(
+    r"(ensure_topics|ensure_topic_like|partition_count|make_producer|make_consumer|make_admin)"
+    r"\(\s*(self\.)?settings\.kafka_bootstrap\b"
+)
+
+
+def test_only_relay_kafka_builds_kafka_clients_and_always_from_the_settings() -> None:
     # Every client must get the security options: none may be built around relay.kafka.
     offenders = []
     for path in RELAY.rglob("*.py"):
@@ -313,6 +320,11 @@ def test_only_relay_kafka_builds_kafka_clients() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         for client in ("AIOKafkaConsumer(", "AIOKafkaProducer(", "AIOKafkaAdminClient("):
-            if client in text or "bootstrap_servers=" in text:
+            if client in text:
                 offenders.append(f"{path.relative_to(RELAY)}: {client}")
+        if "bootstrap_servers=" in text:
+            offenders.append(f"{path.relative_to(RELAY)}: bootstrap_servers=")
+        offenders += [
+            f"{path.relative_to(RELAY)}: {m.group(0)}" for m in BARE_BOOTSTRAP.finditer(text)
+        ]
     assert not offenders, offenders
