@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import default_mapping_path, read_document
+from relay.config import SETTINGS, default_mapping_path, read_document
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
+from relay.settings_table import Setting
 from relay.tools.config_check import check
 from tests.kafka_helpers import produce_values
 from tests.tls_fixtures import TlsKafka, tls_kafka
@@ -155,3 +156,32 @@ async def test_connect_names_the_ca_of_a_tls_broker(
     )
     kafka_lines = [line for line in good.verified if line.startswith("Kafka at")]
     assert kafka_lines and "(SSL)" in kafka_lines[0]
+
+
+def bad_value(row: Setting) -> str | None:
+    """A value the row must refuse, by its kind; None for free text without a check."""
+    if row.name == "RELAY_DEVICE_ID_HMAC_KEY":
+        return "not base64!"
+    by_kind = {
+        "int": "2.5",
+        "float": "inf",
+        "bool": "perhaps",
+        "choice": "NOT-A-CHOICE",
+        "path": "/nonexistent/file",
+        "custom": "a b",
+    }
+    if row.kind in by_kind:
+        return by_kind[row.kind]
+    return "a b" if row.check is not None else None
+
+
+@pytest.mark.parametrize("row", SETTINGS, ids=[row.name for row in SETTINGS])
+def test_every_setting_with_rules_is_checked_by_name(row: Setting) -> None:
+    value = bad_value(row)
+    if value is None:
+        assert row.kind in ("str", "secret") and row.check is None
+        return
+    report = check({row.name: value})
+    assert row.name in {p.setting for p in report.problems}, report.problems
+    if row.secret:
+        assert value not in str(report)
