@@ -41,7 +41,7 @@ def relay(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"RELAY_MAX_IN_FLIGHT_REQUESTS": "0"}, "RELAY_MAX_IN_FLIGHT_REQUESTS"),
         ({"RELAY_MAX_BUFFERED_EVENTS": "0"}, "RELAY_MAX_BUFFERED_EVENTS"),
         ({"RELAY_WEB_BATCH_SIZE": "2.9"}, "RELAY_WEB_BATCH_SIZE"),
-        ({"RELAY_INPUTS": "t=segment"}, "RELAY_INPUTS"),
+        ({"RELAY_INPUTS": "t=csv"}, "RELAY_INPUTS"),
         ({"RELAY_DEVICE_ID_HMAC_KEY": "***"}, "RELAY_DEVICE_ID_HMAC_KEY"),
         ({"RELAY_API_BASE_URL": "http://ads-api.x.com"}, "RELAY_API_BASE_URL"),
         ({"RELAY_API_CA_FILE": "/nonexistent.pem"}, "RELAY_API_CA_FILE"),

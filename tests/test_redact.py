@@ -16,6 +16,7 @@ import yaml
 
 from relay.config import KNOWN_FORMATS, MappingFile, default_mapping_path, read_document
 from relay.formats.base import NormalizeContext
+from relay.normalize.device_ids import redact_device_ids
 from relay.normalize.identifiers import hash_email, hash_phone
 from relay.pipeline.redact import RULES, hash_device_id, redact
 from relay.pipeline.worker import Worker
@@ -48,22 +49,22 @@ def test_every_input_format_has_rules() -> None:
         (
             "mobile",
             {"device_id": IDFA, "device_ip_address": IP, "os_type": "ios"},
-            {"hashed_device_id": hash_device_id(IDFA, KEY), "os_type": "ios"},
+            {"device_id": hash_device_id(IDFA, CTX), "os_type": "ios"},
         ),
         (
             "appsflyer",
             {"idfa": IDFA, "advertising_id": None, "ip": IP, "idfv": IDFA, "platform": "ios"},
-            {"hashed_device_id": hash_device_id(IDFA, KEY), "advertising_id": None},
+            {"idfa": hash_device_id(IDFA, CTX), "advertising_id": None},
         ),
         (
             "adjust",
             {"{gps_adid}": ADID, "idfa": "", "ip_address": IP, "os_name": "android"},
-            {"hashed_device_id": hash_device_id(ADID, KEY), "idfa": ""},
+            {"{gps_adid}": hash_device_id(ADID, CTX), "idfa": ""},
         ),
         (
             "branch",
             {"user_data": {"aaid": ADID, "ip": IP, "user_agent": UA, "os": "Android"}},
-            {"user_data": {"hashed_device_id": hash_device_id(ADID, KEY), "os": "Android"}},
+            {"user_data": {"aaid": hash_device_id(ADID, CTX), "os": "Android"}},
         ),
         (
             "segment",
@@ -102,11 +103,16 @@ def test_what_cannot_be_hashed_is_dropped() -> None:
         assert redact(garbage, "web", CTX) == (b"", ["value"])
 
 
-def test_the_device_id_hash_is_xs() -> None:
-    # X's hashed_device_id: base64 of the 32-byte HMAC-SHA256 digest.
-    hashed = hash_device_id(IDFA, KEY)
-    assert hashed is not None and len(base64.b64decode(hashed)) == 32
-    assert hash_device_id("00000000-0000-0000-0000-000000000000", KEY) is None
+def test_device_ids_are_hashed_as_ingest_hashes_them() -> None:
+    # hmac:<X's hashed_device_id>: base64 of the 32-byte HMAC-SHA256 digest, read back by
+    # every app adapter as already hashed.
+    hashed = hash_device_id(IDFA, CTX)
+    assert hashed is not None and hashed.startswith("hmac:")
+    assert len(base64.b64decode(hashed.removeprefix("hmac:"))) == 32
+    assert redact_device_ids(IDFA.encode(), KEY, CTX.device_id_case).decode() == hashed
+    assert hash_device_id(hashed, CTX) == hashed  # what ingest already redacted stays
+    zero = "00000000-0000-0000-0000-000000000000"
+    assert hash_device_id(zero, CTX) == zero  # no one's id: it makes the record dropped
 
 
 @pytest.fixture

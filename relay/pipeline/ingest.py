@@ -20,11 +20,12 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from relay.config import Settings
+from relay.config import APP_FORMATS, Settings
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import Adapter, NormalizeContext
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
+from relay.normalize.device_ids import redact_device_ids
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
@@ -78,7 +79,10 @@ class Ingestor:
             mapping=settings.mapping,
             default_phone_region=settings.default_phone_region,
             device_id_hmac_key=base64.b64decode(settings.device_id_hmac_key.reveal() or ""),
+            device_id_case=settings.device_id_case,
+            extra_device_ids=settings.extra_device_ids,
         )
+        self._app_topics = {t for t, fmt in settings.inputs.items() if fmt in APP_FORMATS}
         self._adapters: dict[str, Adapter] = {
             topic: adapter_for(fmt) for topic, fmt in settings.inputs.items()
         }
@@ -94,7 +98,12 @@ class Ingestor:
         except InvalidEvent as bad:
             failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
             origin = Origin(msg.topic, msg.partition, msg.offset)
-            value, headers = msg.value or b"", []
+            value = msg.value or b""
+            if msg.topic in self._app_topics:  # no raw device id on any topic we write
+                value = redact_device_ids(
+                    value, self.ctx.device_id_hmac_key, self.ctx.device_id_case
+                )
+            headers = []
             if settings.dlq_redact:
                 value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
                 headers = [(REDACTED_HEADER, ",".join(rewritten).encode())] if rewritten else []

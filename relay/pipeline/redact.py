@@ -1,47 +1,47 @@
 """`RELAY_DLQ_REDACT`: the dead-letter copy of an ingest failure without raw PII, redrivable.
 
-By default a dead letter keeps the original input bytes (raw emails, phones, device ids,
-IP addresses): the DLQ then needs the input topics' protection. With redaction on, the known
-PII fields of each input format are rewritten in the dead-letter copy:
+By default a dead letter keeps the original input bytes (raw emails, phones, IP addresses;
+device ids are always written as `hmac:<hashed id>`, see `relay.normalize.device_ids`): the
+DLQ then needs the input topics' protection. With redaction on, the known PII fields of each
+input format are rewritten in the dead-letter copy:
 
-- raw email, phone and device id (IDFA/AdID) -> their normalized hashes, in the field the
-  adapter reads hashed values from (`hashed_email`, `hashed_phone_number`,
-  `hashed_device_id`), so a redriven record is hashed exactly as it would have been;
+- raw email and phone -> their normalized hashes, in the field the adapter reads hashed
+  values from (`hashed_email`, `hashed_phone_number`);
+- device ids (IDFA/AdID) -> `hmac:<hashed_device_id>` in their own field, which every app
+  adapter reads as already hashed (the MMP formats have no hashed field of their own);
 - IP addresses, user agents and device ids X never receives (IDFV, Android id, ...) dropped;
 - a value that cannot be hashed (a phone that is no phone number, a device id without a key
   or of the wrong shape) is dropped, not kept;
 - a record that is not a JSON object has no field to keep: its value is dropped whole.
 
-Which fields were rewritten is listed (names only) in the `relay.redacted` header.
+Which fields were rewritten is listed (names only) in the `relay.redacted` header. Redriven,
+the record is hashed exactly as it would have been.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
 
-from relay.errors import InvalidEvent
+from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import NormalizeContext
+from relay.normalize.device_ids import HASHED_PREFIX, hmac_device_id, normalize_device_id
 from relay.normalize.identifiers import hash_email, hash_phone
 
 Kind = Literal["email", "phone", "device", "drop"]
 REDACTED_HEADER: Final = "relay.redacted"
 WHOLE_VALUE: Final = "value"
-_UUID_SHAPE: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # Device identifiers of MMP payloads that the relay never sends to X.
 _OTHER_DEVICE_IDS: Final = ("idfv", "android_id", "imei", "oaid", "amazon_aid", "fire_adid")
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A field at `path` (nested objects) holding PII, and where its hash goes (if hashed)."""
+    """A field at `path` (nested objects) holding PII, and where its hash goes (if hashed):
+    another field (`hashed_field`), or the same field for device ids."""
 
     path: tuple[str, ...]
     field: str
@@ -53,11 +53,14 @@ def _hashed(path: tuple[str, ...], field: str, kind: Kind, hashed_field: str) ->
     return Rule(path, field, kind, hashed_field)
 
 
+def _device(path: tuple[str, ...], field: str) -> Rule:
+    return Rule(path, field, "device", field)
+
+
 def _dropped(path: tuple[str, ...], *fields: str) -> tuple[Rule, ...]:
     return tuple(Rule(path, f, "drop") for f in fields)
 
 
-_DEVICE: Final = "hashed_device_id"
 _USER_DATA: Final = ("user_data",)
 _TRAITS: Final = ("context", "traits")
 
@@ -68,22 +71,22 @@ RULES: Final[dict[str, tuple[Rule, ...]]] = {
         *_dropped((), "ip_address", "user_agent"),
     ),
     "mobile": (
-        _hashed((), "device_id", "device", _DEVICE),
+        _device((), "device_id"),
         *_dropped((), "device_ip_address"),
     ),
     "appsflyer": (
-        _hashed((), "idfa", "device", _DEVICE),
-        _hashed((), "advertising_id", "device", _DEVICE),
+        _device((), "idfa"),
+        _device((), "advertising_id"),
         *_dropped((), "ip", "user_agent", *_OTHER_DEVICE_IDS),
     ),
     "adjust": (
-        _hashed((), "idfa", "device", _DEVICE),
-        _hashed((), "gps_adid", "device", _DEVICE),
+        _device((), "idfa"),
+        _device((), "gps_adid"),
         *_dropped((), "ip_address", "user_agent", *_OTHER_DEVICE_IDS),
     ),
     "branch": (
-        _hashed(_USER_DATA, "idfa", "device", _DEVICE),
-        _hashed(_USER_DATA, "aaid", "device", _DEVICE),
+        _device(_USER_DATA, "idfa"),
+        _device(_USER_DATA, "aaid"),
         *_dropped(_USER_DATA, "ip", "user_agent", *_OTHER_DEVICE_IDS),
     ),
     "segment": (
@@ -94,15 +97,23 @@ RULES: Final[dict[str, tuple[Rule, ...]]] = {
 }
 
 
-def hash_device_id(raw: str, key: bytes) -> str | None:
-    """X's hashed_device_id (base64 HMAC-SHA256) of a UUID-shaped id; None if not hashable."""
+def hash_device_id(raw: str, ctx: NormalizeContext) -> str | None:
+    """`hmac:<hashed_device_id>` of a raw id, as ingest hashes it; None if not hashable.
+
+    A value already in that form stays; so does the all-zero id, which is no one's.
+    """
     device_id = raw.strip()
-    if not key or _UUID_SHAPE.fullmatch(device_id) is None:
+    if device_id.startswith(HASHED_PREFIX):
+        return device_id
+    if not ctx.device_id_hmac_key:
         return None
-    if not device_id.replace("-", "").strip("0"):
-        return None  # the all-zero id means limited ad tracking: never hashed
-    digest = hmac.new(key, device_id.encode("ascii"), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    try:
+        normalized = normalize_device_id(device_id, ctx.device_id_case, "device_id")
+    except InvalidEvent:
+        return None
+    except DroppedEvent:
+        return device_id
+    return HASHED_PREFIX + hmac_device_id(normalized, ctx.device_id_hmac_key)
 
 
 def _hasher(kind: Kind, ctx: NormalizeContext) -> Callable[[str], str | None]:
@@ -118,7 +129,7 @@ def _hasher(kind: Kind, ctx: NormalizeContext) -> Callable[[str], str | None]:
 
         return phone
     if kind == "device":
-        return lambda raw: hash_device_id(raw, ctx.device_id_hmac_key)
+        return lambda raw: hash_device_id(raw, ctx)
     return lambda raw: None
 
 
@@ -147,9 +158,12 @@ def redact(value: bytes, fmt: str, ctx: NormalizeContext) -> tuple[bytes, list[s
             raw = container.get(key)
             if raw is None or raw == "":
                 continue
+            if rule.kind == "device" and isinstance(raw, str) and raw.startswith(HASHED_PREFIX):
+                continue  # hashed already (ingest writes device ids so into every dead letter)
             del container[key]
             rewritten.append(".".join((*rule.path, key)))
             hashed = _hasher(rule.kind, ctx)(raw) if isinstance(raw, str) else None
             if hashed is not None and rule.hashed_field is not None:
-                container[rule.hashed_field] = hashed
+                # A device id is hashed in place, under the key it came with.
+                container[key if rule.kind == "device" else rule.hashed_field] = hashed
     return orjson.dumps(record), rewritten
