@@ -118,7 +118,12 @@ async def kafka_report(settings: Settings, report: Report) -> None:
     )
     for topic in settings.inputs:
         if topic not in topics:
-            report.problems.append(Problem("RELAY_INPUTS", f"topic {topic!r} does not exist"))
+            report.problems.append(
+                Problem(
+                    "RELAY_INPUTS",
+                    f"topic {topic!r} does not exist (or these credentials may not describe it)",
+                )
+            )
     internal = (settings.outbound_topic, settings.dlq_topic, settings.attributions_topic)
     missing = [t for t in internal if t not in topics]
     if missing:
@@ -228,7 +233,7 @@ async def _connect(settings: Settings, report: Report) -> None:
     await api_report(settings, report)
 
 
-def dump(settings: Settings, out: TextIO) -> None:
+def dump(settings: Settings, env: Mapping[str, str], out: TextIO) -> None:
     """The effective settings, one `NAME=value` a line; secrets and their kin masked."""
     values: dict[str, object] = {
         "RELAY_CONSUMER_KEY": settings.credentials.consumer_key,
@@ -239,7 +244,7 @@ def dump(settings: Settings, out: TextIO) -> None:
     for row in SETTINGS:
         value = getattr(settings, row.field) if row.field else values.get(row.name)
         if row.name == "RELAY_CONFIG":
-            value = os.environ.get("RELAY_CONFIG", "")
+            value = env.get("RELAY_CONFIG", "")
         if row.secret or row.from_file:
             shown = MASK if value else ""
         elif isinstance(value, Mapping):
@@ -276,7 +281,7 @@ def run_config(args: argparse.Namespace) -> int:
         report.write(sys.stdout)
         return 1 if report.problems else 0
     if args.config == "dump":
-        dump(load_settings(), sys.stdout)
+        dump(load_settings(os.environ), os.environ, sys.stdout)
         return 0
     if args.config == "table":
         table = markdown(SETTINGS)
