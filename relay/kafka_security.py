@@ -18,6 +18,7 @@ from relay.errors import BrokerError, ConfigError, Problem
 
 TLS_PROTOCOLS: Final = ("SSL", "SASL_SSL")
 PROBE_TIMEOUT_S: Final = 10.0
+CLIENT_CERT_WAIT_S: Final = 1.0
 NAME_MISMATCH: Final = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
@@ -89,7 +90,7 @@ async def tls_problem(settings: Settings) -> Problem | None:
     for server in settings.kafka_bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
-            _, writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, int(port), ssl=context, server_hostname=host),
                 PROBE_TIMEOUT_S,
             )
@@ -107,17 +108,36 @@ async def tls_problem(settings: Settings) -> Problem | None:
                 "RELAY_KAFKA_SSL_CA_FILE must hold the CA that signed it",
             )
         except ssl.SSLError as exc:
-            return Problem(
-                "RELAY_KAFKA_SECURITY_PROTOCOL",
-                f"the TLS handshake with {host}:{port} failed ({_why(exc)}): "
-                "does that listener speak TLS?",
-            )
+            return _handshake_problem(host, port, exc)
         except (OSError, TimeoutError):
             continue  # not reachable: not a TLS question
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
+        try:
+            # TLS 1.3 refuses a missing or unknown client certificate only after the
+            # handshake, with an alert: read briefly (a broker says nothing unasked).
+            await asyncio.wait_for(reader.read(1), CLIENT_CERT_WAIT_S)
+        except ssl.SSLError as exc:
+            return _handshake_problem(host, port, exc)
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
     return None
+
+
+def _handshake_problem(host: str, port: str, exc: ssl.SSLError) -> Problem:
+    reason = _why(exc)
+    if any(a in reason for a in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")):
+        return Problem(
+            "RELAY_KAFKA_SSL_CERT_FILE",
+            f"{host}:{port} asks for a client certificate it trusts ({reason}): set "
+            "RELAY_KAFKA_SSL_CERT_FILE and RELAY_KAFKA_SSL_KEY_FILE to one its CA signed",
+        )
+    return Problem(
+        "RELAY_KAFKA_SECURITY_PROTOCOL",
+        f"the TLS handshake with {host}:{port} failed ({reason}): does that listener speak TLS?",
+    )
 
 
 async def explain_failure(settings: Settings, exc: BaseException, doing: str) -> BrokerError:

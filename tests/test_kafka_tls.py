@@ -17,9 +17,9 @@ from relay.sandbox.server import SandboxServer
 from relay.tools.produce import produce
 from tests.conftest import make_settings
 from tests.kafka_helpers import wait_for
-from tests.tls_fixtures import TlsKafka, tls_kafka
+from tests.tls_fixtures import TlsKafka, mtls_kafka, tls_kafka
 
-__all__ = ["tls_kafka"]  # the fixture, imported for pytest
+__all__ = ["mtls_kafka", "tls_kafka"]  # the fixtures, imported for pytest
 
 EVENTS = 200
 
@@ -97,3 +97,21 @@ async def test_a_wrong_host_name_is_named(tls_kafka: TlsKafka, topic_prefix: str
     message = str(caught.value)
     assert "RELAY_KAFKA_BOOTSTRAP" in message
     assert "not valid for the name '127.0.0.1'" in message
+
+
+async def test_a_client_certificate_is_presented_when_the_broker_asks(
+    mtls_kafka: TlsKafka, topic_prefix: str
+) -> None:
+    pki = mtls_kafka.pki
+    settings = tls_settings(
+        mtls_kafka,
+        topic_prefix,
+        "https://ads-api.x.com",
+        RELAY_KAFKA_SSL_CERT_FILE=str(pki.client_cert),
+        RELAY_KAFKA_SSL_KEY_FILE=str(pki.client_key),
+    )
+    summary = await produce(settings, count=20, seed=4)  # creates the topic, then writes
+    assert summary.produced == 20
+    without = tls_settings(mtls_kafka, topic_prefix, "https://ads-api.x.com")
+    with pytest.raises(BrokerError, match="RELAY_KAFKA_SSL_CERT_FILE"):
+        await ensure_topics(without, [f"{topic_prefix}.other"])

@@ -5,6 +5,7 @@ client goes through TLS.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import ssl
@@ -87,8 +88,12 @@ class TlsKafka:
     pki: Pki
 
 
-def _wait_for_tls(port: int, ca: Path, deadline: float) -> None:
+def _wait_for_tls(
+    port: int, ca: Path, deadline: float, client: tuple[Path, Path] | None = None
+) -> None:
     context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(*client)
     while True:
         try:
             with (
@@ -102,30 +107,28 @@ def _wait_for_tls(port: int, ca: Path, deadline: float) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
-    """Tansu on a plaintext port, socat terminating TLS on another, advertised by name."""
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (.ci/run installs it)")
-    pki = make_pki(tmp_path_factory.mktemp("pki"))
+@contextlib.contextmanager
+def _tls_broker(pki: Pki, *, client_certificates: bool) -> Iterator[TlsKafka]:
     broker_port, tls_port = free_port(), free_port()
     broker = subprocess.Popen(
         broker_command("127.0.0.1", broker_port, advertised=f"{TLS_HOST}:{tls_port}"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    verify = f"verify=1,cafile={pki.ca}" if client_certificates else "verify=0"
     terminator = subprocess.Popen(
         [
             "socat",
             f"OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,"
-            f"cert={pki.server_cert},key={pki.server_key},verify=0",
+            f"cert={pki.server_cert},key={pki.server_key},{verify}",
             f"TCP:127.0.0.1:{broker_port}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_tls(tls_port, pki.ca, time.monotonic() + 30)
+        client = (pki.client_cert, pki.client_key) if client_certificates else None
+        _wait_for_tls(tls_port, pki.ca, time.monotonic() + 30, client)
         yield TlsKafka(
             f"{TLS_HOST}:{tls_port}", f"127.0.0.1:{tls_port}", f"127.0.0.1:{broker_port}", pki
         )
@@ -137,3 +140,21 @@ def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """Tansu on a plaintext port, socat terminating TLS on another, advertised by name."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (.ci/run installs it)")
+    with _tls_broker(make_pki(tmp_path_factory.mktemp("pki")), client_certificates=False) as tls:
+        yield tls
+
+
+@pytest.fixture(scope="module")
+def mtls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    """The same, the terminator asking every client for a certificate of the test's CA."""
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed (.ci/run installs it)")
+    with _tls_broker(make_pki(tmp_path_factory.mktemp("pki")), client_certificates=True) as tls:
+        yield tls
