@@ -26,6 +26,8 @@ from relay.formats.base import Adapter, NormalizeContext
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
 from relay.normalize.device_ids import redact_device_ids
+from relay.observability.latency import origin_timestamp_header
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
@@ -68,6 +70,7 @@ class Outcome:
     kind: str | None = None  # of an outbound event
     drop_reason: str | None = None
     dead_letter_class: str | None = None
+    dead_letter_message: str | None = None
 
 
 class Ingestor:
@@ -108,9 +111,14 @@ class Ingestor:
                 value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
                 headers = [(REDACTED_HEADER, ",".join(rewritten).encode())] if rewritten else []
             record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
-            return Outcome(record=record, dead_letter_class=bad.error_class)
+            return Outcome(
+                record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
+            )
         out = OutRecord(
-            settings.outbound_topic, outbound.encode(event), key=event.budget_key.encode()
+            settings.outbound_topic,
+            outbound.encode(event),
+            key=event.budget_key.encode(),
+            headers=(origin_timestamp_header(msg.timestamp),),  # end-to-end latency
         )
         return Outcome(record=out, kind=event.kind)
 
@@ -124,6 +132,7 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
@@ -145,6 +154,13 @@ class IngestStage(ConsumerStage):
                     continue
                 if outcome.dead_letter_class is not None:
                     metrics.dead_lettered.labels("ingest", outcome.dead_letter_class).inc()
+                    self.ops.dead_lettered(
+                        "ingest",
+                        outcome.dead_letter_class,
+                        1,
+                        outcome.dead_letter_message or "",
+                        origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
+                    )
                 else:
                     kinds[outcome.kind or "web"] += 1
                 records.append(outcome.record)
