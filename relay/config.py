@@ -35,6 +35,7 @@ from relay.settings_table import (
     row_problems,
     rows_of,
     setting,
+    value_problem,
 )
 
 __all__ = [
@@ -881,6 +882,21 @@ def log_format_from(env: Mapping[str, str]) -> str:
     """`RELAY_LOG_FORMAT`, for logging set up before the settings load (text when invalid)."""
     fmt = _read("RELAY_LOG_FORMAT", env, [])
     return str(fmt or BY_NAME["RELAY_LOG_FORMAT"].default)
+
+
+def setting_value(env: Mapping[str, str], name: str) -> Any:
+    """One variable's typed, checked value (its default when unset), for code that reads a
+    relay variable without building `Settings` (the sandbox's budgets); ConfigError names it."""
+    row = BY_NAME[name]
+    problems: list[Problem] = []
+    value = _read(name, env, problems)
+    value = row.default_value() if value is None and not problems else value
+    message = None if problems else value_problem(row, value)
+    if message is not None:
+        problems.append(Problem(name, message))
+    if problems:
+        raise ConfigError(problems=problems)
+    return value
 
 
 def log_level_from(env: Mapping[str, str]) -> str:

@@ -21,6 +21,7 @@ from relay.config import (
     env_credentials,
     parse_mapping,
     read_document,
+    setting_value,
 )
 from relay.errors import ConfigError
 from relay.sandbox.attribution import Engagement, parse_engagements
@@ -156,8 +157,8 @@ def load_sandbox_config(path: Path | None, environ: Mapping[str, str]) -> Sandbo
         accounts=accounts,
         pixels=pixels,
         credentials=(_sandbox_credentials(creds, token_accounts),) if creds else (),
-        account_limit=int(_number(environ, "RELAY_ACCOUNT_LIMIT", DEFAULT_ACCOUNT_LIMIT)),
-        account_window_s=_number(environ, "RELAY_ACCOUNT_WINDOW_S", DEFAULT_ACCOUNT_WINDOW_S),
+        account_limit=setting_value(environ, "RELAY_ACCOUNT_LIMIT"),
+        account_window_s=setting_value(environ, "RELAY_ACCOUNT_WINDOW_S"),
         apps=apps,
         engagements=engagements,
         token_limit=int(_number(environ, "RELAY_SANDBOX_TOKEN_LIMIT", DEFAULT_TOKEN_LIMIT)),
