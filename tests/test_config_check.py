@@ -185,3 +185,24 @@ def test_every_setting_with_rules_is_checked_by_name(row: Setting) -> None:
     assert row.name in {p.setting for p in report.problems}, report.problems
     if row.secret:
         assert value not in str(report)
+
+
+def test_valid_settings_that_expose_data_in_transit_are_warned_about() -> None:
+    plaintext = check({"RELAY_KAFKA_BOOTSTRAP": "kafka.internal:9092"})
+    assert not plaintext.problems
+    assert [w.setting for w in plaintext.warnings] == ["RELAY_KAFKA_SECURITY_PROTOCOL"]
+    assert "in clear" in plaintext.warnings[0].message
+    unchecked = check(
+        {
+            "RELAY_KAFKA_BOOTSTRAP": "kafka.internal:9093",
+            "RELAY_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "RELAY_KAFKA_SSL_CHECK_HOSTNAME": "false",
+            "RELAY_API_BASE_URL": "http://x-proxy.internal",
+            "RELAY_API_ALLOW_HTTP": "true",
+        }
+    )
+    assert [w.setting for w in unchecked.warnings] == [
+        "RELAY_KAFKA_SSL_CHECK_HOSTNAME",
+        "RELAY_API_BASE_URL",
+    ]
+    assert not check({}).warnings  # the embedded broker on loopback

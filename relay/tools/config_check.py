@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from relay.config import BY_NAME, SETTINGS, Settings, load_settings
 from relay.errors import ConfigError, Problem, RelayError
 from relay.secret import MASK
 from relay.settings_table import markdown, with_table
+
+log = logging.getLogger(__name__)
 
 # Variables of the sandbox (its own settings) and of the environment the relay passes on.
 OTHER_PREFIXES = ("RELAY_SANDBOX_",)
@@ -91,11 +95,46 @@ def built_problems(settings: Settings) -> list[Problem]:
     return problems
 
 
+def exposure_warnings(settings: Settings) -> list[Problem]:
+    """Valid settings that expose data or credentials in transit: said, not refused."""
+    from relay.config import is_loopback
+
+    warnings: list[Problem] = []
+    hosts = [s.strip().rpartition(":")[0] for s in settings.kafka_bootstrap.split(",")]
+    remote = not all(is_loopback(h.strip("[]")) for h in hosts)
+    if remote and settings.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        warnings.append(
+            Problem(
+                "RELAY_KAFKA_SECURITY_PROTOCOL",
+                f"{settings.kafka_security_protocol} to a remote broker: raw emails, phones "
+                "and device ids of the input topics cross the network in clear (use SSL or "
+                "SASL_SSL)",
+            )
+        )
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL") and (
+        not settings.kafka_ssl_check_hostname
+    ):
+        warnings.append(
+            Problem(
+                "RELAY_KAFKA_SSL_CHECK_HOSTNAME",
+                "is false: any certificate of the CA passes for any broker",
+            )
+        )
+    api_host = urlsplit(settings.api_base_url).hostname
+    if settings.api_base_url.startswith("http://") and not is_loopback(api_host):
+        warnings.append(
+            Problem("RELAY_API_BASE_URL", "is http:// (RELAY_API_ALLOW_HTTP): no TLS to X")
+        )
+    return warnings
+
+
 def raise_on_problems(settings: Settings) -> None:
     """What `relay run` calls before it starts: the same messages as `relay config check`."""
     problems = built_problems(settings)
     if problems:
         raise ConfigError(problems=problems)
+    for warning in exposure_warnings(settings):
+        log.warning("%s", warning)
 
 
 async def kafka_report(settings: Settings, report: Report) -> None:
@@ -220,6 +259,7 @@ def check(env: Mapping[str, str], *, connect: bool = False) -> Report:
         report.problems.extend(exc.problems)
         return report
     report.problems.extend(built_problems(settings))
+    report.warnings.extend(exposure_warnings(settings))
     report.verified.append(
         f"{len(SETTINGS)} settings, {len(settings.mapping.pixels)} pixels in RELAY_CONFIG"
     )
