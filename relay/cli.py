@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument(
         "--write", type=Path, default=None, help="append the results to this markdown file"
     )
+    from relay.tools.bench_sandbox import add_parser as add_bench_sandbox_parser
+
+    add_bench_sandbox_parser(bench_sub)
     return parser
 
 
@@ -258,6 +261,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from relay.tools.config_check import run_config
 
         return run_config(args)
+    if args.command == "bench" and args.bench == "sandbox":
+        from relay.tools.bench_sandbox import run_from_args
+
+        return run_from_args(args)
     if args.command == "bench":
         from relay.tools.bench import run_throughput_bench
 

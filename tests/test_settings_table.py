@@ -137,11 +137,3 @@ def test_one_variable_can_be_read_alone_with_the_same_rules() -> None:
     for bad in ("inf", "0", "x"):
         with pytest.raises(ConfigError, match="RELAY_ACCOUNT_LIMIT"):
             setting_value({"RELAY_ACCOUNT_LIMIT": bad}, "RELAY_ACCOUNT_LIMIT")
-
-
-def test_the_sandbox_reads_the_relays_budget_variables_by_the_same_rules() -> None:
-    from relay.sandbox.config import load_sandbox_config
-
-    assert load_sandbox_config(None, {"RELAY_ACCOUNT_LIMIT": "1000"}).account_limit == 1000
-    with pytest.raises(ConfigError, match="RELAY_ACCOUNT_LIMIT"):
-        load_sandbox_config(None, {"RELAY_ACCOUNT_LIMIT": "inf"})

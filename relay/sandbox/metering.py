@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.sandbox import mact, web_conversions
+from relay.sandbox.auth import token_of
 from relay.sandbox.config import SandboxConfig
 from relay.sandbox.control import PREFIX
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOKEN_PREFIX, too_many_requests
 from relay.sandbox.responses import XApiError
-from relay.xads.oauth import parse_authorization_header
 
 TOKEN_KEY: Final = web.RequestKey("budget_token", str)
 NOT_THE_CALLERS: Final = frozenset({401, 403})
@@ -53,16 +53,7 @@ ACCOUNT_OF: Final[Mapping[str, AccountOf]] = {
 
 def _token(request: web.Request, config: SandboxConfig) -> str | None:
     """The budget key of the configured user token the request names, if any."""
-    authorization = request.headers.get(hdrs.AUTHORIZATION)
-    if not authorization:
-        return None
-    try:
-        header = parse_authorization_header(authorization)
-    except ValueError:
-        return None
-    creds = config.credentials_for(
-        header.get("oauth_consumer_key", ""), header.get("oauth_token", "")
-    )
+    creds = token_of(request, config)
     return f"{creds.consumer_key}\x1f{creds.access_token}" if creds is not None else None
 
 

@@ -34,7 +34,7 @@ class JournalBatch:
     pixel_id: str
     account_id: str
     debug_id: str
-    received_at: str
+    received_at: float  # epoch seconds: formatted only when someone reads the journal
     auth: str
     body: bytes
     duplicates: Sequence[bool]
@@ -99,7 +99,7 @@ def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, A
         "pixel_id": batch.pixel_id,
         "account_id": batch.account_id,
         "debug_id": batch.debug_id,
-        "received_at": batch.received_at,
+        "received_at": iso_ms(batch.received_at),
         "auth": batch.auth,
         "duplicate": duplicate,
         "conversion": conversion,
@@ -128,7 +128,8 @@ class AppJournal:
         """(entries offset..offset+limit of those matching, how many match in all)."""
         matching = [e for e in self._entries if app_id is None or e["app_id"] == app_id]
         stop = None if limit is None else offset + limit
-        return matching[offset:stop], len(matching)
+        shown = [{**e, "received_at": iso_ms(e["received_at"])} for e in matching[offset:stop]]
+        return shown, len(matching)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -242,7 +243,7 @@ class SandboxState:
                 pixel_id=pixel.id,
                 account_id=pixel.account_id,
                 debug_id=debug_id,
-                received_at=iso_ms(now),
+                received_at=now,
                 auth=auth,
                 body=body,
                 duplicates=duplicates,
@@ -265,7 +266,7 @@ class SandboxState:
             {
                 "app_id": app.id,
                 "account_id": app.account_id,
-                "received_at": iso_ms(now),
+                "received_at": now,
                 "params": params,
                 **attribution,
             }
