@@ -29,7 +29,7 @@ from relay.settings_table import markdown, with_table
 
 log = logging.getLogger(__name__)
 
-# Variables of the sandbox (its own settings) and of the environment the relay passes on.
+# The sandbox reads variables of its own under this prefix.
 OTHER_PREFIXES = ("RELAY_SANDBOX_",)
 
 
