@@ -17,9 +17,8 @@ from collections import deque
 from types import TracebackType
 from typing import Final
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from relay.errors import BrokerError, ClosedError
+from relay.kafka import make_admin
 from relay.signals import die_with_parent, run_until_signalled
 
 START_TIMEOUT_S: Final = 30.0
@@ -58,9 +57,22 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def broker_command(host: str, port: int) -> list[str]:
+def broker_command(host: str, port: int, *, advertised: str | None = None) -> list[str]:
+    """Tansu listening on host:port, telling clients to connect to `advertised` (host:port).
+
+    A different advertised address puts something in front of the broker, e.g. a TLS
+    terminator: clients then reach every broker through it.
+    """
     url = f"tcp://{host}:{port}"
-    return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised_url = f"tcp://{advertised}" if advertised else url
+    return [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised_url,
+    ]
 
 
 async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
@@ -80,7 +92,7 @@ async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
         await writer.wait_closed()
         break
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = make_admin(bootstrap, request_timeout_ms=2000)
         try:
             await admin.start()
             await admin.list_topics()

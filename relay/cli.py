@@ -180,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or log_level_from(os.environ), log_format_from(os.environ))
     try:
         return dispatch(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"relay: error: {line}", file=sys.stderr)
+        return 2
     except RelayError as exc:
         print(f"relay: error: {exc}", file=sys.stderr)
         return 2
@@ -190,8 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from relay.pipeline.worker import run_worker
+        from relay.tools.config_check import raise_on_problems
 
-        return run_worker(load_settings(), args.stage)
+        settings = load_settings()
+        raise_on_problems(settings)
+        return run_worker(settings, args.stage)
     if args.command == "broker":
         from relay.broker import run_broker
 

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
+from relay.kafka import make_consumer
 from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
 from relay.pipeline.broker_watch import close_without_broker
@@ -89,8 +90,8 @@ class ConsumerStage(abc.ABC):
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
     def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = make_consumer(
+            self.settings,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

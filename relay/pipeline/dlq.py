@@ -64,7 +64,7 @@ def dead_letter(
     key: bytes | None,
     failure: Failure,
     origin: Origin,
-    carried: Sequence[Header] = (),
+    extra_headers: Sequence[Header] = (),
 ) -> OutRecord:
     headers: list[Header] = [
         ("relay.error.stage", failure.stage.encode()),
@@ -90,7 +90,7 @@ def dead_letter(
         ("relay.origin.topic", origin.topic.encode()),
         ("relay.origin.partition", str(origin.partition).encode()),
         ("relay.origin.offset", str(origin.offset).encode()),
+        *extra_headers,
     ]
-    headers += carried
     # Keyed like the original so a redrive lands on the same partition key.
     return OutRecord(topic=topic, value=value, key=key, headers=headers)

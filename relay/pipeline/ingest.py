@@ -32,6 +32,7 @@ from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,12 @@ class Ingestor:
                 value = redact_device_ids(
                     value, self.ctx.device_id_hmac_key, self.ctx.device_id_case
                 )
-            record = dead_letter(
-                settings.dlq_topic, value, msg.key, failure, origin, carried_headers(msg.headers)
-            )
+            headers = list(carried_headers(msg.headers))
+            if settings.dlq_redact:
+                value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
+                if rewritten:
+                    headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
+            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
             return Outcome(
                 record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
             )

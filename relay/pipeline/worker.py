@@ -30,6 +30,7 @@ from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
 from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
+from relay.xads.egress import Egress
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Worker:
         # rather than failing the stage after aiokafka's default 30 s.
         lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
         producer = await start_producer(
-            settings.kafka_bootstrap, settings.kafka_idempotence, request_timeout_ms=lost_ms
+            settings, settings.kafka_idempotence, request_timeout_ms=lost_ms
         )
         self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
@@ -93,9 +94,8 @@ class Worker:
         async with XAdsClient(
             settings.api_base_url,
             settings.credentials,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_in_flight_requests * 2,
             pixel_tokens=pixel_tokens,
+            egress=Egress.from_settings(settings),
         ) as client:
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))

@@ -18,6 +18,7 @@ import orjson
 
 from relay.config import Settings
 from relay.xads.client import AccountResource, ParamValue, XAdsClient
+from relay.xads.egress import Egress
 from relay.xads.errors import ApiError, Unauthorized
 from relay.xads.models import ConversionEventParams
 
@@ -154,7 +155,9 @@ def _cell(value: Any) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    async with XAdsClient(settings.api_base_url, settings.credentials) as client:
+    async with XAdsClient(
+        settings.api_base_url, settings.credentials, egress=Egress.from_settings(settings)
+    ) as client:
         if args.resource == "attribution":
             given = {p: getattr(args, p) for p in (*ATTRIBUTION_REQUIRED, *ATTRIBUTION_OPTIONAL)}
             query = {k: v for k, v in given.items() if v is not None}

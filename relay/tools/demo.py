@@ -104,7 +104,7 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
             }
         )
         # The relay never creates input topics; the demo owns its broker, so it does.
-        await ensure_topics(settings.kafka_bootstrap, list(settings.inputs))
+        await ensure_topics(settings, list(settings.inputs))
         worker = Worker(settings, http_host="127.0.0.1")
         stop = asyncio.Event()
         worker_task = asyncio.create_task(worker.run(stop))

@@ -20,6 +20,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
+from relay.kafka import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ STALL_S: Final = 15.0  # no progress towards the end for this long: stop, say so
 def snapshot_consumer(settings: Settings, group: str | None) -> AIOKafkaConsumer:
     """A consumer that joins no group (partitions are assigned by hand); with `group` it
     starts from and commits to that group's offsets."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return make_consumer(
+        settings,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -23,11 +23,17 @@ from aiokafka import ConsumerRecord
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, Header, OutRecord, make_producer
+from relay.kafka_security import explain_failure
 from relay.pipeline.dlq import REDRIVE_COUNT_HEADER, redrive_count
 from relay.tools.dlq_read import read_to_snapshot, snapshot_consumer
 from relay.tools.progress import ProgressLine
 
-DROPPED_PREFIXES: Final = ("relay.error.", "relay.origin.", REDRIVE_COUNT_HEADER)
+DROPPED_PREFIXES: Final = (
+    "relay.error.",
+    "relay.origin.",
+    "relay.redacted",
+    REDRIVE_COUNT_HEADER,
+)
 
 
 @dataclass
@@ -91,8 +97,12 @@ async def redrive(
         raise ConfigError("--to names the dead-letter topic itself")
     summary = RedriveSummary()
     consumer = snapshot_consumer(settings, group or f"{settings.topic_prefix}-redrive")
-    producer = None if dry_run else make_producer(settings.kafka_bootstrap)
-    await consumer.start()
+    producer = None if dry_run else make_producer(settings)
+    try:
+        await consumer.start()
+    except Exception as exc:
+        await consumer.stop()
+        raise await explain_failure(settings, exc, "read the dead letters") from exc
     try:
         if producer is not None:
             await producer.start()

@@ -26,11 +26,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from relay.config import default_mapping_path, load_mapping
 from relay.errors import RelayError
-from relay.kafka import ensure_topics, make_producer
+from relay.kafka import ensure_topics, make_consumer, make_producer
 from relay.tools.bench.context import Run
 from relay.tools.bench.events import BENCH_HMAC_KEY, Event
 from relay.tools.bench.kafka_io import fill
@@ -67,9 +66,9 @@ async def web_floor(run: Run, bootstrap: str, events: Sequence[Event]) -> Floor:
     source, sink = "bench-floor.in", "bench-floor.out"
     await fill(bootstrap, source, events)
     await ensure_topics(bootstrap, [sink])
-    consumer = AIOKafkaConsumer(
+    consumer = make_consumer(
+        bootstrap,
         source,
-        bootstrap_servers=bootstrap,
         group_id="bench-floor",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -11,7 +11,13 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from relay.kafka import DEFAULT_PARTITIONS, ensure_topics, make_producer, partition_for_key
+from relay.kafka import (
+    DEFAULT_PARTITIONS,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    partition_for_key,
+)
 from relay.tools.bench.events import Event
 
 CHUNK: Final = 5_000
@@ -90,9 +96,7 @@ class PacedFeed:
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[ConsumerRecord]:
     """Every record of `topic` now (nothing when it does not exist)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = make_consumer(bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
