@@ -45,6 +45,11 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def broker_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context the Kafka clients use, or None in plaintext."""
+    return ssl_context(settings) if settings.kafka_security_protocol in TLS_PROTOCOLS else None
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext:
     """Certificates verified (against the CA file, else the system's), host names checked."""
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -68,11 +69,16 @@ def bootstrap_addresses(bootstrap: str) -> list[tuple[str, int]]:
 API_VERSIONS_REQUEST: Final = struct.pack(">hhih", 18, 0, 1, len(b"relay-watch")) + b"relay-watch"
 
 
-async def _answers(host: str, port: int, timeout_s: float) -> bool:
-    """A broker that accepts the connection and answers (or, speaking TLS, closes it) is
-    there; refused, or silent until the timeout (a hung broker), is not."""
+async def _answers(
+    host: str, port: int, timeout_s: float, tls: ssl.SSLContext | None = None
+) -> bool:
+    """A broker that accepts the connection (the TLS handshake too, with the clients' own
+    context) and answers is there; refused, or silent until the timeout (a hung broker), is
+    not."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), timeout_s
+        )
     except (OSError, TimeoutError):
         return False
     try:
@@ -88,13 +94,15 @@ async def _answers(host: str, port: int, timeout_s: float) -> bool:
             await writer.wait_closed()
 
 
-def kafka_probe(bootstrap: str, timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
+def kafka_probe(
+    bootstrap: str, timeout_s: float = PROBE_TIMEOUT_S, tls: ssl.SSLContext | None = None
+) -> Probe:
     """True when any bootstrap server answers."""
     addresses = bootstrap_addresses(bootstrap)
 
     async def probe() -> bool:
         for host, port in addresses:
-            if await _answers(host, port, timeout_s):
+            if await _answers(host, port, timeout_s, tls):
                 return True
         return False
 

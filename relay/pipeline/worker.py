@@ -16,6 +16,7 @@ from aiohttp import web
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, start_producer
+from relay.kafka_security import broker_tls
 from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
@@ -24,6 +25,7 @@ from relay.pipeline.broker_watch import (
     BrokerLost,
     BrokerWatch,
     close_without_broker,
+    kafka_probe,
 )
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
@@ -74,6 +76,7 @@ class Worker:
         watch = self.broker_watch = BrokerWatch(
             settings.kafka_bootstrap,
             settings.broker_lost_exit_s,
+            probe=kafka_probe(settings.kafka_bootstrap, tls=broker_tls(settings)),
             # Back: recreate the relay's own topics (a restarted embedded broker is empty);
             # input topics are the producers' to create.
             on_back=lambda: prepare_topics(settings, ingest=False),
