@@ -20,8 +20,9 @@ faults.py           Faults: what to inject, and the seeded dice
 fault_middleware.py injecting them on X's routes (never on /_sandbox/*)
 state.py            journals, dedup memory, counters
 control.py          /_sandbox/journal, config, stats, reset, faults, engagements
-app.py              create_app: routes, X's error bodies, counters
-server.py           SandboxServer, run_sandbox
+edge.py             the one middleware: capacity, faults, X's error bodies, counters, budgets
+app.py              create_app: routes and the edge
+server.py           SandboxServer, run_sandbox (on uvloop when installed)
 """
 
 from relay.sandbox.app import create_app

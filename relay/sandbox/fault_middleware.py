@@ -1,10 +1,11 @@
-"""The outermost middleware: it carries out the faults of faults.py on X's routes.
+"""The faults of faults.py carried out on X's routes, first thing after the capacity check
+(edge.py calls `inject_faults` only while faults apply to the request's path).
 
 Injected answers bypass the endpoints and X's request counters: they are counted apart in
 `/_sandbox/stats` under `faults` (latency, drop, hang, storm_429, error_<status>). A drop
 aborts the connection without an answer; a hang answers nothing until the client gives up
 (at most `hang_max_s`, or until the sandbox shuts down), then drops. Without faults in force
-a request pays one attribute test.
+a request pays one attribute test (in edge.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from relay.sandbox.control import PREFIX
 from relay.sandbox.faults import DROP, HANG
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOO_MANY_REQUESTS, BudgetState
-from relay.sandbox.metering import note_arrival
 from relay.sandbox.responses import XApiError
 
 RELEASE_KEY: Final = web.AppKey("hangs_released", asyncio.Event)
@@ -43,15 +42,10 @@ _HTML_STATUSES: Final = frozenset({502, 504})
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 
 
-@web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(PREFIX):
-        return await handler(request)
-    note_arrival(request)  # before any fault: a storm's 429s count as answers too
+    """The fault in force for this request, or `handler`'s answer when none is drawn."""
     state = request.app[STATE_KEY]
     injector = state.faults
-    if not injector.applies_to(request.path):
-        return await handler(request)
     now = state.clock()
     decision = injector.decide(now)
     count = state.stats.faults

@@ -22,7 +22,6 @@ from aiohttp.typedefs import Handler
 from relay.sandbox import mact, web_conversions
 from relay.sandbox.auth import token_of
 from relay.sandbox.config import SandboxConfig
-from relay.sandbox.control import PREFIX
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOKEN_PREFIX, too_many_requests
 from relay.sandbox.responses import XApiError
@@ -57,10 +56,8 @@ def _token(request: web.Request, config: SandboxConfig) -> str | None:
     return f"{creds.consumer_key}\x1f{creds.access_token}" if creds is not None else None
 
 
-@web.middleware
 async def charge_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(PREFIX):
-        return await handler(request)
+    """`handler`'s answer, paid by the user token the request names (X's routes only)."""
     key = _token(request, request.app[CONFIG_KEY])
     if key is None:
         return await handler(request)
@@ -78,10 +75,11 @@ async def charge_token(request: web.Request, handler: Handler) -> web.StreamResp
         raise
 
 
-async def budget_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: the token's and the account's budget headers."""
+def budget_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The token's and the account's budget headers (X's routes only; edge.py calls it
+    as the answer is prepared)."""
     state = request.app.get(STATE_KEY)
-    if state is None or request.path.startswith(PREFIX):
+    if state is None:
         return
     now = state.clock()
     headers = response.headers
