@@ -51,5 +51,4 @@ def create_app(
     resources.add_routes(app)
     openapi.add_routes(app)
     control.add_routes(app)
-    app.on_response_prepare.append(edge.edge_headers)
     return app

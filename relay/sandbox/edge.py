@@ -29,8 +29,20 @@ logger = logging.getLogger(__name__)
 
 @web.middleware
 async def x_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(control.PREFIX):
-        return await x_errors(request, handler, counted=False)
+    x_route = not request.path.startswith(control.PREFIX)
+    try:
+        if x_route:
+            response = await _x_route(request, handler)
+        else:
+            response = await x_errors(request, handler, counted=False)
+    except web.HTTPException as exc:  # answered by aiohttp: it carries the headers too
+        edge_headers(request, exc, x_route)
+        raise
+    edge_headers(request, response, x_route)
+    return response
+
+
+async def _x_route(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     refused = capacity.enter(app)
     if refused is not None:
@@ -88,9 +100,8 @@ def _count(request: web.Request, status: int, codes: Sequence[str]) -> None:
     request.app[STATE_KEY].stats.record(endpoint, status, codes)
 
 
-async def edge_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`, so that answers made outside the middleware (aiohttp's own
-    errors) carry them too: the API version, and on X's routes the budget headers."""
+def edge_headers(request: web.Request, response: web.StreamResponse, x_route: bool) -> None:
+    """The API version, and on X's routes the budget headers."""
     response.headers[API_VERSION_HEADER] = API_VERSION
-    if not request.path.startswith(control.PREFIX):
+    if x_route:
         metering.budget_headers(request, response)

@@ -34,17 +34,22 @@ UNRESERVED: Final = "-._~"  # with ALPHA and DIGIT, what RFC 5849 3.6 leaves une
 HMAC_SHA1: Final = "HMAC-SHA1"
 VERSION: Final = "1.0"
 _SCHEME: Final = "OAuth "
-_PAIR: Final = re.compile(r'([^=\s,]+)\s*=\s*"([^"]*)"')
-# The whole header after the scheme: name="value" pairs separated by commas.
-_PAIRS: Final = re.compile(r'\s*(?:[^=\s,]+\s*=\s*"[^"]*"\s*(?:,\s*|$))*')
+# One name="value" pair of the header after the scheme, with the comma after it (or the end).
+_ITEM: Final = re.compile(r'\s*([^=\s,]+)\s*=\s*"([^"]*)"\s*(?:,\s*|$)')
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 _CACHE_SIZE: Final = 8192
 _ALREADY_ENCODED: Final = re.compile(r"[A-Za-z0-9._~-]*", re.ASCII)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
 def encode(text: str) -> str:
     """RFC 5849 3.6 percent-encoding of UTF-8 text."""
+    if _ALREADY_ENCODED.fullmatch(text) is not None:
+        return text  # nonces, timestamps, most keys: nothing to encode, nothing to cache
+    return _quoted(text)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _quoted(text: str) -> str:
     return quote(text, safe=UNRESERVED)
 
 
@@ -66,12 +71,21 @@ def parse_header(value: str) -> dict[str, str] | None:
     if not value.startswith(_SCHEME):
         return None
     rest = value[len(_SCHEME) :]
-    if _PAIRS.fullmatch(rest) is None:
-        return None
-    pairs = _PAIR.findall(rest)
-    params = {_decode(name): _decode(raw) for name, raw in pairs}
-    if len(params) != len(pairs):
-        return None
+    params: dict[str, str] = {}
+    pos, end = 0, len(rest)
+    if rest.isspace():
+        pos = end
+    item = _ITEM.match
+    while pos < end:  # one pass: each pair must start where the one before ended
+        found = item(rest, pos)
+        if found is None:
+            return None
+        name, raw = found.groups()
+        name = _decode(name)
+        if name in params:
+            return None
+        params[name] = _decode(raw)
+        pos = found.end()
     params.pop("realm", None)  # not a protocol parameter
     return params
 
@@ -87,6 +101,7 @@ def encoded_form(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def base_uri(scheme: str, host: str, path: str) -> str:
     """RFC 5849 3.4.1.2 from what arrived: the scheme, the Host header, the raw path."""
     scheme = scheme.lower()
