@@ -29,26 +29,34 @@ logger = logging.getLogger(__name__)
 
 @web.middleware
 async def x_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    x_route = not request.path.startswith(control.PREFIX)
-    try:
-        if x_route:
-            response = await _x_route(request, handler)
-        else:
+    if request.path.startswith(control.PREFIX):
+        try:
             response = await x_errors(request, handler, counted=False)
-    except web.HTTPException as exc:  # answered by aiohttp: it carries the headers too
-        edge_headers(request, exc, x_route)
+        except web.HTTPException as exc:  # answered by aiohttp: it carries the header too
+            exc.headers[API_VERSION_HEADER] = API_VERSION
+            raise
+        response.headers[API_VERSION_HEADER] = API_VERSION
+        return response
+    account = metering.request_account(request)  # the one whose budget the route spends
+    try:
+        response = await _x_route(request, handler, account)
+    except web.HTTPException as exc:
+        _x_headers(request, exc, account)
         raise
-    edge_headers(request, response, x_route)
+    _x_headers(request, response, account)
     return response
 
 
-async def _x_route(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _x_route(
+    request: web.Request, handler: Handler, account: str | None
+) -> web.StreamResponse:
     app = request.app
     refused = capacity.enter(app)
     if refused is not None:
         return refused
     try:
-        metering.note_arrival(request)  # before any fault: a storm's 429s count as answers too
+        # Before any fault: a storm's 429s count as answers too.
+        metering.note_arrival(request, account)
         if app[STATE_KEY].faults.applies_to(request.path):
             endpoint = functools.partial(x_errors, handler=handler, counted=True)
             return await fault_middleware.inject_faults(request, endpoint)
@@ -57,9 +65,7 @@ async def _x_route(request: web.Request, handler: Handler) -> web.StreamResponse
         capacity.leave(app)
 
 
-async def x_errors(
-    request: web.Request, handler: Handler, *, counted: bool
-) -> web.StreamResponse:
+async def x_errors(request: web.Request, handler: Handler, *, counted: bool) -> web.StreamResponse:
     """X's error bodies for every failure; on X's routes (`counted`), the token's budget
     and the request counters."""
     codes: list[str] = []
@@ -100,8 +106,7 @@ def _count(request: web.Request, status: int, codes: Sequence[str]) -> None:
     request.app[STATE_KEY].stats.record(endpoint, status, codes)
 
 
-def edge_headers(request: web.Request, response: web.StreamResponse, x_route: bool) -> None:
-    """The API version, and on X's routes the budget headers."""
+def _x_headers(request: web.Request, response: web.StreamResponse, account: str | None) -> None:
+    """The API version and the budget headers."""
     response.headers[API_VERSION_HEADER] = API_VERSION
-    if x_route:
-        metering.budget_headers(request, response)
+    metering.budget_headers(request, response, account)

@@ -75,26 +75,28 @@ async def charge_token(request: web.Request, handler: Handler) -> web.StreamResp
         raise
 
 
-def budget_headers(request: web.Request, response: web.StreamResponse) -> None:
+_TOKEN_REMAINING: Final = TOKEN_PREFIX + "remaining"
+_ACCOUNT_REMAINING: Final = ACCOUNT_PREFIX + "remaining"
+_ACCOUNT_RESET: Final = ACCOUNT_PREFIX + "reset"
+
+
+def budget_headers(request: web.Request, response: web.StreamResponse, account: str | None) -> None:
     """The token's and the account's budget headers (X's routes only; edge.py calls it
-    as the answer is prepared)."""
+    with the answer, `account` from `request_account`)."""
     state = request.app.get(STATE_KEY)
     if state is None:
         return
     now = state.clock()
     headers = response.headers
     key = request.get(TOKEN_KEY)
-    if key is not None and TOKEN_PREFIX + "remaining" not in headers:
+    if key is not None and _TOKEN_REMAINING not in headers:
         headers.update(state.token_budget.peek(key, now).headers(TOKEN_PREFIX))
-    if response.status in NOT_THE_CALLERS:
+    if account is None or response.status in NOT_THE_CALLERS:
         return
-    account = request_account(request)
-    if account is None:
-        return
-    if ACCOUNT_PREFIX + "remaining" not in headers:  # a fault may have set its own
+    if _ACCOUNT_REMAINING not in headers:  # a fault may have set its own
         headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
     if response.status == 429:
-        state.announce_reset(account, float(headers[ACCOUNT_PREFIX + "reset"]))
+        state.announce_reset(account, float(headers[_ACCOUNT_RESET]))
 
 
 def request_account(request: web.Request) -> str | None:
@@ -104,9 +106,9 @@ def request_account(request: web.Request) -> str | None:
     return account_of(request, request.app[CONFIG_KEY]) if account_of is not None else None
 
 
-def note_arrival(request: web.Request) -> None:
-    """Counts a request for an account that X told to wait (a 429's reset not yet reached)."""
-    account = request_account(request)
+def note_arrival(request: web.Request, account: str | None) -> None:
+    """Counts a request for an account that X told to wait (a 429's reset not yet reached);
+    `account` from `request_account`."""
     if account is not None:
         state = request.app[STATE_KEY]
         state.check_reset(account, state.clock())
