@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 import relay.sandbox
 from relay.errors import ClosedError
+from relay.sandbox.app import MAX_BODY_BYTES
 from relay.sandbox.server import SandboxServer
 from tests.sandbox_fixtures import (
     ACCOUNT,
@@ -23,11 +26,13 @@ from tests.sandbox_fixtures import (
     PHONE_HASH,
     PIXEL,
     SECRETS,
+    Reply,
     SandboxClient,
     conversion,
     default_config,
     example_config,
     example_request,
+    oauth_header,
     running_sandbox,
 )
 
@@ -569,3 +574,22 @@ def test_public_exports_are_sorted_and_importable() -> None:
     assert relay.sandbox.__all__ == sorted(relay.sandbox.__all__)
     for name in relay.sandbox.__all__:
         assert getattr(relay.sandbox, name) is not None, name
+
+
+async def test_an_answer_aiohttp_makes_carries_the_edge_headers(sandbox: SandboxClient) -> None:
+    # A body past the limit is refused by aiohttp itself (413), outside X's error bodies:
+    # the version and budget headers must still be there, and the request counted.
+    url = sandbox.conversions_url()
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": oauth_header("POST", url, timestamp=int(time.time())),
+    }
+    too_large = io.BytesIO(b"{" + b" " * MAX_BODY_BYTES + b"}")
+    async with sandbox.session.post(url, data=too_large, headers=headers) as resp:
+        reply = Reply(resp.status, resp.headers, await resp.text())
+    assert reply.status == 413
+    assert reply.headers["x-current-api-version"] == "12"
+    assert int(reply.headers["x-account-rate-limit-remaining"]) > 0
+    assert int(reply.headers["x-rate-limit-remaining"]) > 0
+    stats = await sandbox.stats()
+    assert stats["requests"]["POST /12/measurement/conversions/{pixel_id}"] == {"413": 1}
