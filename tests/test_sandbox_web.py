@@ -18,7 +18,7 @@ import pytest
 import relay.sandbox
 from relay.errors import ClosedError
 from relay.sandbox.app import MAX_BODY_BYTES
-from relay.sandbox.server import SandboxServer
+from relay.sandbox.server import SandboxServer, event_loop_factory
 from tests.sandbox_fixtures import (
     ACCOUNT,
     EXAMPLE_PIXEL,
@@ -593,3 +593,13 @@ async def test_an_answer_aiohttp_makes_carries_the_edge_headers(sandbox: Sandbox
     assert int(reply.headers["x-rate-limit-remaining"]) > 0
     stats = await sandbox.stats()
     assert stats["requests"]["POST /12/measurement/conversions/{pixel_id}"] == {"413": 1}
+
+
+def test_the_served_sandbox_runs_on_uvloop_and_falls_back_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvloop
+
+    assert event_loop_factory() is uvloop.new_event_loop
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
+    assert event_loop_factory() is None
