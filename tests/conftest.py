@@ -1,17 +1,19 @@
-"""Shared fixtures: the embedded broker (one per test session) and settings per test."""
+"""Shared fixtures: the embedded broker (one per test session), settings and a producer per
+test."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from relay.broker import broker_command, free_port, wait_until_answering
 from relay.config import Settings, default_mapping_path, load_settings
+from relay.kafka import BatchProducer, make_producer
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,17 @@ def kafka_bootstrap() -> Iterator[str]:
 def topic_prefix() -> str:
     """A fresh prefix per test, so tests sharing the broker never see each other's records."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[BatchProducer]:
+    """A started BatchProducer on the session's broker."""
+    raw = make_producer(kafka_bootstrap)
+    await raw.start()
+    try:
+        yield BatchProducer(raw)
+    finally:
+        await raw.stop()
 
 
 def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) -> Settings:
