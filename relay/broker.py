@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Final
 from relay.errors import BrokerError, ClosedError
 from relay.kafka import make_admin
 from relay.lifecycle import Lifecycle, State
-from relay.signals import die_with_parent, run_until_signalled
+from relay.signals import die_with_parent, end_process, run_until_signalled
 
 START_TIMEOUT_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 10.0
@@ -177,13 +176,8 @@ class EmbeddedBroker(Lifecycle):
 
     async def _close(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        if process is not None:
+            await end_process(process, STOP_TIMEOUT_S)
         if self._output is not None:
             self._output.cancel()
 

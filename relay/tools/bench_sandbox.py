@@ -39,6 +39,7 @@ from aiohttp import web
 
 from relay.broker import free_port
 from relay.errors import RelayError
+from relay.signals import end_process
 from relay.tools.bench import machine
 from relay.xads import oauth
 
@@ -139,13 +140,7 @@ async def sandbox_process(source: Path | str | None) -> AsyncIterator[Server]:
             raise RelayError(f"sandbox did not start: {line.decode(errors='replace').strip()}")
         yield Server(f"http://127.0.0.1:{port}", process.pid)
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await end_process(process, 10)
 
 
 def _signed(method: str, url: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ import aiohttp
 
 from relay.broker import EmbeddedBroker, free_port
 from relay.errors import RelayError
-from relay.signals import die_with_parent
+from relay.signals import die_with_parent, end_process
 
 SANDBOX_START_TIMEOUT_S: Final = 30.0
 
@@ -53,13 +53,7 @@ async def sandbox_process(env: Mapping[str, str] | None = None) -> AsyncIterator
             raise RelayError(f"sandbox did not start: {line.decode(errors='replace').strip()}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await end_process(process, 10)
 
 
 @contextlib.asynccontextmanager
