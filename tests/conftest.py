@@ -28,12 +28,17 @@ def kafka_bootstrap() -> Iterator[str]:
         asyncio.run(wait_until_answering(bootstrap, 30))
         yield bootstrap
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_popen(process)
+
+
+def end_popen(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture
