@@ -51,6 +51,7 @@ class Scenario(NamedTuple):
     help: str
     full_timeout_s: float
     sizes: tuple[Size, ...]
+    runner: str  # module.function, imported on use: each scenario pulls in only what it needs
 
 
 SCENARIOS: Final[dict[str, Scenario]] = {
@@ -58,6 +59,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
         "end to end (a `relay run` process) vs. its floor, same run",
         1200,
         (Size("--events", 100_000, 5_000, "measured events"),),
+        "relay.tools.bench.throughput.run_throughput",
     ),
     "latency": Scenario(
         "p50/p95/p99 from the Kafka append to X's 2xx at a share of measured capacity",
@@ -66,6 +68,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--duration-s", 60, 8, "seconds of paced load"),
             Size("--capacity-events", 50_000, 4_000, "events of the capacity probe"),
         ),
+        "relay.tools.bench.latency.run_latency",
     ),
     "chaos": Scenario(
         "kill -9 the relay at random moments, restart it: lost and duplicates",
@@ -74,6 +77,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--kill9", 10, 2, "how many kills"),
             Size("--events", 100_000, 6_000, "events of the run"),
         ),
+        "relay.tools.bench.chaos.run_chaos",
     ),
     "outage": Scenario(
         "X answers only 503 for a while mid-run, then recovers: lost, dead-lettered, resume",
@@ -82,6 +86,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--outage-s", 90, 6, "seconds of 503"),
         ),
+        "relay.tools.bench.outage.run_outage",
     ),
     "faults": Scenario(
         "mixed 5xx, hung requests, dropped connections and a 429 storm",
@@ -90,6 +95,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--storm-s", 20, 3, "seconds of the 429 storm"),
         ),
+        "relay.tools.bench.faults.run_faults",
     ),
     "broker-pause": Scenario(
         "the broker stopped (SIGSTOP) mid-run, then continued",
@@ -98,6 +104,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--pause-s", 20, 4, "seconds the broker is stopped"),
         ),
+        "relay.tools.bench.broker_pause.run_broker_pause",
     ),
     "budget": Scenario(
         "worker processes sharing accounts with backlogs under a compressed budget",
@@ -109,6 +116,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--window-s", 10, 6, "budget window in seconds"),
             Size("--windows", 6, 3, "windows to run"),
         ),
+        "relay.tools.bench.budget.run_budget",
     ),
     "hot-cold": Scenario(
         "one hot account with a spent budget and a backlog, cold accounts on its partition",
@@ -118,6 +126,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--cold-accounts", 19, 4, "cold accounts"),
             Size("--duration-s", 60, 8, "seconds of cold trickle per phase"),
         ),
+        "relay.tools.bench.hot_cold.run_hot_cold",
     ),
     "memory": Scenario(
         "a large backlog over many accounts: peak RSS of the worker, nothing lost",
@@ -126,6 +135,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
             Size("--events", 1_000_000, 20_000, "backlog events"),
             Size("--accounts", 10_000, 200, "accounts"),
         ),
+        "relay.tools.bench.memory.run_memory",
     ),
 }
 
@@ -134,7 +144,7 @@ def add_bench_parser(sub: Any) -> None:
     """`relay bench ...` under the main parser's subcommands."""
     bench = sub.add_parser("bench", help="benchmarks (results in bench/results, BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="SCENARIO")
-    for name, (help_text, timeout_s, sizes) in SCENARIOS.items():
+    for name, (help_text, timeout_s, sizes, _) in SCENARIOS.items():
         parser = bench_sub.add_parser(name, help=help_text, description=help_text)
         for size in sizes:
             kind = int if float(size.full).is_integer() else float
@@ -215,14 +225,13 @@ def _command(args: argparse.Namespace, sizes: tuple[Size, ...]) -> str:
 
 
 def _scenario(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
-    """`run_<module>` of the scenario's module, `relay.tools.bench.<name with _ for ->`.
-
-    Imported on use: each scenario pulls in only what it needs."""
     if name not in SCENARIOS:
         raise ConfigError(f"unknown benchmark {name!r}")
-    module = name.replace("-", "_")
-    runner = getattr(importlib.import_module(f"relay.tools.bench.{module}"), f"run_{module}")
-    return cast(Callable[..., Coroutine[Any, Any, None]], runner)
+    module, _, function = SCENARIOS[name].runner.rpartition(".")
+    return cast(
+        Callable[..., Coroutine[Any, Any, None]],
+        getattr(importlib.import_module(module), function),
+    )
 
 
 def result_name(args: argparse.Namespace) -> str:

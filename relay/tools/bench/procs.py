@@ -12,9 +12,8 @@ import atexit
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
@@ -97,7 +96,6 @@ class Child:
     name: str
     process: asyncio.subprocess.Process
     log_path: Path | None
-    started_at: float = field(default_factory=time.monotonic)
     ended_on_purpose: bool = False  # stopped or killed by the scenario, not by itself
 
     @property
