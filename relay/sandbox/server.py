@@ -78,8 +78,8 @@ class SandboxServer(Lifecycle):
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when installed (the `sandbox` extra): it takes a third less CPU per
-    answer than asyncio's own; None (asyncio's default loop) without it."""
+    """uvloop's loop when installed (the `sandbox` extra): less CPU per answer than
+    asyncio's own (bench/sandbox.md); None (asyncio's default loop) without it."""
     try:
         import uvloop
     except ImportError:
