@@ -118,8 +118,20 @@ class Settings:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     default_phone_region: str | None = None
     use_pixel_token: bool = False
-    max_in_flight_requests: int = 8
-    max_attempts: int = 6
+    # App conversions go one per request: X's 100-300 ms latency needs many in flight.
+    max_in_flight_requests: int = 256
+    max_in_flight_per_account: int = 32
+    max_attempts: int = 6  # for failures X's availability does not explain
+    retry_for_s: float = 21_600.0  # how long 5xx, timeouts and connection errors are retried
+    mobile_mode: str = "record"  # record (conversion_event) | check (conversion_attribution)
+    circuit_failure_ratio: float = 0.8  # of the last requests failing: delivery pauses
+    circuit_probe_s: float = 5.0
+    hold_probe_s: float = 30.0  # a rejected credential's or refused target's probe interval
+    max_lane_events: int = 20_000  # per account held in memory
+    max_lane_bytes: int = 32 * 1024 * 1024
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    app_tags_refresh_s: float = 900.0
+    lane_idle_s: float = 30.0
     retry_base_s: float = 0.5  # full jitter: attempt n waits up to min(max, base * 2**(n-1))
     retry_max_s: float = 60.0
     request_timeout_s: float = 30.0
@@ -128,6 +140,7 @@ class Settings:
     # The group coordinator waits about half of this before the first assignment; the
     # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
     kafka_session_timeout_ms: int = 10_000
+    kafka_group_instance_id: str | None = None  # static membership: a restart keeps its share
     mapping: MappingFile = field(default_factory=MappingFile)
 
     def __post_init__(self) -> None:
@@ -147,6 +160,17 @@ class Settings:
             raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
         if not self.inputs:
             raise ConfigError("RELAY_INPUTS names no input topic")
+        if self.mobile_mode not in ("record", "check"):
+            raise ConfigError("RELAY_MOBILE_MODE must be record or check")
+        if min(self.max_in_flight_requests, self.max_in_flight_per_account) < 1:
+            raise ConfigError("RELAY_MAX_IN_FLIGHT_* must be at least 1")
+        if not 0 < self.circuit_failure_ratio <= 1:
+            raise ConfigError("RELAY_CIRCUIT_FAILURE_RATIO must be in (0, 1]")
+
+    @property
+    def revoke_drain_s(self) -> float:
+        # Well inside the session timeout, so that the member is not evicted mid-drain.
+        return min(self.shutdown_grace_s, self.kafka_session_timeout_ms / 2000)
 
     @property
     def outbound_topic(self) -> str:
@@ -325,14 +349,28 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         max_event_bytes=int(_number(env, "RELAY_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES)),
         default_phone_region=env.get("RELAY_DEFAULT_PHONE_REGION") or None,
         use_pixel_token=_flag(env, "RELAY_USE_PIXEL_TOKEN", False),
-        max_in_flight_requests=int(_number(env, "RELAY_MAX_IN_FLIGHT_REQUESTS", 8)),
+        max_in_flight_requests=int(_number(env, "RELAY_MAX_IN_FLIGHT_REQUESTS", 256)),
+        max_in_flight_per_account=int(_number(env, "RELAY_MAX_IN_FLIGHT_PER_ACCOUNT", 32)),
         max_attempts=int(_number(env, "RELAY_MAX_ATTEMPTS", 6)),
+        retry_for_s=_number(env, "RELAY_RETRY_FOR_S", 21_600.0),
+        mobile_mode=(env.get("RELAY_MOBILE_MODE") or "record").strip().lower(),
+        circuit_failure_ratio=_number(env, "RELAY_CIRCUIT_FAILURE_RATIO", 0.8),
+        circuit_probe_s=_number(env, "RELAY_CIRCUIT_PROBE_S", 5.0),
+        hold_probe_s=_number(env, "RELAY_HOLD_PROBE_S", 30.0),
+        max_lane_events=int(_number(env, "RELAY_MAX_LANE_EVENTS", 20_000)),
+        max_lane_bytes=int(_number(env, "RELAY_MAX_LANE_BYTES", 32 * 1024 * 1024)),
+        max_buffered_bytes=int(_number(env, "RELAY_MAX_BUFFERED_BYTES", 256 * 1024 * 1024)),
+        app_tags_refresh_s=_number(env, "RELAY_APP_TAGS_REFRESH_S", 900.0),
+        lane_idle_s=_number(env, "RELAY_LANE_IDLE_S", 30.0),
         retry_base_s=_number(env, "RELAY_RETRY_BASE_S", 0.5),
         retry_max_s=_number(env, "RELAY_RETRY_MAX_S", 60.0),
         request_timeout_s=_number(env, "RELAY_REQUEST_TIMEOUT_S", 30.0),
         max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
         shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
         kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
+        kafka_group_instance_id=(
+            env.get("RELAY_KAFKA_GROUP_INSTANCE_ID") or env.get("POD_NAME") or None
+        ),
         mapping=mapping,
     )
     values.update(overrides)

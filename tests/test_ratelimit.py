@@ -49,7 +49,7 @@ def test_server_headers_and_429_override_local_state() -> None:
     assert not bucket.take(200)
     bucket.observe_server(remaining=0, reset_in_s=5)
     assert bucket.wait_time(1) >= 5
-    clock.now += 5.01
+    clock.now += 5.3  # X's reset, plus a margin for clocks a little apart
     assert bucket.wait_time(1) == 0
     bucket.block_for(30)
     assert bucket.wait_time(1) == pytest.approx(30)

@@ -81,6 +81,36 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        # The delivery engine: what holds it, what X said, what app conversions got back.
+        self.delivery_blocked = Gauge(
+            "relay_delivery_blocked",
+            "1 while delivery is held: circuit_open (X failing), credential_rejected (401).",
+            ["reason"],
+            registry=r,
+        )
+        self.held_targets = Gauge(
+            "relay_held_targets", "Accounts, pixels or apps X refuses (403/404).", registry=r
+        )
+        self.target_holds = Counter(
+            "relay_target_holds", "Targets held after a 403/404.", ["kind", "code"], registry=r
+        )
+        self.processed_mismatch = Counter(
+            "relay_conversions_processed_mismatch",
+            "2xx answers whose conversions_processed differs from what was sent.",
+            ["kind"],
+            registry=r,
+        )
+        self.attributions = Counter(
+            "relay_app_attributions",
+            "App conversions X answered, by attribution outcome.",
+            ["outcome", "mode"],
+            registry=r,
+        )
+        self.tokens_refunded = Counter(
+            "relay_ratelimit_tokens_refunded",
+            "Budget given back for events X did not count.",
+            registry=r,
+        )
         self.commits = Counter(
             "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
         )

@@ -23,6 +23,7 @@ from relay.pipeline.offsets import OffsetTracker
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S: Final = 0.5
+COMMIT_DEBOUNCE_S: Final = 0.05  # a finished batch commits this soon, not at the next tick
 POLL_TIMEOUT_MS: Final = 200
 MAX_RECORDS_PER_POLL: Final = 5000
 
@@ -36,6 +37,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stage.on_assigned(set(assigned))
+        await self.stage.prepare_assigned(set(assigned))
 
 
 class ConsumerStage(abc.ABC):
@@ -49,7 +51,8 @@ class ConsumerStage(abc.ABC):
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self._failure: BaseException | None = None
-        self._paused = False
+        self._paused: set[TopicPartition] = set()
+        self._commit_wanted = asyncio.Event()
 
     @abc.abstractmethod
     def make_consumer(self) -> AIOKafkaConsumer: ...
@@ -71,9 +74,22 @@ class ConsumerStage(abc.ABC):
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
+            group_instance_id=self.instance_id(group_id),
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer
+
+    def instance_id(self, group_id: str) -> str | None:
+        """Static membership: the same id after a restart keeps the member's partitions."""
+        base = self.settings.kafka_group_instance_id
+        return f"{base}-{self.stage}" if base else None
+
+    def commit_soon(self) -> None:
+        """Something finished: commit within `COMMIT_DEBOUNCE_S`, not at the next tick."""
+        self._commit_wanted.set()
+
+    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: B027
+        """Runs before the first records of newly assigned partitions are read."""
 
     def fail(self, exc: BaseException) -> None:
         """Stop the stage because of `exc` (it is raised from `run`)."""
@@ -89,7 +105,7 @@ class ConsumerStage(abc.ABC):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             self.metrics.revocations.labels(self.stage).inc()
-        await self.drain(self.settings.shutdown_grace_s, revoked)
+        await self.drain(self.settings.revoke_drain_s, revoked)
         await self.commit()
         self.tracker.forget(revoked)
         self.assigned -= revoked
@@ -111,20 +127,32 @@ class ConsumerStage(abc.ABC):
 
     async def _commit_loop(self) -> None:
         while True:
-            await asyncio.sleep(COMMIT_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._commit_wanted.wait(), COMMIT_INTERVAL_S)
+            if self._commit_wanted.is_set():
+                await asyncio.sleep(COMMIT_DEBOUNCE_S)
+                self._commit_wanted.clear()
             await self.commit()
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+    def partitions_to_pause(self, assignment: set[TopicPartition]) -> set[TopicPartition]:
+        """Backpressure: all partitions while the stage holds too much (stages refine it)."""
         held = self.tracker.in_flight()
         cap = self.settings.max_buffered_events
-        if not self._paused and held >= cap:
-            consumer.pause(*consumer.assignment())
-            self._paused = True
-            self.metrics.paused_partitions.set(len(consumer.assignment()))
-        elif self._paused and held < cap // 2:
-            consumer.resume(*consumer.assignment())
-            self._paused = False
-            self.metrics.paused_partitions.set(0)
+        if held >= cap or (self._paused and held >= cap // 2):
+            return set(assignment)
+        return set()
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        assignment = set(consumer.assignment())
+        wanted = self.partitions_to_pause(assignment) & assignment
+        if wanted == self._paused:
+            return
+        if resume := (self._paused - wanted) & assignment:
+            consumer.resume(*resume)
+        if pause := wanted - self._paused:
+            consumer.pause(*pause)
+        self._paused = wanted
+        self.metrics.paused_partitions.set(len(wanted))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain within the grace period, commit, close."""

@@ -1,14 +1,17 @@
-"""The deliver stage: outbound topic -> per-account lane -> token bucket -> batch -> X.
+"""The deliver stage: outbound topic -> lanes -> budget -> senders -> X, and the wiring.
 
-    2xx            -> done (offsets finish)
-    400 on a batch -> split in halves until the invalid events stand alone; only they DLQ
-    401            -> hold everything, retry as a probe every `AUTH_PROBE_S`; no DLQ flood
-    403 / 404      -> dead-letter the batch with X's code (class `rejected`)
-    429            -> the account waits until X's reset time; not counted as an attempt
-    retryable      -> backoff with full jitter (or X's Retry-After); after `max_attempts`
-                      dead-letter with class `retries_exhausted`
+    intake    decode the routing line, put each record in the lane of its budget key
+    lanes     (lanes.py) per account: web batches per pixel, or single app requests
+    dispatch  per lane, up to RELAY_MAX_IN_FLIGHT_PER_ACCOUNT requests (and
+              RELAY_MAX_IN_FLIGHT_REQUESTS overall), each once the circuit, the holds and
+              the account's bucket let it go; a batch is never larger than the budget left
+    send      (senders.py) one sender per kind
+    decide    (policy.py) X's answer -> Done, RetryAfter, Split, HoldTarget, HoldCredential,
+              DeadLetter; carried out here
+    drain     on stop or revoke: send what is held, within a deadline
 
-A delivery offset finishes only after X answered 2xx or the dead letter was acknowledged.
+A delivery offset finishes only after X answered 2xx (and, for app conversions, X's
+attribution is on `<prefix>.attributions`) or the dead letter was acknowledged.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -25,24 +28,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from relay.config import Settings
 from relay.kafka import BatchProducer
 from relay.observability.metrics import Metrics
-from relay.pipeline import outbound
-from relay.pipeline.batching import Batch, Lane, Pending
+from relay.pipeline import outbound, policy
+from relay.pipeline.app_windows import AppWindows
+from relay.pipeline.attributions import attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.holds import Circuit, Holds
+from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ratelimit import TokenBucket
-from relay.pipeline.retry import full_jitter_delay
+from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
-from relay.xads.errors import (
-    ApiError,
-    BadRequest,
-    RateLimited,
-    Unauthorized,
-)
+from relay.xads.errors import ApiError, TransportError
 
 log = logging.getLogger(__name__)
 
-AUTH_PROBE_S: Final = 30.0
-WEB_ENDPOINT: Final = "measurement/conversions"
+DEFAULT_CREDENTIAL: Final = "default"
+BUCKET_SWEEP_S: Final = 60.0
 
 
 class DeliverStage(ConsumerStage):
@@ -52,223 +53,412 @@ class DeliverStage(ConsumerStage):
         self,
         settings: Settings,
         producer: BatchProducer,
-        client: XAdsClient,
+        client: XAdsClient | Mapping[str, XAdsClient],
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.monotonic,
-        auth_probe_s: float = AUTH_PROBE_S,
+        auth_probe_s: float | None = None,
     ):
         super().__init__(settings, metrics)
         self.producer = producer
-        self.client = client
+        self.clients = (
+            {DEFAULT_CREDENTIAL: client} if isinstance(client, XAdsClient) else dict(client)
+        )
         self.clock = clock
-        self.auth_probe_s = auth_probe_s
-        self.credentials_rejected = False
-        self.lanes: dict[str, Lane] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self.holds = Holds(auth_probe_s or settings.hold_probe_s, clock)
+        self.circuit = Circuit(settings.circuit_failure_ratio, settings.circuit_probe_s, clock)
+        self.table = LaneTable(
+            lambda: TokenBucket(settings.account_limit, settings.account_window_s, clock)
+        )
+        self.windows = AppWindows(self._client_for_account, settings.app_tags_refresh_s)
+        self.senders: dict[str, Sender] = {
+            "web": WebSender(settings.use_pixel_token),
+            "app": AppSender(self.windows, settings.mobile_mode),
+        }
+        self.rules = policy.RetryRules(
+            settings.max_attempts, settings.retry_for_s, settings.retry_base_s, settings.retry_max_s
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._attempts: set[asyncio.Task[None]] = set()
         self._requests = asyncio.Semaphore(settings.max_in_flight_requests)
         self._progress = asyncio.Event()
         self._draining = False
+        self._revoking: set[TopicPartition] = set()
+        self._over_cap: set[str] = set()
+        self._swept_at = clock()
+        self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
+
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        return self.table.lanes
+
+    @property
+    def credentials_rejected(self) -> bool:
+        return bool(self.holds.credentials)
+
+    def blocked_reason(self) -> str | None:
+        """Why delivery is held (for readiness), naming a credential, never its value."""
+        if self.holds.credentials:
+            names = ", ".join(sorted(self.holds.credentials))
+            return f"X rejects the credentials (401): {names}"
+        if self.circuit.is_open:
+            return "X is unavailable (most requests fail): delivery paused, probing"
+        return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer([self.settings.outbound_topic], self.settings.deliver_group)
+
+    def credential_for(self, routed: outbound.Routed) -> str:
+        return DEFAULT_CREDENTIAL
+
+    def _client_for_account(self, account: str) -> XAdsClient:
+        return self.clients[DEFAULT_CREDENTIAL]
 
     # -- intake -------------------------------------------------------------------------
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         tracker = self.tracker
-        undecodable: list[tuple[TopicPartition, ConsumerRecord]] = []
-        touched: set[str] = set()
+        undecodable: list[Pending] = []
+        touched: set[Lane] = set()
+        now = self.clock()
         count = 0
         for tp, messages in batch.items():
             for msg in messages:
                 count += 1
                 tracker.register(tp, msg.offset)
+                value: bytes = msg.value or b""
                 try:
-                    routed = outbound.decode(msg.value)
+                    routed = outbound.decode(value)
                 except outbound.UnknownOutbound:
-                    undecodable.append((tp, msg))
+                    placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
+                    undecodable.append(Pending(tp, msg.offset, msg.key, value, placeholder))
                     continue
-                key = routed.budget_key
-                self._lane(key).add(
-                    routed.kind,
-                    routed.target,
-                    Pending(tp, msg.offset, msg.key, msg.value, routed.payload_dict()),
-                )
-                touched.add(key)
+                lane = self._lane(routed)
+                lane.add(Pending(tp, msg.offset, msg.key, value, routed), now)
+                touched.add(lane)
         self.metrics.consumed.labels("deliver").inc(count)
-        for key in touched:
-            self._wakeups[key].set()
-        for tp, msg in undecodable:
-            item = Pending(tp, msg.offset, msg.key, msg.value or b"", {})
-            await self._dead_letter(
-                None,
-                [item],
-                Failure("deliver", "invalid_outbound", "outbound record is not a relay event"),
-            )
+        for lane in touched:
+            lane.wakeup.set()
+        if undecodable:
+            failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
+            await self._dead_letter(None, undecodable, failure)
         self.metrics.buffered.set(tracker.in_flight())
+        if now - self._swept_at > BUCKET_SWEEP_S:
+            self._swept_at = now
+            self.table.expire_buckets(self.settings.account_window_s, now)
 
-    def _lane(self, key: str) -> Lane:
-        lane = self.lanes.get(key)
+    def _lane(self, routed: outbound.Routed) -> Lane:
+        key = routed.budget_key
+        lane = self.table.lanes.get(key)
         if lane is None:
             settings = self.settings
-            # Starts empty: a new owner of the account cannot know what the last one spent.
-            bucket = TokenBucket(settings.account_limit, settings.account_window_s, self.clock)
-            lane = self.lanes[key] = Lane(
+            lane = self.table.lanes[key] = Lane(
                 key,
-                bucket,
+                self.table.bucket(key),
                 min(settings.web_batch_size, settings.account_limit),
                 settings.linger_s,
+                credential=self.credential_for(routed),
+                last_active=self.clock(),
             )
-            self._wakeups[key] = asyncio.Event()
-            self._tasks[key] = asyncio.create_task(
-                self._run_lane(lane), name=f"lane-{len(self.lanes)}"
-            )
+            self._tasks[key] = asyncio.create_task(self._run_lane(lane), name="lane")
         return lane
 
-    # -- the lane loop: batch, wait for budget, send ----------------------------------------
+    def partitions_to_pause(self, assignment: set[TopicPartition]) -> set[TopicPartition]:
+        """All partitions over the global caps; else those feeding an account over its caps
+        (until it is back under half of them)."""
+        settings = self.settings
+        paused = super().partitions_to_pause(assignment)
+        if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
+            return set(assignment)
+        result: set[TopicPartition] = set()
+        for key, lane in self.table.lanes.items():
+            over = lane.held >= settings.max_lane_events or (
+                lane.held_bytes >= settings.max_lane_bytes
+            )
+            under_half = lane.held < settings.max_lane_events // 2 and (
+                lane.held_bytes < settings.max_lane_bytes // 2
+            )
+            if over:
+                self._over_cap.add(key)
+            elif under_half:
+                self._over_cap.discard(key)
+            if key in self._over_cap:
+                result |= lane.partitions
+        return result
+
+    # -- the lane loop: wait for the gates and the budget, then send ------------------------
 
     async def _run_lane(self, lane: Lane) -> None:
-        wakeup = self._wakeups[lane.key]
         try:
-            while True:
-                next_due = lane.flush_due(self.clock(), everything=self._draining)
-                if not lane.ready:
-                    wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wakeup.wait(), next_due)
+            while not lane.closed:
+                lane.wakeup.clear()
+                now = self.clock()
+                next_due = lane.flush_due(now, everything=self._draining)
+                lane.release_waiting(self.holds.target_held)
+                wait = await self._dispatch(lane)
+                if wait == 0:
                     continue
-                batch = lane.ready[0]
-                wait = lane.bucket.wait_time(len(batch.items))
-                if wait > 0:
-                    self.metrics.ratelimit_wait.inc(wait)
-                    await asyncio.sleep(wait)
-                    continue
-                lane.bucket.take(len(batch.items))
-                lane.ready.popleft()
-                async with self._requests:
-                    delay = await self._send(lane, batch)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if lane.idle and not lane.open and not lane.waiting:
+                    left = self.settings.lane_idle_s - (now - lane.last_active)
+                    if left <= 0:
+                        self._reclaim(lane)
+                        return
+                    wait = left if wait is None else min(wait, left)
+                timeouts = [t for t in (wait, next_due) if t is not None]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        lane.wakeup.wait(), max(min(timeouts), 0.001) if timeouts else None
+                    )
         except Exception as exc:  # a bug or a broken broker: stop rather than lose events
             self.fail(exc)
 
-    async def _send(self, lane: Lane, batch: Batch) -> float:
-        """One attempt; returns how long the lane should pause before its next send."""
-        now = time.time()
-        batch.attempts += 1
-        batch.first_attempt_at = batch.first_attempt_at or now
-        if batch.kind != "web":
-            await self._dead_letter(
-                lane,
-                batch.items,
-                self._failure_for(
-                    batch, "unsupported_kind", f"{batch.kind} delivery is not supported yet"
-                ),
-            )
-            return 0.0
-        started = time.monotonic()
-        try:
-            result = await self.client.post_web_conversions(
-                batch.target,
-                [p.payload for p in batch.items],
-                use_pixel_token=self.settings.use_pixel_token,
-            )
-        except ApiError as err:
-            self.metrics.api_requests.labels(WEB_ENDPOINT, str(err.status or "error")).inc()
-            return await self._on_error(lane, batch, err)
-        finally:
-            self.metrics.api_latency.labels(WEB_ENDPOINT).observe(time.monotonic() - started)
-        self.metrics.api_requests.labels(WEB_ENDPOINT, "200").inc()
-        self.metrics.batch_size.labels("web").observe(len(batch.items))
-        self.metrics.delivered.labels("web").inc(len(batch.items))
-        if self.credentials_rejected:
-            log.info("X accepts the credentials again; delivery resumes")
-            self.credentials_rejected = False
-            self.metrics.credentials_ok.set(1)
-        limits = result.rate_limit
-        if limits.remaining is not None:
-            reset_in = limits.reset_epoch_s - time.time() if limits.reset_epoch_s else None
-            lane.bucket.observe_server(limits.remaining, reset_in)
-        self._finish(lane, batch.items)
-        return 0.0
+    async def _dispatch(self, lane: Lane) -> float | None:
+        """Start one request if everything allows it: 0 = started (look again), else the
+        seconds to wait (None: until something happens)."""
+        if lane.in_flight >= self.settings.max_in_flight_per_account:
+            return None
+        if self.clock() < lane.paused_until:
+            return lane.paused_until - self.clock()
+        probe_slot = self._probe_due(lane)
+        if probe_slot is None and lane.next_ready(self.holds.target_held) is None:
+            return None
+        async with contextlib.AsyncExitStack() as stack:
+            await self._requests.acquire()
+            stack.callback(self._requests.release)
+            # The world may have moved while waiting for a request slot: decide again.
+            if lane.closed:
+                return None
+            probe_slot = self._probe_due(lane)
+            batch = lane.next_ready(self.holds.target_held) if probe_slot is None else None
+            if probe_slot is None and batch is None:
+                return None
+            circuit = self.circuit.admit()
+            if not circuit.go:
+                return circuit.wait_s
+            slot = probe_slot if probe_slot is not None else (batch.kind, batch.target)  # type: ignore[union-attr]
+            gate = self.holds.admit(lane.credential, *slot)
+            if not gate.go:
+                return gate.wait_s
+            probe = circuit.probe or gate.probe
+            bucket = lane.bucket
+            if not bucket.server_known and bucket.in_flight:
+                return None  # X's first answer tells the budget left; wait for it
+            count = min(1 if probe or batch is None else len(batch.items), bucket.available())
+            if count < 1:
+                wait = bucket.wait_time(1)
+                self.metrics.ratelimit_wait.inc(wait)
+                return max(wait, 0.005)
+            if probe_slot is not None:
+                sent = lane.take_waiting(probe_slot)
+            else:
+                assert batch is not None
+                sent = lane.take(batch, count)
+            bucket.take(len(sent.items))
+            if circuit.probe:
+                self.circuit.begin_probe()
+            if gate.probe:
+                self.holds.begin_probe(lane.credential, sent.kind, sent.target)
+            lane.in_flight += 1
+            self.peak_lane_in_flight = max(self.peak_lane_in_flight, lane.in_flight)
+            stack.pop_all()  # the attempt releases the request slot
+        task = asyncio.create_task(self._attempt(lane, sent, probe), name="attempt")
+        self._attempts.add(task)
+        task.add_done_callback(self._attempts.discard)
+        return 0
 
-    async def _on_error(self, lane: Lane, batch: Batch, err: ApiError) -> float:
-        if isinstance(err, Unauthorized):
-            if not self.credentials_rejected:
-                log.error("X rejects the credentials (401 %s); holding all delivery", err.code)
-            self.credentials_rejected = True
-            self.metrics.credentials_ok.set(0)
-            batch.attempts -= 1  # the credentials, not the events, are at fault
-            lane.ready.appendleft(batch)
-            return self.auth_probe_s
-        if isinstance(err, RateLimited):
-            batch.attempts -= 1
-            wait = self._server_wait(err) or self._backoff(1)
-            lane.bucket.block_for(wait)
-            lane.ready.appendleft(batch)
-            self.metrics.retries.labels("rate_limited").inc()
-            return 0.0
-        if isinstance(err, BadRequest) and len(batch.items) > 1:
-            # No partial success on web batches: bisect until the bad events stand alone.
-            first, second = batch.split()
-            lane.ready.appendleft(second)
-            lane.ready.appendleft(first)
-            self.metrics.retries.labels("split").inc()
-            return 0.0
-        if not err.retryable:
-            await self._dead_letter(
-                lane, batch.items, self._failure_for(batch, "rejected", err.message, err)
-            )
-            return 0.0
-        if batch.attempts >= self.settings.max_attempts:
-            await self._dead_letter(
-                lane, batch.items, self._failure_for(batch, "retries_exhausted", err.message, err)
-            )
-            return 0.0
-        lane.ready.appendleft(batch)
-        self.metrics.retries.labels("error").inc()
-        delay = max(self._server_wait(err) or 0.0, self._backoff(batch.attempts))
-        log.info(
-            "deliver: %s; %d events again in %.2fs (attempt %d of %d)",
-            err,
-            len(batch.items),
-            delay,
-            batch.attempts,
-            self.settings.max_attempts,
-        )
-        return delay
-
-    def _backoff(self, attempt: int) -> float:
-        settings = self.settings
-        return full_jitter_delay(attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s)
-
-    @staticmethod
-    def _server_wait(err: ApiError) -> float | None:
-        """X's own wait: Retry-After, or the reset time when the budget is spent.
-
-        A reset time next to remaining budget is no retry hint: it is the window's end.
-        """
-        info = err.rate_limit
-        if info.retry_after_s is not None:
-            return info.retry_after_s
-        spent = isinstance(err, RateLimited) or info.remaining == 0
-        if spent and info.reset_epoch_s is not None:
-            return max(0.0, info.reset_epoch_s - time.time())
+    def _probe_due(self, lane: Lane) -> tuple[str, str] | None:
+        """A held target of this lane whose probe is due."""
+        for slot in lane.waiting:
+            if self.holds.admit(lane.credential, *slot).go:
+                return slot
         return None
+
+    # -- one attempt and what X's answer means ------------------------------------------------
+
+    async def _attempt(self, lane: Lane, batch: Batch, probe: bool) -> None:
+        batch.attempts += 1
+        batch.first_attempt_at = batch.first_attempt_at or time.time()
+        sender = self.senders[batch.kind]
+        account = lane.key if batch.kind == "app" and lane.key != batch.target else None
+        started = time.monotonic()
+        answer: Sent | ApiError
+        try:
+            answer = await sender.send(self.clients[lane.credential], batch, account)
+        except ApiError as err:
+            answer = err
+        except Exception as exc:
+            self._requests.release()
+            lane.in_flight -= 1
+            self.fail(exc)
+            return
+        self._requests.release()
+        lane.in_flight -= 1
+        self.metrics.api_latency.labels(sender.endpoint).observe(time.monotonic() - started)
+        status = "200" if isinstance(answer, Sent) else str(answer.status or "error")
+        self.metrics.api_requests.labels(sender.endpoint, status).inc()
+        try:
+            await self._settle(lane, batch, answer, probe)
+        except Exception as exc:  # the broker refused a dead letter or an attribution
+            self.fail(exc)
+        finally:
+            lane.last_active = self.clock()
+            lane.wakeup.set()
+            self._progress.set()
+
+    def _observe_budget(self, lane: Lane, batch: Batch, answer: Sent | ApiError) -> None:
+        size = len(batch.items)
+        if isinstance(answer, Sent):
+            counted = min(answer.processed, size)
+        elif isinstance(answer, TransportError):
+            counted = size  # X may have counted it; its next answer says
+        else:
+            counted = 0  # X answered an error: nothing processed (no partial success)
+        lane.bucket.settle(size, counted=counted)
+        if counted < size:
+            self.metrics.tokens_refunded.inc(size - counted)
+        info = answer.rate_limit
+        if info.remaining is not None:
+            reset_in = info.reset_epoch_s - time.time() if info.reset_epoch_s else None
+            lane.bucket.observe_server(info.remaining, reset_in, info.limit)
+
+    async def _settle(self, lane: Lane, batch: Batch, answer: Sent | ApiError, probe: bool) -> None:
+        err = answer if isinstance(answer, ApiError) else None
+        outage = err is not None and policy.is_outage(err)
+        self.circuit.record(not outage, probe=probe)
+        self._observe_budget(lane, batch, answer)
+        if err is None or (err.status not in (401, None) and not outage):
+            self._release(lane.credential, None)  # X took the credentials
+        if err is None or err.status in (400, 429):
+            self._release(None, (batch.kind, batch.target))  # X knows the target
+        action = policy.decide(
+            answer.processed if isinstance(answer, Sent) else answer,
+            policy.BatchState(
+                len(batch.items),
+                batch.attempts,
+                batch.charged,
+                batch.first_attempt_at or time.time(),
+                time.time(),
+                self.circuit.healthy,
+            ),
+            self.rules,
+        )
+        if probe and isinstance(action, policy.RetryAfter):
+            self.holds.abandon_probe(lane.credential, batch.kind, batch.target)
+        self._update_gauges()
+        if isinstance(action, policy.Done):
+            assert isinstance(answer, Sent)
+            await self._delivered(lane, batch, answer)
+            return
+        if isinstance(action, policy.DeadLetter | policy.HoldTarget):
+            assert err is not None
+            if isinstance(action, policy.HoldTarget):
+                self._hold_target(batch, err)
+            await self._dead_letter(lane, batch.items, self._failure_for(batch, action, err))
+            return
+        if self._lost(lane, batch):
+            return  # revoked meanwhile: the new owner reads these again; never retried here
+        if isinstance(action, policy.HoldCredential):
+            self.holds.hold_credential(lane.credential)
+            self._update_gauges()
+            lane.retry(batch)  # not charged: the credentials, not the events, are at fault
+        elif isinstance(action, policy.Split):
+            first, second = batch.split()  # no partial success: bisect to the bad events
+            lane.retry(second)
+            lane.retry(first)
+            self.metrics.retries.labels("split").inc()
+        elif isinstance(action, policy.RetryAfter):
+            if action.counts_attempt:
+                batch.charged += 1
+            if action.block_account:
+                lane.bucket.block_for(action.delay_s)
+            else:
+                lane.paused_until = max(lane.paused_until, self.clock() + action.delay_s)
+            lane.retry(batch)
+            self.metrics.retries.labels(action.reason).inc()
+            if action.reason != "rate_limited":
+                log.info(
+                    "deliver: %s; %d events again in %.2fs (attempt %d)",
+                    err,
+                    len(batch.items),
+                    action.delay_s,
+                    batch.attempts,
+                )
+
+    def _lost(self, lane: Lane, batch: Batch) -> bool:
+        return lane.closed or any(
+            p.tp in self._revoking or p.tp not in self.assigned for p in batch.items
+        )
+
+    def _release(self, credential: str | None, target: tuple[str, str] | None) -> None:
+        if credential is not None and credential in self.holds.credentials:
+            self.holds.release_credential(credential)
+            self._wake_all()
+        if target is not None and self.holds.target_held(*target):
+            self.holds.release_target(*target)
+            self._wake_all()
+        self._update_gauges()
+
+    def _hold_target(self, batch: Batch, err: ApiError) -> None:
+        if self.holds.hold_target(batch.kind, batch.target, err.code):
+            self.metrics.target_holds.labels(batch.kind, err.code or str(err.status)).inc()
+            log.error(
+                "X refuses %s target %s (%s %s): its events wait, probing every %.0fs",
+                batch.kind,
+                batch.target,
+                err.status,
+                err.code,
+                self.holds.probe_s,
+            )
+
+    def _update_gauges(self) -> None:
+        blocked = self.metrics.delivery_blocked
+        blocked.labels("credential_rejected").set(1 if self.holds.credentials else 0)
+        blocked.labels("circuit_open").set(1 if self.circuit.is_open else 0)
+        self.metrics.credentials_ok.set(0 if self.holds.credentials else 1)
+        self.metrics.held_targets.set(len(self.holds.targets))
+
+    def _wake_all(self) -> None:
+        for lane in self.table.lanes.values():
+            lane.wakeup.set()
+
+    async def _delivered(self, lane: Lane, batch: Batch, sent: Sent) -> None:
+        size = len(batch.items)
+        if sent.processed != size:
+            self.metrics.processed_mismatch.labels(batch.kind).inc()
+            log.warning(
+                "X processed %d of %d %s conversions sent to %s",
+                sent.processed,
+                size,
+                batch.kind,
+                batch.target,
+            )
+        if batch.kind == "app" and sent.params is not None:
+            (item,) = batch.items
+            mode = self.settings.mobile_mode
+            record = attribution_record(
+                self.settings.attributions_topic,
+                sent.params,
+                sent.answer,
+                "check" if mode == "check" else "record",
+                (item.tp.topic, item.tp.partition, item.offset),
+            )
+            await self.producer.send_and_wait([record])
+            self.metrics.attributions.labels(outcome(sent.answer), mode).inc()
+        self.metrics.batch_size.labels(batch.kind).observe(size)
+        self.metrics.delivered.labels(batch.kind).inc(size)
+        self._finish(lane, batch.items)
 
     @staticmethod
     def _failure_for(
-        batch: Batch, error_class: str, message: str, err: ApiError | None = None
+        batch: Batch, action: policy.DeadLetter | policy.HoldTarget, err: ApiError
     ) -> Failure:
         return Failure(
             "deliver",
-            error_class,
-            message,
-            field=err.parameter if err else None,
-            http_status=err.status if err else None,
-            api_code=err.code if err else None,
+            action.error_class,
+            err.message,
+            field=err.parameter,
+            http_status=err.status,
+            api_code=err.code,
             attempts=batch.attempts,
             first_attempt_at=batch.first_attempt_at,
             last_attempt_at=time.time(),
@@ -289,9 +479,10 @@ class DeliverStage(ConsumerStage):
         for p in items:
             finish(p.tp, p.offset)
         if lane is not None:
-            lane.done(len(items))
+            lane.done(items)
         self.metrics.buffered.set(self.tracker.in_flight())
         self._progress.set()
+        self.commit_soon()
 
     # -- drain, revoke, close ---------------------------------------------------------------
 
@@ -301,8 +492,7 @@ class DeliverStage(ConsumerStage):
         deadline = time.monotonic() + deadline_s
         self._draining = True
         try:
-            for wakeup in self._wakeups.values():
-                wakeup.set()
+            self._wake_all()
             while self.tracker.in_flight(partitions) and self._failure is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -318,15 +508,26 @@ class DeliverStage(ConsumerStage):
             self._draining = False
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        await super().on_revoked(revoked)
-        for key, lane in list(self.lanes.items()):
+        self._revoking |= revoked
+        try:
+            await super().on_revoked(revoked)
+        finally:
+            self._revoking -= revoked
+        for key, lane in list(self.table.lanes.items()):
             lane.drop_partitions(revoked)
-            if lane.held == 0:
+            if not lane.partitions or lane.idle:
                 self._close_lane(key)
+        self.table.forget_partitions(revoked)
+
+    def _reclaim(self, lane: Lane) -> None:
+        self.table.reclaim(lane.key)
+        self._tasks.pop(lane.key, None)
 
     def _close_lane(self, key: str) -> None:
-        self.lanes.pop(key, None)
-        self._wakeups.pop(key, None)
+        lane = self.table.lanes.get(key)
+        if lane is not None:
+            lane.closed = True
+        self.table.reclaim(key)
         task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()
@@ -335,7 +536,10 @@ class DeliverStage(ConsumerStage):
         try:
             await super().run(stop)
         finally:
-            tasks = list(self._tasks.values())
-            for key in list(self.lanes):
+            tasks = [*self._tasks.values(), *self._attempts]
+            for key in list(self.table.lanes):
                 self._close_lane(key)
+            for task in self._attempts:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.windows.close()

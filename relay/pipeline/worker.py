@@ -43,8 +43,9 @@ class Worker:
         if not self.stages:
             return False, "starting"
         for stage in self.stages:
-            if isinstance(stage, DeliverStage) and stage.credentials_rejected:
-                return False, "X rejects the credentials (401)"
+            reason = stage.blocked_reason() if isinstance(stage, DeliverStage) else None
+            if reason is not None:
+                return False, reason
             if stage.consumer is None:
                 return False, f"{stage.stage} consumer not running"
         return True, "consuming (partitions assigned or waiting for assignment)"
