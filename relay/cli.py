@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from relay import __version__
-from relay.config import load_settings
+from relay.config import LOG_LEVELS, SETTINGS, load_settings, log_level_from
 from relay.errors import RelayError
 from relay.observability.logs import configure_logging
+from relay.settings_table import help_text
 
 EPILOG = """\
-Settings come from RELAY_* environment variables (see README.md), e.g.
-RELAY_KAFKA_BOOTSTRAP, RELAY_API_BASE_URL, RELAY_INPUTS, RELAY_CONFIG, RELAY_CONSUMER_KEY.
+Settings come from RELAY_* environment variables: `relay run --help` lists them all with
+their defaults (and README.md). `relay config check` validates them.
 """
 
 
@@ -27,10 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"relay {__version__}")
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="default: RELAY_LOG_LEVEL, else INFO",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="the worker: ingest and/or deliver stage")
+    run = sub.add_parser(
+        "run",
+        help="the worker: ingest and/or deliver stage",
+        epilog=help_text(SETTINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "--stage",
         choices=("all", "ingest", "deliver"),
@@ -106,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
 
     from relay.tools.api import add_api_parser
+    from relay.tools.config_check import add_config_parser
 
     add_api_parser(sub)
+    add_config_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (results in BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -123,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or log_level_from(os.environ))
     try:
         return dispatch(args)
     except RelayError as exc:
@@ -201,6 +216,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from relay.tools.api import run_api
 
         return run_api(args, load_settings())
+    if args.command == "config":
+        from relay.tools.config_check import run_config
+
+        return run_config(args)
     if args.command == "bench":
         from relay.tools.bench import run_throughput_bench
 

@@ -1,7 +1,10 @@
 """Settings: read from `RELAY_*` environment variables (and an optional mapping file) here only.
 
-`load_settings(environ)` takes any mapping, so tests build settings without touching
-`os.environ`. Secrets are wrapped in `Secret`, whose repr never shows the value.
+`Settings` is the settings table: each field is one row (variable, default, help, bounds,
+secret or not; `relay.settings_table` has the machinery), so a default is written once and
+adding a setting is one `setting(...)` line. `load_settings(environ)` takes any mapping, so
+tests build settings without touching `os.environ`; it reports every problem at once, each
+naming its variable. Secrets are `Secret`s, whose repr never shows the value.
 """
 
 from __future__ import annotations
@@ -9,53 +12,49 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import yaml
 
-from relay.errors import ConfigError
+from relay.errors import ConfigError, Problem
+from relay.secret import Secret
+from relay.settings_table import (
+    Setting,
+    assembled,
+    parse_text,
+    read_text,
+    row_problems,
+    rows_of,
+    setting,
+)
 
-DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
-DEFAULT_API_BASE_URL: Final = "https://ads-api.x.com"
-DEFAULT_TOPIC_PREFIX: Final = "relay"
-DEFAULT_ACCOUNT_LIMIT: Final = 60_000
-DEFAULT_ACCOUNT_WINDOW_S: Final = 900.0
-DEFAULT_HTTP_PORT: Final = 9400
-DEFAULT_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
-DEFAULT_LINGER_S: Final = 0.2
-DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
-DEFAULT_INPUTS: Final = "relay.input.web=web"
+__all__ = [
+    "SETTINGS",
+    "Credentials",
+    "MappingFile",
+    "Pixel",
+    "Secret",
+    "Settings",
+    "default_mapping_path",
+    "env_credentials",
+    "load_mapping",
+    "load_settings",
+    "parse_inputs",
+    "parse_mapping",
+    "read_document",
+]
 
-
-class Secret:
-    """A secret string whose repr and str are masked; `.reveal()` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
+MAX_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
+KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,10 @@ class Credentials:
     consumer_secret: Secret
     access_token: str
     access_token_secret: Secret
+
+    @classmethod
+    def empty(cls) -> Credentials:
+        return cls("", Secret(""), "", Secret(""))
 
     @property
     def complete(self) -> bool:
@@ -86,86 +89,317 @@ class Pixel:
 
 @dataclass(frozen=True)
 class MappingFile:
-    """What the optional mapping file (`RELAY_CONFIG`) says: pixels, accounts, credentials."""
+    """What the optional mapping file (`RELAY_CONFIG`) says: pixels, accounts, credentials.
+
+    Only the parsed, typed entries are kept (secrets as `Secret`), never the raw document.
+    """
 
     pixels: Mapping[str, Pixel] = field(default_factory=dict)
     credentials: Credentials | None = None
     token_accounts: tuple[str, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict)
 
     def account_for_pixel(self, pixel_id: str) -> str | None:
         pixel = self.pixels.get(pixel_id)
         return pixel.account_id if pixel else None
 
 
+def parse_inputs(spec: str) -> dict[str, str]:
+    """`topic=format,topic=format` -> {topic: format}."""
+    inputs: dict[str, str] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        topic, sep, fmt = item.partition("=")
+        topic, fmt = topic.strip(), fmt.strip()
+        if not sep or not topic or not fmt:
+            raise ConfigError(f"entry {item!r} is not topic=format")
+        if fmt not in KNOWN_FORMATS:
+            raise ConfigError(f"unknown format {fmt!r} (known: {', '.join(KNOWN_FORMATS)})")
+        inputs[topic] = fmt
+    return inputs
+
+
+def _inputs_problem(inputs: Mapping[str, str]) -> str | None:
+    if not inputs:
+        return "names no input topic"
+    # Imported here: the adapters import this module. Checked before any topic is created.
+    from relay.formats.registry import ADAPTERS
+
+    missing = sorted({fmt for fmt in inputs.values() if fmt not in ADAPTERS})
+    if missing:
+        return (
+            f"format {', '.join(missing)} has no adapter yet "
+            f"(available: {', '.join(sorted(ADAPTERS))})"
+        )
+    bad = [t for t in inputs if not TOPIC_NAME.fullmatch(t)]
+    return f"{bad[0]!r} is not a valid topic name" if bad else None
+
+
+def _bootstrap_problem(value: str) -> str | None:
+    for server in (s.strip() for s in value.split(",")):
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f"{server!r} is not host:port (comma-separated for several)"
+    return None
+
+
+def _base_url(text: str) -> str:
+    return text.strip().rstrip("/")
+
+
+def _base_url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return "must be scheme://host[:port][/path], without credentials, query or fragment"
+    return None
+
+
+def _topic_prefix_problem(prefix: str) -> str | None:
+    return None if TOPIC_NAME.fullmatch(prefix) else "may hold only letters, digits, '.', '_', '-'"
+
+
+def _region_problem(region: str) -> str | None:
+    return None if re.fullmatch(r"[A-Z]{2}", region) else "must be a two-letter region, e.g. US"
+
+
+def _base64_problem(key: Secret) -> str | None:
+    try:
+        base64.b64decode(key.reveal(), validate=True)
+    except (binascii.Error, ValueError):
+        return "must be base64"
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the worker needs, validated when built. Units are in the names."""
+    """Everything the worker needs, validated when built. Units are in the names.
 
-    kafka_bootstrap: str = DEFAULT_BOOTSTRAP
-    api_base_url: str = DEFAULT_API_BASE_URL
-    credentials: Credentials = field(
-        default_factory=lambda: Credentials("", Secret(""), "", Secret(""))
+    Each field is one row of the settings table: `setting(variable, default, help, bounds)`.
+    """
+
+    kafka_bootstrap: str = setting(
+        "RELAY_KAFKA_BOOTSTRAP",
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers, host:port[,host:port...]",
+        check=_bootstrap_problem,
+        type_label="host:port list",
     )
-    device_id_hmac_key: Secret = field(default_factory=lambda: Secret(""))
-    inputs: Mapping[str, str] = field(default_factory=lambda: parse_inputs(DEFAULT_INPUTS))
-    topic_prefix: str = DEFAULT_TOPIC_PREFIX
-    account_limit: int = DEFAULT_ACCOUNT_LIMIT
-    account_window_s: float = DEFAULT_ACCOUNT_WINDOW_S
-    http_port: int = DEFAULT_HTTP_PORT
-    web_batch_size: int = DEFAULT_WEB_BATCH_SIZE
-    linger_s: float = DEFAULT_LINGER_S
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    default_phone_region: str | None = None
-    use_pixel_token: bool = False
-    # App conversions go one per request: X's 100-300 ms latency needs many in flight.
-    max_in_flight_requests: int = 256
-    max_in_flight_per_account: int = 32
-    max_attempts: int = 6  # for failures X's availability does not explain
-    retry_for_s: float = 21_600.0  # how long 5xx, timeouts and connection errors are retried
-    mobile_mode: str = "record"  # record (conversion_event) | check (conversion_attribution)
-    circuit_failure_ratio: float = 0.8  # of the last requests failing: delivery pauses
-    circuit_probe_s: float = 5.0
-    hold_probe_s: float = 30.0  # a rejected credential's or refused target's probe interval
-    max_lane_events: int = 20_000  # per account held in memory
-    max_lane_bytes: int = 32 * 1024 * 1024
-    max_buffered_bytes: int = 256 * 1024 * 1024
-    app_tags_refresh_s: float = 900.0
-    lane_idle_s: float = 30.0
-    retry_base_s: float = 0.5  # full jitter: attempt n waits up to min(max, base * 2**(n-1))
-    retry_max_s: float = 60.0
-    request_timeout_s: float = 30.0
-    max_buffered_events: int = 200_000
-    shutdown_grace_s: float = 20.0
     # The group coordinator waits about half of this before the first assignment; the
     # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
-    kafka_session_timeout_ms: int = 10_000
-    kafka_group_instance_id: str | None = None  # static membership: a restart keeps its share
-    mapping: MappingFile = field(default_factory=MappingFile)
+    kafka_session_timeout_ms: int = setting(
+        "RELAY_KAFKA_SESSION_TIMEOUT_MS",
+        10_000,
+        "consumer group session timeout",
+        minimum=1_000,
+        maximum=3_600_000,
+    )
+    api_base_url: str = setting(
+        "RELAY_API_BASE_URL",
+        "https://ads-api.x.com",
+        "the X Ads API (or the sandbox)",
+        parse=_base_url,
+        check=_base_url_problem,
+        type_label="URL",
+    )
+    credentials: Credentials = assembled(
+        Credentials.empty,
+        Setting(
+            "RELAY_CONSUMER_KEY",
+            None,
+            "OAuth 1.0a consumer key of the X app; the four RELAY_CONSUMER_*/RELAY_ACCESS_* "
+            "variables win over the credentials of RELAY_CONFIG",
+            from_file=True,
+        ),
+        Setting("RELAY_CONSUMER_SECRET", None, "OAuth 1.0a consumer secret", secret=True),
+        Setting("RELAY_ACCESS_TOKEN", None, "OAuth 1.0a access token", from_file=True),
+        Setting("RELAY_ACCESS_TOKEN_SECRET", None, "OAuth 1.0a access token secret", secret=True),
+    )
+    use_pixel_token: bool = setting(
+        "RELAY_USE_PIXEL_TOKEN",
+        False,
+        "send web conversions with the pixel's X-Pixel-Token instead of OAuth",
+    )
+    device_id_hmac_key: Secret = setting(
+        "RELAY_DEVICE_ID_HMAC_KEY",
+        "",
+        "base64 HMAC key for device ids (app conversions)",
+        secret=True,
+        check=_base64_problem,
+    )
+    inputs: Mapping[str, str] = setting(
+        "RELAY_INPUTS",
+        "relay.input.web=web",
+        "input topics and their formats",
+        parse=parse_inputs,
+        check=_inputs_problem,
+        type_label="topic=format,...",
+    )
+    topic_prefix: str = setting(
+        "RELAY_TOPIC_PREFIX",
+        "relay",
+        "topics PREFIX.outbound, PREFIX.dlq, ...; consumer groups PREFIX-ingest, PREFIX-deliver",
+        check=_topic_prefix_problem,
+    )
+    mapping: MappingFile = assembled(
+        MappingFile,
+        Setting(
+            "RELAY_CONFIG",
+            None,
+            "TOML or YAML: pixels (id, account_id, event_ids, pixel_token), credentials",
+            kind="path",
+        ),
+    )
+    default_phone_region: str | None = setting(
+        "RELAY_DEFAULT_PHONE_REGION",
+        None,
+        "region of phone numbers without + (e.g. US)",
+        check=_region_problem,
+    )
+    account_limit: int = setting(
+        "RELAY_ACCOUNT_LIMIT", 60_000, "events per ad account per window", minimum=1
+    )
+    account_window_s: float = setting(
+        "RELAY_ACCOUNT_WINDOW_S", 900.0, "the budget window, in seconds", above=0
+    )
+    http_port: int = setting(
+        "RELAY_HTTP_PORT",
+        9400,
+        "port of /metrics, /healthz, /readyz (0: any free port)",
+        minimum=0,
+        maximum=65_535,
+    )
+    max_event_bytes: int = setting(
+        "RELAY_MAX_EVENT_BYTES",
+        64 * 1024,
+        "larger input records are dead-lettered as too_large",
+        minimum=1,
+        maximum=8 * 1024 * 1024,
+    )
+    web_batch_size: int = setting(
+        "RELAY_WEB_BATCH_SIZE",
+        MAX_WEB_BATCH_SIZE,
+        "web conversions per request (X takes at most 500)",
+        minimum=1,
+        maximum=MAX_WEB_BATCH_SIZE,
+    )
+    linger_s: float = setting(
+        "RELAY_LINGER_S", 0.2, "how long a batch waits to fill", minimum=0, maximum=60
+    )
+    max_attempts: int = setting(
+        "RELAY_MAX_ATTEMPTS",
+        6,
+        "attempts per request before dead-lettering, for failures an outage of X does not "
+        "explain (408, 423, a 5xx while X answers the others); outages: RELAY_RETRY_FOR_S",
+        minimum=1,
+    )
+    # App conversions go one per request: X's 100-300 ms latency needs many in flight.
+    max_in_flight_requests: int = setting(
+        "RELAY_MAX_IN_FLIGHT_REQUESTS",
+        256,
+        "requests to X in flight at once",
+        minimum=1,
+        maximum=4_096,
+    )
+    max_in_flight_per_account: int = setting(
+        "RELAY_MAX_IN_FLIGHT_PER_ACCOUNT",
+        32,
+        "requests to X in flight at once for one account",
+        minimum=1,
+        maximum=1_024,
+    )
+    retry_for_s: float = setting(
+        "RELAY_RETRY_FOR_S",
+        21_600.0,
+        "how long 5xx, timeouts and connection errors are retried before retries_exhausted",
+        above=0,
+    )
+    mobile_mode: str = setting(
+        "RELAY_MOBILE_MODE",
+        "record",
+        "app conversions: record (conversion_event) or check (conversion_attribution only)",
+        choices=("record", "check"),
+    )
+    circuit_failure_ratio: float = setting(
+        "RELAY_CIRCUIT_FAILURE_RATIO",
+        0.8,
+        "share of X's recent answers failing (5xx, timeouts) that pauses all delivery",
+        above=0,
+        maximum=1,
+    )
+    circuit_probe_s: float = setting(
+        "RELAY_CIRCUIT_PROBE_S", 5.0, "while X fails, one probe request this often", above=0
+    )
+    hold_probe_s: float = setting(
+        "RELAY_HOLD_PROBE_S",
+        30.0,
+        "probe interval of a credential X rejects (401) or a target it refuses (403/404)",
+        above=0,
+    )
+    max_lane_events: int = setting(
+        "RELAY_MAX_LANE_EVENTS",
+        20_000,
+        "events held in memory per account; its partitions pause above",
+        minimum=1,
+    )
+    max_lane_bytes: int = setting(
+        "RELAY_MAX_LANE_BYTES", 32 * 1024 * 1024, "bytes held in memory per account", minimum=1
+    )
+    max_buffered_bytes: int = setting(
+        "RELAY_MAX_BUFFERED_BYTES",
+        256 * 1024 * 1024,
+        "partitions pause above this many bytes held in memory",
+        minimum=1,
+    )
+    app_tags_refresh_s: float = setting(
+        "RELAY_APP_TAGS_REFRESH_S",
+        900.0,
+        "how often an account's app event tags (conversion windows) are read again",
+        above=0,
+    )
+    lane_idle_s: float = setting(
+        "RELAY_LANE_IDLE_S", 30.0, "an account idle this long leaves memory", above=0
+    )
+    request_timeout_s: float = setting(
+        "RELAY_REQUEST_TIMEOUT_S", 30.0, "timeout of one request to X", above=0, maximum=600
+    )
+    # Full jitter: attempt n waits up to min(max, base * 2**(n-1)); X's Retry-After wins.
+    retry_base_s: float = setting(
+        "RELAY_RETRY_BASE_S", 0.5, "backoff base between attempts", above=0
+    )
+    retry_max_s: float = setting("RELAY_RETRY_MAX_S", 60.0, "backoff cap", above=0)
+    max_buffered_events: int = setting(
+        "RELAY_MAX_BUFFERED_EVENTS",
+        200_000,
+        "partitions pause above this many events held in memory",
+        minimum=1,
+    )
+    shutdown_grace_s: float = setting(
+        "RELAY_SHUTDOWN_GRACE_S",
+        20.0,
+        "how long SIGTERM waits for in-flight work",
+        minimum=0,
+        maximum=3_600,
+    )
+    kafka_group_instance_id: str | None = setting(
+        "RELAY_KAFKA_GROUP_INSTANCE_ID",
+        None,
+        "static group membership: a restart under the same id keeps its partitions "
+        "(default: $POD_NAME when set)",
+    )
+    log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
-        if self.account_limit <= 0:
-            raise ConfigError("RELAY_ACCOUNT_LIMIT must be a positive number of events")
-        if self.account_window_s <= 0:
-            raise ConfigError("RELAY_ACCOUNT_WINDOW_S must be positive")
-        if not 1 <= self.web_batch_size <= DEFAULT_WEB_BATCH_SIZE:
-            raise ConfigError(f"RELAY_WEB_BATCH_SIZE must be 1..{DEFAULT_WEB_BATCH_SIZE}")
-        if self.linger_s < 0:
-            raise ConfigError("RELAY_LINGER_S must not be negative")
-        if self.max_attempts < 1:
-            raise ConfigError("RELAY_MAX_ATTEMPTS must be at least 1")
-        if not 0 < self.retry_base_s <= self.retry_max_s:
-            raise ConfigError("RELAY_RETRY_BASE_S must be positive and <= RELAY_RETRY_MAX_S")
-        if self.max_event_bytes <= 0:
-            raise ConfigError("RELAY_MAX_EVENT_BYTES must be positive")
-        if not self.inputs:
-            raise ConfigError("RELAY_INPUTS names no input topic")
-        if self.mobile_mode not in ("record", "check"):
-            raise ConfigError("RELAY_MOBILE_MODE must be record or check")
-        if min(self.max_in_flight_requests, self.max_in_flight_per_account) < 1:
-            raise ConfigError("RELAY_MAX_IN_FLIGHT_* must be at least 1")
-        if not 0 < self.circuit_failure_ratio <= 1:
-            raise ConfigError("RELAY_CIRCUIT_FAILURE_RATIO must be in (0, 1]")
+        problems = [*row_problems(SETTINGS, self), *self._relation_problems()]
+        if problems:
+            raise ConfigError(problems=problems)
+
+    def _relation_problems(self) -> list[Problem]:
+        problems = []
+        if self.retry_base_s > self.retry_max_s:
+            problems.append(Problem("RELAY_RETRY_BASE_S", "must not exceed RELAY_RETRY_MAX_S"))
+        return problems
 
     @property
     def revoke_drain_s(self) -> float:
@@ -193,25 +427,11 @@ class Settings:
         return f"{self.topic_prefix}-deliver"
 
 
-KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
-
-
-def parse_inputs(spec: str) -> dict[str, str]:
-    """`topic=format,topic=format` -> {topic: format}."""
-    inputs: dict[str, str] = {}
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        topic, sep, fmt = item.partition("=")
-        topic, fmt = topic.strip(), fmt.strip()
-        if not sep or not topic or not fmt:
-            raise ConfigError(f"RELAY_INPUTS entry {item!r} is not topic=format")
-        if fmt not in KNOWN_FORMATS:
-            raise ConfigError(
-                f"RELAY_INPUTS: unknown format {fmt!r} (known: {', '.join(KNOWN_FORMATS)})"
-            )
-        inputs[topic] = fmt
-    return inputs
+SETTINGS: Final = rows_of(Settings)
+BY_NAME: Final = {row.name: row for row in SETTINGS}
+# The sandbox budgets default to the relay's.
+DEFAULT_ACCOUNT_LIMIT: Final = int(BY_NAME["RELAY_ACCOUNT_LIMIT"].default or 0)
+DEFAULT_ACCOUNT_WINDOW_S: Final = float(BY_NAME["RELAY_ACCOUNT_WINDOW_S"].default or 0)
 
 
 def default_mapping_path() -> Path:
@@ -220,21 +440,37 @@ def default_mapping_path() -> Path:
 
 
 def read_document(path: Path) -> dict[str, Any]:
-    """Read a TOML or YAML file into a dict, with a clear error."""
+    """Read a TOML or YAML file into a dict, with a clear error that never quotes the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     try:
         if path.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
         else:
             data = yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {_unquoted(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table/mapping at the top")
     return data
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    # str(exc) quotes the offending line, which may hold a secret: position and problem only.
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"{_unquoted(problem)} at {where}"
+
+
+def _unquoted(reason: object) -> str:
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", str(reason))
 
 
 def credentials_from(raw: Mapping[str, Any] | None) -> Credentials | None:
@@ -249,22 +485,30 @@ def credentials_from(raw: Mapping[str, Any] | None) -> Credentials | None:
 
 
 def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
+    """The typed entries of a mapping document; errors name the entry, never its contents."""
     pixels: dict[str, Pixel] = {}
-    for entry in data.get("pixels", []) or []:
-        try:
-            pixel = Pixel(
-                id=str(entry["id"]),
-                account_id=str(entry["account_id"]),
-                event_ids=tuple(str(e) for e in entry.get("event_ids", [])),
-                pixel_token=Secret(str(entry.get("pixel_token", ""))),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"pixels entry {entry!r} needs id and account_id") from exc
+    entries = data.get("pixels", []) or []
+    if not isinstance(entries, list):
+        raise ConfigError("pixels must be a list of tables with id and account_id")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not entry.get("id") or not entry.get("account_id"):
+            raise ConfigError(f"pixels entry {index + 1} needs id and account_id")
+        event_ids = entry.get("event_ids", [])
+        if not isinstance(event_ids, list):
+            raise ConfigError(f"pixels entry {index + 1}: event_ids must be a list")
+        pixel = Pixel(
+            id=str(entry["id"]),
+            account_id=str(entry["account_id"]),
+            event_ids=tuple(str(e) for e in event_ids),
+            pixel_token=Secret(str(entry.get("pixel_token", ""))),
+        )
         pixels[pixel.id] = pixel
     raw_creds = data.get("credentials")
+    if raw_creds is not None and not isinstance(raw_creds, Mapping):
+        raise ConfigError("credentials must be a table")
     accounts = tuple(str(a) for a in (raw_creds or {}).get("accounts", []))
     return MappingFile(
-        pixels=pixels, credentials=credentials_from(raw_creds), token_accounts=accounts, raw=data
+        pixels=pixels, credentials=credentials_from(raw_creds), token_accounts=accounts
     )
 
 
@@ -272,106 +516,79 @@ def load_mapping(path: Path | None) -> MappingFile:
     return parse_mapping(read_document(path)) if path else MappingFile()
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
+def _read(name: str, env: Mapping[str, str], problems: list[Problem]) -> Any:
+    """The typed value of one variable, None when unset; a problem is recorded, not raised."""
+    row = BY_NAME[name]
     try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number") from None
+        text = read_text(row, env)
+        return None if text is None else parse_text(row, text)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={value!r} is not a boolean (true/false)")
-
-
-def _secret(env: Mapping[str, str], name: str) -> str:
-    """A secret from `NAME`, or from the file named by `NAME_FILE` (mounted Kubernetes secrets)."""
-    if env.get(name):
-        return env[name]
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
-    return ""
+def _credentials(env: Mapping[str, str], problems: list[Problem]) -> Credentials | None:
+    names = ("RELAY_CONSUMER_KEY", "RELAY_CONSUMER_SECRET", "RELAY_ACCESS_TOKEN")
+    values = [_read(n, env, problems) for n in (*names, "RELAY_ACCESS_TOKEN_SECRET")]
+    if not any(values):
+        return None
+    key, secret, token, token_secret = values
+    return Credentials(key or "", secret or Secret(""), token or "", token_secret or Secret(""))
 
 
 def env_credentials(env: Mapping[str, str]) -> Credentials | None:
     """Credentials from the `RELAY_*` variables, when any is set (they win over the file)."""
-    names = (
-        "RELAY_CONSUMER_KEY",
-        "RELAY_CONSUMER_SECRET",
-        "RELAY_ACCESS_TOKEN",
-        "RELAY_ACCESS_TOKEN_SECRET",
-    )
-    values = [_secret(env, n) for n in names]
-    if not any(values):
-        return None
-    return Credentials(values[0], Secret(values[1]), values[2], Secret(values[3]))
+    problems: list[Problem] = []
+    credentials = _credentials(env, problems)
+    if problems:
+        raise ConfigError(problems=problems)
+    return credentials
+
+
+def _mapping(env: Mapping[str, str], problems: list[Problem]) -> MappingFile:
+    path = _read("RELAY_CONFIG", env, problems)
+    if path is None:
+        return MappingFile()
+    try:
+        return load_mapping(Path(path))
+    except ConfigError as exc:
+        problems.append(Problem("RELAY_CONFIG", str(exc)))
+        return MappingFile()
+
+
+def log_level_from(env: Mapping[str, str]) -> str:
+    """`RELAY_LOG_LEVEL`, for logging set up before the settings load (INFO when invalid)."""
+    level = _read("RELAY_LOG_LEVEL", env, [])
+    return str(level or BY_NAME["RELAY_LOG_LEVEL"].default)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build `Settings` from an environment mapping (default: `os.environ`) plus overrides."""
+    """Build `Settings` from an environment mapping (default: `os.environ`) plus overrides.
+
+    Raises one `ConfigError` listing every problem (`.problems`), each naming its variable.
+    """
     env = os.environ if environ is None else environ
-    mapping_path = env.get("RELAY_CONFIG")
-    mapping = load_mapping(Path(mapping_path)) if mapping_path else MappingFile()
-    credentials = (
-        env_credentials(env) or mapping.credentials or Credentials("", Secret(""), "", Secret(""))
-    )
-    hmac_key = _secret(env, "RELAY_DEVICE_ID_HMAC_KEY")
-    if hmac_key:
-        try:
-            base64.b64decode(hmac_key, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError("RELAY_DEVICE_ID_HMAC_KEY must be base64") from None
-    values: dict[str, Any] = dict(
-        kafka_bootstrap=env.get("RELAY_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
-        api_base_url=(env.get("RELAY_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
-        credentials=credentials,
-        device_id_hmac_key=Secret(hmac_key),
-        inputs=parse_inputs(env.get("RELAY_INPUTS") or DEFAULT_INPUTS),
-        topic_prefix=env.get("RELAY_TOPIC_PREFIX") or DEFAULT_TOPIC_PREFIX,
-        account_limit=int(_number(env, "RELAY_ACCOUNT_LIMIT", DEFAULT_ACCOUNT_LIMIT)),
-        account_window_s=_number(env, "RELAY_ACCOUNT_WINDOW_S", DEFAULT_ACCOUNT_WINDOW_S),
-        http_port=int(_number(env, "RELAY_HTTP_PORT", DEFAULT_HTTP_PORT)),
-        web_batch_size=int(_number(env, "RELAY_WEB_BATCH_SIZE", DEFAULT_WEB_BATCH_SIZE)),
-        linger_s=_number(env, "RELAY_LINGER_S", DEFAULT_LINGER_S),
-        max_event_bytes=int(_number(env, "RELAY_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES)),
-        default_phone_region=env.get("RELAY_DEFAULT_PHONE_REGION") or None,
-        use_pixel_token=_flag(env, "RELAY_USE_PIXEL_TOKEN", False),
-        max_in_flight_requests=int(_number(env, "RELAY_MAX_IN_FLIGHT_REQUESTS", 256)),
-        max_in_flight_per_account=int(_number(env, "RELAY_MAX_IN_FLIGHT_PER_ACCOUNT", 32)),
-        max_attempts=int(_number(env, "RELAY_MAX_ATTEMPTS", 6)),
-        retry_for_s=_number(env, "RELAY_RETRY_FOR_S", 21_600.0),
-        mobile_mode=(env.get("RELAY_MOBILE_MODE") or "record").strip().lower(),
-        circuit_failure_ratio=_number(env, "RELAY_CIRCUIT_FAILURE_RATIO", 0.8),
-        circuit_probe_s=_number(env, "RELAY_CIRCUIT_PROBE_S", 5.0),
-        hold_probe_s=_number(env, "RELAY_HOLD_PROBE_S", 30.0),
-        max_lane_events=int(_number(env, "RELAY_MAX_LANE_EVENTS", 20_000)),
-        max_lane_bytes=int(_number(env, "RELAY_MAX_LANE_BYTES", 32 * 1024 * 1024)),
-        max_buffered_bytes=int(_number(env, "RELAY_MAX_BUFFERED_BYTES", 256 * 1024 * 1024)),
-        app_tags_refresh_s=_number(env, "RELAY_APP_TAGS_REFRESH_S", 900.0),
-        lane_idle_s=_number(env, "RELAY_LANE_IDLE_S", 30.0),
-        retry_base_s=_number(env, "RELAY_RETRY_BASE_S", 0.5),
-        retry_max_s=_number(env, "RELAY_RETRY_MAX_S", 60.0),
-        request_timeout_s=_number(env, "RELAY_REQUEST_TIMEOUT_S", 30.0),
-        max_buffered_events=int(_number(env, "RELAY_MAX_BUFFERED_EVENTS", 200_000)),
-        shutdown_grace_s=_number(env, "RELAY_SHUTDOWN_GRACE_S", 20.0),
-        kafka_session_timeout_ms=int(_number(env, "RELAY_KAFKA_SESSION_TIMEOUT_MS", 10_000)),
-        kafka_group_instance_id=(
-            env.get("RELAY_KAFKA_GROUP_INSTANCE_ID") or env.get("POD_NAME") or None
-        ),
-        mapping=mapping,
-    )
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    for row in SETTINGS:
+        if row.field and row.field not in overrides:
+            value = _read(row.name, env, problems)
+            if value is not None:
+                values[row.field] = value
+    if "kafka_group_instance_id" not in values and env.get("POD_NAME"):
+        values["kafka_group_instance_id"] = env["POD_NAME"]
+    if "mapping" not in overrides:
+        values["mapping"] = _mapping(env, problems)
+    if "credentials" not in overrides:
+        mapping: MappingFile = overrides.get("mapping") or values["mapping"]
+        values["credentials"] = (
+            _credentials(env, problems) or mapping.credentials or Credentials.empty()
+        )
     values.update(overrides)
-    return Settings(**values)
+    try:
+        settings = Settings(**values)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems=list(dict.fromkeys(problems)))
+    return settings

@@ -2,6 +2,7 @@
 
     RelayError                      base of everything the relay raises on purpose
     ├── ConfigError                 a setting or the mapping file is wrong (exit 2)
+    │                               .problems: each (setting, what is wrong)
     ├── InvalidEvent                an input record cannot become a conversion (-> DLQ)
     │                               .error_class, .field, .message
     ├── DroppedEvent                a record that is deliberately not sent (counted)
@@ -16,13 +17,37 @@ API errors live in `relay.xads.errors`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 
 class RelayError(Exception):
     """Base class of the relay's own errors."""
 
 
+class Problem(NamedTuple):
+    """One thing wrong with the configuration: the setting it concerns and what is wrong.
+
+    The message never holds a secret's value.
+    """
+
+    setting: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.message}"
+
+
 class ConfigError(RelayError):
-    """A setting, environment variable or mapping file entry is invalid."""
+    """A setting, environment variable or mapping file entry is invalid.
+
+    `problems` lists every problem found (the loader reports them all at once); the message
+    is one line per problem unless given.
+    """
+
+    def __init__(self, message: str = "", *, problems: Sequence[Problem] = ()):
+        self.problems = tuple(problems)
+        super().__init__(message or "\n".join(str(p) for p in self.problems))
 
 
 class InvalidEvent(RelayError):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 
-def configure_logging(level: str | None = None) -> None:
+def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(
-        level=(level or os.environ.get("RELAY_LOG_LEVEL") or "INFO").upper(),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     # aiokafka logs every rebalance and retry at INFO; keep the relay's own lines readable.
