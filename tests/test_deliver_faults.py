@@ -148,3 +148,45 @@ async def test_the_account_budget_is_kept_without_a_single_429(
         assert requests_with_status(worker.metrics, "429") == 0
         # 2,500 events at 1,000 per window need three of X's windows: two resets at least.
         assert elapsed >= 2.0
+
+
+async def test_an_outage_of_x_holds_delivery_then_resumes_without_dead_letters(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    count = 600
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_WEB_BATCH_SIZE=50,
+        RELAY_MAX_ATTEMPTS=2,
+        RELAY_RETRY_BASE_S=0.05,
+        RELAY_RETRY_MAX_S=0.3,
+        RELAY_CIRCUIT_PROBE_S=0.2,
+    )
+    await set_faults(sandbox.url, {"error_rates": {"503": 1.0}})
+    await produce_values(kafka_bootstrap, next(iter(settings.inputs)), events(count, 24))
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # X answers only 503: the circuit opens, readiness and a metric say why.
+        await wait_for(lambda: "unavailable" in worker.readiness()[1], 30, "the circuit")
+        assert worker.readiness()[0] is False
+        blocked = worker.metrics.registry.get_sample_value(
+            "relay_delivery_blocked", {"reason": "circuit_open"}
+        )
+        assert blocked == 1
+        failed = requests_with_status(worker.metrics, "503")
+        assert failed > settings.max_attempts  # an outage charges no attempts
+        await set_faults(sandbox.url, {})
+        await wait_for(
+            lambda: worker.metrics.total("relay_events_delivered") >= count, 60, "recovery"
+        )
+        assert worker.readiness()[0] is True
+    finally:
+        stop.set()
+        await task
+    assert worker.metrics.total("relay_events_dead_lettered") == 0
+    sandbox_stats = await stats(sandbox.url)
+    assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
