@@ -190,3 +190,30 @@ async def test_an_outage_of_x_holds_delivery_then_resumes_without_dead_letters(
     assert worker.metrics.total("relay_events_dead_lettered") == 0
     sandbox_stats = await stats(sandbox.url)
     assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
+
+
+async def test_each_window_of_x_is_used_whole_when_batches_do_not_fit_it(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # 700 per window is no multiple of the 500-event batch: the relay sends what X says
+    # remains (a batch of 200) instead of waiting for the next window with 200 unspent.
+    env = {"RELAY_ACCOUNT_LIMIT": "700", "RELAY_ACCOUNT_WINDOW_S": "2"}
+    async with SandboxServer(load_sandbox_config(None, env)) as sandbox:
+        pixels = [p for p in usable_pixels(load_mapping(default_mapping_path()))][:1]
+        count = 2800
+        values = [s.value for s in generate_web(count, pixels, seed=25)]
+        settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, **env)
+        await produce_values(kafka_bootstrap, next(iter(settings.inputs)), values)
+        worker = Worker(settings, serve_http=False)
+        await run_until_settled(worker, count)
+        assert worker.metrics.total("relay_events_delivered") == count
+        assert requests_with_status(worker.metrics, "429") == 0
+        async with aiohttp.ClientSession() as s, s.get(f"{sandbox.url}/_sandbox/journal") as r:
+            entries = (await r.json())["conversions"]
+    per_window: dict[int, int] = {}
+    for entry in entries:
+        at = datetime.fromisoformat(entry["received_at"].replace("Z", "+00:00")).timestamp()
+        per_window[int(at // 2)] = per_window.get(int(at // 2), 0) + 1
+    windows = [per_window[w] for w in sorted(per_window)]
+    assert sum(windows) == count
+    assert all(n == 700 for n in windows[:-1]), windows

@@ -513,11 +513,11 @@ class DeliverStage(ConsumerStage):
             await super().on_revoked(revoked)
         finally:
             self._revoking -= revoked
+        self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
         for key, lane in list(self.table.lanes.items()):
-            lane.drop_partitions(revoked)
-            if not lane.partitions or lane.idle:
-                self._close_lane(key)
-        self.table.forget_partitions(revoked)
+            if lane.partitions & revoked or lane.idle:
+                lane.drop_partitions(revoked)
+                self._close_lane(key)  # its bucket went with the partition
 
     def _reclaim(self, lane: Lane) -> None:
         self.table.reclaim(lane.key)

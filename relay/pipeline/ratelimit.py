@@ -55,8 +55,10 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         if self._reset_at is not None:
-            if now >= self._reset_at:  # X's window turned: its whole limit again
-                self._reset_at = None
+            if now >= self._reset_at:  # X's window turned: its whole limit again, no more
+                # until the next window (X's next answer tells its exact end).
+                while self._reset_at <= now:
+                    self._reset_at += self.window_s
                 self.tokens = float(max(self.limit - self.in_flight, 0))
                 self._updated_at = now
             return
