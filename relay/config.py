@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import re
 import tomllib
@@ -78,6 +79,22 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class NamedCredentials:
+    """Credentials of their own for some accounts, pixels or apps (agencies, MMPs).
+
+    In `RELAY_CONFIG`: a table `[delivery_credentials.NAME]` with `accounts`, `pixels`, `apps`
+    and the four values, each also from `RELAY_CREDENTIALS_<NAME>_<VALUE>` or its `_FILE`
+    (which win over the file).
+    """
+
+    name: str
+    credentials: Credentials
+    accounts: tuple[str, ...] = ()
+    pixels: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Pixel:
     """A web event source (pixel) and the ad account that owns it."""
 
@@ -97,6 +114,7 @@ class MappingFile:
     pixels: Mapping[str, Pixel] = field(default_factory=dict)
     credentials: Credentials | None = None
     token_accounts: tuple[str, ...] = ()
+    named_credentials: tuple[NamedCredentials, ...] = ()
 
     def account_for_pixel(self, pixel_id: str) -> str | None:
         pixel = self.pixels.get(pixel_id)
@@ -508,8 +526,78 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
         raise ConfigError("credentials must be a table")
     accounts = tuple(str(a) for a in (raw_creds or {}).get("accounts", []))
     return MappingFile(
-        pixels=pixels, credentials=credentials_from(raw_creds), token_accounts=accounts
+        pixels=pixels,
+        credentials=credentials_from(raw_creds),
+        token_accounts=accounts,
+        named_credentials=_named_credentials(data.get("delivery_credentials")),
     )
+
+
+CREDENTIAL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CREDENTIAL_VALUES: Final = (
+    "consumer_key",
+    "consumer_secret",
+    "access_token",
+    "access_token_secret",
+)
+
+
+def _named_credentials(raw: Any) -> tuple[NamedCredentials, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("delivery_credentials must be a table of named tables")
+    result = []
+    for name, entry in raw.items():
+        if not CREDENTIAL_NAME.fullmatch(str(name)) or str(name) == "default":
+            raise ConfigError(f"delivery_credentials: {name!r} is no usable name")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"delivery_credentials.{name} must be a table")
+        lists = {}
+        for what in ("accounts", "pixels", "apps"):
+            values = entry.get(what, [])
+            if not isinstance(values, list):
+                raise ConfigError(f"delivery_credentials.{name}.{what} must be a list")
+            lists[what] = tuple(str(v) for v in values)
+        creds = credentials_from({k: entry.get(k, "") for k in CREDENTIAL_VALUES})
+        result.append(NamedCredentials(str(name), creds or Credentials.empty(), **lists))
+    return tuple(result)
+
+
+def _with_env_credentials(
+    mapping: MappingFile, env: Mapping[str, str], problems: list[Problem]
+) -> MappingFile:
+    """`RELAY_CREDENTIALS_<NAME>_<VALUE>` (or `..._FILE`) win over the file's values."""
+    resolved = []
+    for named in mapping.named_credentials:
+        prefix = "RELAY_CREDENTIALS_" + re.sub(r"[^A-Z0-9]", "_", named.name.upper()) + "_"
+        values: dict[str, str] = {}
+        for key in CREDENTIAL_VALUES:
+            variable = prefix + key.upper()
+            if env.get(variable):
+                values[key] = env[variable]
+            elif env.get(variable + "_FILE"):
+                try:
+                    values[key] = Path(env[variable + "_FILE"]).read_text("utf-8").strip()
+                except OSError as exc:
+                    problems.append(Problem(variable + "_FILE", f"cannot read: {exc.strerror}"))
+        creds = named.credentials
+        merged = Credentials(
+            values.get("consumer_key", creds.consumer_key),
+            Secret(values["consumer_secret"])
+            if "consumer_secret" in values
+            else creds.consumer_secret,
+            values.get("access_token", creds.access_token),
+            Secret(values["access_token_secret"])
+            if "access_token_secret" in values
+            else creds.access_token_secret,
+        )
+        if not merged.complete:
+            problems.append(
+                Problem("RELAY_CONFIG", f"delivery_credentials.{named.name} lacks a value")
+            )
+        resolved.append(dataclasses.replace(named, credentials=merged))
+    return dataclasses.replace(mapping, named_credentials=tuple(resolved))
 
 
 def load_mapping(path: Path | None) -> MappingFile:
@@ -578,7 +666,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if "kafka_group_instance_id" not in values and env.get("POD_NAME"):
         values["kafka_group_instance_id"] = env["POD_NAME"]
     if "mapping" not in overrides:
-        values["mapping"] = _mapping(env, problems)
+        values["mapping"] = _with_env_credentials(_mapping(env, problems), env, problems)
     if "credentials" not in overrides:
         mapping: MappingFile = overrides.get("mapping") or values["mapping"]
         values["credentials"] = (

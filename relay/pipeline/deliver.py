@@ -65,6 +65,14 @@ class DeliverStage(ConsumerStage):
             {DEFAULT_CREDENTIAL: client} if isinstance(client, XAdsClient) else dict(client)
         )
         self.clock = clock
+        self._by_account: dict[str, str] = {}
+        self._by_pixel: dict[str, str] = {}
+        self._by_app: dict[str, str] = {}
+        for named in settings.mapping.named_credentials:
+            if named.name in self.clients:
+                self._by_account.update(dict.fromkeys(named.accounts, named.name))
+                self._by_pixel.update(dict.fromkeys(named.pixels, named.name))
+                self._by_app.update(dict.fromkeys(named.apps, named.name))
         self.holds = Holds(auth_probe_s or settings.hold_probe_s, clock)
         self.circuit = Circuit(settings.circuit_failure_ratio, settings.circuit_probe_s, clock)
         self.table = LaneTable(
@@ -109,10 +117,14 @@ class DeliverStage(ConsumerStage):
         return self.new_consumer([self.settings.outbound_topic], self.settings.deliver_group)
 
     def credential_for(self, routed: outbound.Routed) -> str:
-        return DEFAULT_CREDENTIAL
+        """The named credentials of the record's pixel or app, else of its account."""
+        by_target = self._by_pixel if routed.kind == "web" else self._by_app
+        return by_target.get(routed.target) or self._by_account.get(
+            routed.budget_key, DEFAULT_CREDENTIAL
+        )
 
     def _client_for_account(self, account: str) -> XAdsClient:
-        return self.clients[DEFAULT_CREDENTIAL]
+        return self.clients[self._by_account.get(account, DEFAULT_CREDENTIAL)]
 
     # -- intake -------------------------------------------------------------------------
 
@@ -148,16 +160,21 @@ class DeliverStage(ConsumerStage):
             self.table.expire_buckets(self.settings.account_window_s, now)
 
     def _lane(self, routed: outbound.Routed) -> Lane:
-        key = routed.budget_key
+        # One lane per account and credentials (agencies may post for one account with
+        # several); one bucket per account.
+        credential = self.credential_for(routed)
+        account = routed.budget_key
+        key = account if credential == DEFAULT_CREDENTIAL else f"{account} {credential}"
         lane = self.table.lanes.get(key)
         if lane is None:
             settings = self.settings
             lane = self.table.lanes[key] = Lane(
                 key,
-                self.table.bucket(key),
+                self.table.bucket(account),
                 min(settings.web_batch_size, settings.account_limit),
                 settings.linger_s,
-                credential=self.credential_for(routed),
+                credential=credential,
+                account=account,
                 last_active=self.clock(),
             )
             self._tasks[key] = asyncio.create_task(self._run_lane(lane), name="lane")
@@ -279,7 +296,7 @@ class DeliverStage(ConsumerStage):
         batch.attempts += 1
         batch.first_attempt_at = batch.first_attempt_at or time.time()
         sender = self.senders[batch.kind]
-        account = lane.key if batch.kind == "app" and lane.key != batch.target else None
+        account = lane.account if batch.kind == "app" and lane.account != batch.target else None
         started = time.monotonic()
         answer: Sent | ApiError
         try:

@@ -69,6 +69,7 @@ class Lane:
     batch_size: int
     linger_s: float
     credential: str = "default"
+    account: str = ""  # the budget key (lanes of one account with other credentials share it)
     open: dict[str, list[Pending]] = field(default_factory=dict)
     opened_at: dict[str, float] = field(default_factory=dict)
     ready: deque[Batch] = field(default_factory=deque)
@@ -214,12 +215,12 @@ class LaneTable:
         """An idle lane goes; its bucket stays (with the partitions it was fed from)."""
         lane = self.lanes.pop(key, None)
         if lane is not None:
-            self.bucket_partitions.setdefault(key, set()).update(lane.partitions)
+            self.bucket_partitions.setdefault(lane.account or key, set()).update(lane.partitions)
 
     def forget_partitions(self, tps: set[TopicPartition]) -> None:
         """Buckets of revoked partitions go: the next owner starts from X's word, not ours."""
         for key, lane in self.lanes.items():
-            self.bucket_partitions.setdefault(key, set()).update(lane.partitions)
+            self.bucket_partitions.setdefault(lane.account or key, set()).update(lane.partitions)
         for key, parts in list(self.bucket_partitions.items()):
             if parts & tps:
                 parts -= tps
@@ -229,7 +230,8 @@ class LaneTable:
 
     def expire_buckets(self, older_than_s: float, now: float) -> None:
         """Drop idle buckets after a window: an empty bucket is the safe default again."""
-        for key in [k for k in self.buckets if k not in self.lanes]:
+        active = {lane.account or key for key, lane in self.lanes.items()}
+        for key in [k for k in self.buckets if k not in active]:
             if now - self.buckets[key].last_used > older_than_s:
                 del self.buckets[key]
                 self.bucket_partitions.pop(key, None)

@@ -19,7 +19,7 @@ from relay.kafka import BatchProducer, ensure_topics, make_producer
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.deliver import DeliverStage
+from relay.pipeline.deliver import DEFAULT_CREDENTIAL, DeliverStage
 from relay.pipeline.ingest import IngestStage
 from relay.xads.client import XAdsClient
 
@@ -68,17 +68,27 @@ class Worker:
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
         pixel_tokens = {p.id: p.pixel_token for p in settings.mapping.pixels.values()}
-        async with XAdsClient(
-            settings.api_base_url,
-            settings.credentials,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_in_flight_requests * 2,
-            pixel_tokens=pixel_tokens,
-        ) as client:
+        credentials = {DEFAULT_CREDENTIAL: settings.credentials} | {
+            named.name: named.credentials for named in settings.mapping.named_credentials
+        }
+        async with contextlib.AsyncExitStack() as clients_stack:
+            # One pooled session per set of credentials.
+            clients = {
+                name: await clients_stack.enter_async_context(
+                    XAdsClient(
+                        settings.api_base_url,
+                        creds,
+                        timeout_s=settings.request_timeout_s,
+                        max_connections=settings.max_in_flight_requests * 2,
+                        pixel_tokens=pixel_tokens,
+                    )
+                )
+                for name, creds in credentials.items()
+            }
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
             if self.stage in ("all", "deliver"):
-                self.stages.append(DeliverStage(settings, batch_producer, client, self.metrics))
+                self.stages.append(DeliverStage(settings, batch_producer, clients, self.metrics))
             try:
                 if self.serve_http:
                     runner = await start_health_server(
