@@ -120,3 +120,43 @@ async def test_a_rejected_credential_holds_only_its_accounts_with_one_probe(
         kafka_bootstrap, settings.deliver_group, settings.outbound_topic
     )
     assert sum(end - (committed or 0) for committed, end in offsets.values()) >= len(held)
+
+
+async def test_a_refused_pixel_is_dead_lettered_once_then_not_called_until_its_probe(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, RELAY_SHUTDOWN_GRACE_S=1)
+    topic = next(iter(settings.inputs))
+    refused = [event("s7g8h", "s1w01", i) for i in range(20)]  # not the token's account
+    await produce_values(kafka_bootstrap, topic, refused)
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    metrics = worker.metrics
+
+    def forbidden() -> float:
+        value = metrics.registry.get_sample_value(
+            "relay_api_requests_total", {"endpoint": "measurement/conversions", "status": "403"}
+        )
+        return value or 0.0
+
+    try:
+        await wait_for(lambda: metrics.total("relay_events_dead_lettered") > 0, 60, "the 403")
+        dead_after_first = metrics.total("relay_events_dead_lettered")
+        assert forbidden() == 1
+        later = [event("s7g8h", "s1w01", 100 + i) for i in range(10)]
+        others = [event("o8z6j", "o87ne", i) for i in range(30)]
+        await produce_values(kafka_bootstrap, topic, [*later, *others])
+        await wait_for(lambda: metrics.total("relay_events_delivered") >= 30, 60, "the others")
+        # The refused pixel's later events wait for the probe: X is not called for them.
+        assert forbidden() == 1
+        assert metrics.total("relay_events_dead_lettered") == dead_after_first
+        held = metrics.registry.get_sample_value("relay_held_targets")
+        assert held == 1
+        holds = metrics.registry.get_sample_value(
+            "relay_target_holds_total", {"kind": "web", "code": "ACCOUNT_NOT_FOUND"}
+        )
+        assert holds == 1
+    finally:
+        stop.set()
+        await task
