@@ -406,6 +406,25 @@ class Settings:
         "static group membership: a restart under the same id keeps its partitions "
         "(default: $POD_NAME when set)",
     )
+    ledger_window_s: float = setting(
+        "RELAY_LEDGER_WINDOW_S",
+        3600.0,
+        "how long delivered keys are remembered against replays",
+        above=0,
+    )
+    ledger_flush_interval_s: float = setting(
+        "RELAY_LEDGER_FLUSH_INTERVAL_S",
+        0.1,
+        "longest a delivered key waits for its ledger write",
+        above=0,
+        maximum=3_600,
+    )
+    ledger_flush_keys: int = setting(
+        "RELAY_LEDGER_FLUSH_KEYS",
+        2000,
+        "a ledger write starts as soon as this many delivered keys wait",
+        minimum=1,
+    )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -435,6 +454,14 @@ class Settings:
     @property
     def attributions_topic(self) -> str:
         return f"{self.topic_prefix}.attributions"
+
+    @property
+    def delivered_topic(self) -> str:
+        return f"{self.topic_prefix}.delivered"
+
+    @property
+    def delayed_topic(self) -> str:
+        return f"{self.topic_prefix}.delayed"
 
     @property
     def ingest_group(self) -> str:

@@ -7,7 +7,7 @@ aiokafka batch per partition (`create_batch`/`send_batch`), so there is no per-r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,9 +51,17 @@ def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], partitions: int = DEFAULT_PARTITIONS
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int = DEFAULT_PARTITIONS,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (an existing topic is fine)."""
+    """Create the topics that do not exist yet (an existing topic is fine).
+
+    `configs` gives topic settings by topic name (`cleanup.policy`, `retention.ms`, ...); they
+    apply only to topics created here.
+    """
+    configs = configs or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
@@ -62,7 +70,15 @@ async def ensure_topics(
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+            [
+                NewTopic(
+                    t,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=dict(configs.get(t, {})),
+                )
+                for t in missing
+            ]
         )
         # Some brokers answer "already exists" in the response instead of raising.
         for topic, code, message in _topic_errors(response):
@@ -74,6 +90,42 @@ async def ensure_topics(
         raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def partition_count(bootstrap: str, topic: str) -> int | None:
+    """How many partitions `topic` has, None when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        # Listed first: describing a missing topic may create it (auto.create.topics.enable).
+        if topic not in set(await admin.list_topics()):
+            return None
+        described = await admin.describe_topics([topic])
+    except Exception as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} to describe {topic}: {exc}") from exc
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and entry.get("error_code", 0) == 0:
+            return len(entry.get("partitions", [])) or None
+    return None
+
+
+async def ensure_topic_like(
+    bootstrap: str, topic: str, like: str, configs: Mapping[str, str] | None = None
+) -> int:
+    """Create `topic` with as many partitions as `like` (created first when absent), so that
+    partition p of both holds the same keys; refuses an existing `topic` whose count differs.
+    Returns the partition count."""
+    await ensure_topics(bootstrap, [like])
+    count = await partition_count(bootstrap, like)
+    if count is None:
+        raise BrokerError(f"topic {like} does not exist")
+    await ensure_topics(bootstrap, [topic], partitions=count, configs={topic: configs or {}})
+    actual = await partition_count(bootstrap, topic)
+    if actual != count:
+        raise BrokerError(f"topic {topic} has {actual} partitions, {like} has {count}")
+    return count
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -68,3 +68,15 @@ def test_inputs_and_yaml_mapping(tmp_path: Path) -> None:
     mapping.write_text("pixels:\n  - id: abc12\n    account_id: acc1\n    event_ids: [e1]\n")
     s = load_settings({"RELAY_CONFIG": str(mapping)})
     assert s.mapping.pixels["abc12"].event_ids == ("e1",)
+
+
+def test_ledger_settings_and_companion_topics() -> None:
+    s = load_settings({"RELAY_TOPIC_PREFIX": "p"})
+    assert (s.delivered_topic, s.delayed_topic) == ("p.delivered", "p.delayed")
+    assert (s.ledger_window_s, s.ledger_flush_interval_s, s.ledger_flush_keys) == (3600, 0.1, 2000)
+    s = load_settings({"RELAY_LEDGER_WINDOW_S": "60", "RELAY_LEDGER_FLUSH_KEYS": "10"})
+    assert (s.ledger_window_s, s.ledger_flush_keys) == (60, 10)
+    with pytest.raises(ConfigError, match="RELAY_LEDGER_FLUSH_KEYS"):
+        load_settings({"RELAY_LEDGER_FLUSH_KEYS": "0"})
+    with pytest.raises(ConfigError, match="RELAY_LEDGER_WINDOW_S"):
+        load_settings({"RELAY_LEDGER_WINDOW_S": "0"})

@@ -114,6 +114,36 @@ class Metrics:
         self.commits = Counter(
             "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
         )
+        self.ledger_keys = Counter(
+            "relay_ledger_keys",
+            "Delivered keys by ledger action: recorded, written, rebuilt, evicted.",
+            ["action"],
+            registry=r,
+        )
+        self.ledger_pending = Gauge(
+            "relay_ledger_pending_keys",
+            "Delivered keys recorded but not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.ledger_held = Gauge(
+            "relay_ledger_held_keys",
+            "Delivered keys held in memory for the duplicate check.",
+            registry=r,
+        )
+        self.ledger_write_failures = Counter(
+            "relay_ledger_write_failures",
+            "Ledger writes the broker did not acknowledge.",
+            registry=r,
+        )
+
+        self.parked = Counter(
+            "relay_events_parked", "Records parked on the delayed topic.", registry=r
+        )
+        self.delayed_held = Gauge(
+            "relay_delayed_partitions_held",
+            "Delayed-topic partitions paused until their head record is due.",
+            registry=r,
+        )
 
     def total(self, name: str) -> float:
         """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
