@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -64,7 +64,7 @@ class ConsumerStage(abc.ABC):
     async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
-    def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
+    def new_consumer(self, topics: list[str], group_id: str, **options: Any) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=group_id,
@@ -75,6 +75,7 @@ class ConsumerStage(abc.ABC):
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
             group_instance_id=self.instance_id(group_id),
+            **options,
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer

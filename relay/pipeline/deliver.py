@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -32,9 +32,18 @@ from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
+from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.parking import (
+    DELIVER_ASSIGNORS,
+    DelayedGate,
+    ParkedRecord,
+    Parking,
+    origin_of,
+    park_count,
+)
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
@@ -58,9 +67,14 @@ class DeliverStage(ConsumerStage):
         *,
         clock: Callable[[], float] = time.monotonic,
         auth_probe_s: float | None = None,
+        ledger: DeliveredLedger | None = None,
+        parking: Parking | None = None,
     ):
         super().__init__(settings, metrics)
         self.producer = producer
+        self.ledger = ledger
+        self.parking = parking
+        self.gate: DelayedGate | None = None
         self.clients = (
             {DEFAULT_CREDENTIAL: client} if isinstance(client, XAdsClient) else dict(client)
         )
@@ -114,7 +128,18 @@ class DeliverStage(ConsumerStage):
         return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        return self.new_consumer([self.settings.outbound_topic], self.settings.deliver_group)
+        settings = self.settings
+        if self.parking is None:
+            return self.new_consumer([settings.outbound_topic], settings.deliver_group)
+        # Partition p of both topics on one member: an account's parked records come back
+        # to its owner.
+        consumer = self.new_consumer(
+            [settings.outbound_topic, settings.delayed_topic],
+            settings.deliver_group,
+            partition_assignment_strategy=DELIVER_ASSIGNORS,
+        )
+        self.gate = DelayedGate(consumer, self.metrics)
+        return consumer
 
     def credential_for(self, routed: outbound.Routed) -> str:
         """The named credentials of the record's pixel or app, else of its account."""
@@ -134,23 +159,41 @@ class DeliverStage(ConsumerStage):
         touched: set[Lane] = set()
         now = self.clock()
         count = 0
+        duplicates = 0
         for tp, messages in batch.items():
+            delayed = tp.topic == self.settings.delayed_topic
+            if delayed and self.gate is not None:
+                messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
             for msg in messages:
                 count += 1
                 tracker.register(tp, msg.offset)
                 value: bytes = msg.value or b""
+                origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
                 try:
                     routed = outbound.decode(value)
                 except outbound.UnknownOutbound:
                     placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
-                    undecodable.append(Pending(tp, msg.offset, msg.key, value, placeholder))
+                    undecodable.append(
+                        Pending(tp, msg.offset, msg.key, value, placeholder, origin, parked)
+                    )
+                    continue
+                if self.ledger is not None and self.ledger.seen(routed.ledger_key):
+                    tracker.finish(tp, msg.offset)  # X has it: a replay, not sent again
+                    duplicates += 1
                     continue
                 lane = self._lane(routed)
-                lane.add(Pending(tp, msg.offset, msg.key, value, routed), now)
+                lane.add(Pending(tp, msg.offset, msg.key, value, routed, origin, parked), now)
                 touched.add(lane)
+        if duplicates:
+            self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
+            self.commit_soon()
         self.metrics.consumed.labels("deliver").inc(count)
         for lane in touched:
             lane.wakeup.set()
+            if self.parking is not None and lane.held > self.settings.max_lane_events:
+                await self._park(
+                    lane, lane.take_newest(lane.held - self.settings.max_lane_events // 2)
+                )
         if undecodable:
             failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
             await self._dead_letter(None, undecodable, failure)
@@ -188,6 +231,8 @@ class DeliverStage(ConsumerStage):
         if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
             return set(assignment)
         result: set[TopicPartition] = set()
+        if self.parking is not None:
+            return result  # an account over its caps parks its overflow instead
         for key, lane in self.table.lanes.items():
             over = lane.held >= settings.max_lane_events or (
                 lane.held_bytes >= settings.max_lane_bytes
@@ -203,6 +248,49 @@ class DeliverStage(ConsumerStage):
                 result |= lane.partitions
         return result
 
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        gate = self.gate
+        if gate is not None:
+            gate.release_due()
+        super()._apply_backpressure(consumer)
+        if gate is not None and gate.held:
+            consumer.pause(*gate.held)  # a resume for backpressure must not release them
+
+    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The delivered ledger of the new partitions is read before their first send."""
+        if self.ledger is not None and assigned:
+            await self.ledger.rebuild({tp.partition for tp in assigned})
+
+    async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
+        """Park events on the delayed topic; once acknowledged their offsets finish here."""
+        if not items or self.parking is None:
+            return
+        if wait_s is None:  # the time the events ahead of them need from the budget
+            wait_s = lane.held / lane.bucket.rate_per_s
+        due = time.time() + min(max(wait_s, 1.0), self.settings.account_window_s)
+        await self.parking.park(
+            [ParkedRecord(p.tp.partition, p.key, p.value, p.source, p.times_parked) for p in items],
+            due,
+        )
+        for p in items:
+            self.tracker.finish(p.tp, p.offset)
+        self.metrics.buffered.set(self.tracker.in_flight())
+        self.commit_soon()
+
+    def _held_overflow(self, lane: Lane) -> bool:
+        if self.parking is None or not lane.waiting or lane.parking:
+            return False
+        waiting = sum(len(b.items) for queue in lane.waiting.values() for b in queue)
+        return waiting > lane.batch_size
+
+    async def _park_held(self, lane: Lane) -> None:
+        try:
+            await self._park(lane, lane.take_waiting_overflow(lane.batch_size), self.holds.probe_s)
+        except Exception as exc:  # the broker refused: stop rather than lose events
+            self.fail(exc)
+        finally:
+            lane.parking = False
+
     # -- the lane loop: wait for the gates and the budget, then send ------------------------
 
     async def _run_lane(self, lane: Lane) -> None:
@@ -212,6 +300,9 @@ class DeliverStage(ConsumerStage):
                 now = self.clock()
                 next_due = lane.flush_due(now, everything=self._draining)
                 lane.release_waiting(self.holds.target_held)
+                if self._held_overflow(lane):
+                    lane.parking = True  # a held target's later events: parked, bounded
+                    self._spawn(self._park_held(lane))
                 wait = await self._dispatch(lane)
                 if wait == 0:
                     continue
@@ -278,10 +369,13 @@ class DeliverStage(ConsumerStage):
             lane.in_flight += 1
             self.peak_lane_in_flight = max(self.peak_lane_in_flight, lane.in_flight)
             stack.pop_all()  # the attempt releases the request slot
-        task = asyncio.create_task(self._attempt(lane, sent, probe), name="attempt")
+        self._spawn(self._attempt(lane, sent, probe))
+        return 0
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._attempts.add(task)
         task.add_done_callback(self._attempts.discard)
-        return 0
 
     def _probe_due(self, lane: Lane) -> tuple[str, str] | None:
         """A held target of this lane whose probe is due."""
@@ -449,15 +543,22 @@ class DeliverStage(ConsumerStage):
                 batch.kind,
                 batch.target,
             )
+        if self.ledger is not None:
+            by_partition: dict[int, list[str]] = {}
+            for p in batch.items:
+                by_partition.setdefault(p.tp.partition, []).append(p.routed.ledger_key)
+            for partition, keys in by_partition.items():
+                self.ledger.record(partition, keys)
         if batch.kind == "app" and sent.params is not None:
             (item,) = batch.items
             mode = self.settings.mobile_mode
+            source = item.source
             record = attribution_record(
                 self.settings.attributions_topic,
                 sent.params,
                 sent.answer,
                 "check" if mode == "check" else "record",
-                (item.tp.topic, item.tp.partition, item.offset),
+                (source.topic, source.partition, source.offset),
             )
             await self.producer.send_and_wait([record])
             self.metrics.attributions.labels(outcome(sent.answer), mode).inc()
@@ -483,10 +584,7 @@ class DeliverStage(ConsumerStage):
 
     async def _dead_letter(self, lane: Lane | None, items: list[Pending], failure: Failure) -> None:
         dlq = self.settings.dlq_topic
-        records = [
-            dead_letter(dlq, p.value, p.key, failure, Origin(p.tp.topic, p.tp.partition, p.offset))
-            for p in items
-        ]
+        records = [dead_letter(dlq, p.value, p.key, failure, p.source) for p in items]
         await self.producer.send_and_wait(records)
         self.metrics.dead_lettered.labels("deliver", failure.error_class).inc(len(items))
         self._finish(lane, items)
@@ -530,11 +628,18 @@ class DeliverStage(ConsumerStage):
             await super().on_revoked(revoked)
         finally:
             self._revoking -= revoked
+        if self.ledger is not None:
+            self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
+        if self.gate is not None:
+            self.gate.forget(revoked)
         self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
         for key, lane in list(self.table.lanes.items()):
             if lane.partitions & revoked or lane.idle:
                 lane.drop_partitions(revoked)
                 self._close_lane(key)  # its bucket went with the partition
+
+    def _still_owned(self) -> set[int]:
+        return {tp.partition for tp in self.assigned}
 
     def _reclaim(self, lane: Lane) -> None:
         self.table.reclaim(lane.key)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
+from relay.pipeline.dlq import Origin
 from relay.pipeline.outbound import Routed
 from relay.pipeline.ratelimit import TokenBucket
 
@@ -34,6 +35,12 @@ class Pending:
     key: bytes | None
     value: bytes
     routed: Routed
+    origin: Origin | None = None  # a parked record's outbound origin (else tp and offset)
+    times_parked: int = 0
+
+    @property
+    def source(self) -> Origin:
+        return self.origin or Origin(self.tp.topic, self.tp.partition, self.offset)
 
     @property
     def size(self) -> int:
@@ -81,6 +88,7 @@ class Lane:
     partitions: set[TopicPartition] = field(default_factory=set)
     last_active: float = 0.0
     closed: bool = False  # its partitions were revoked: nothing of it is retried
+    parking: bool = False  # a park of its held targets' events is under way
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, item: Pending, now: float) -> None:
@@ -155,6 +163,44 @@ class Lane:
         if not queue:
             del self.waiting[slot]
         return batch
+
+    def take_newest(self, count: int) -> list[Pending]:
+        """Up to `count` of the newest events not yet sent (to park them)."""
+        taken: list[Pending] = []
+        for target in list(self.open):
+            while self.open[target] and len(taken) < count:
+                taken.append(self.open[target].pop())
+            if not self.open[target]:
+                del self.open[target]
+                self.opened_at.pop(target, None)
+        while self.ready and len(taken) < count:
+            batch = self.ready[-1]
+            room = count - len(taken)
+            if len(batch.items) <= room:
+                taken += self.ready.pop().items
+            else:
+                taken += batch.items[-room:]
+                del batch.items[-room:]
+        self.done(taken)
+        return taken
+
+    def take_waiting_overflow(self, keep: int) -> list[Pending]:
+        """Events of held targets beyond the first `keep` of each (to park them)."""
+        taken: list[Pending] = []
+        for queue in self.waiting.values():
+            kept = 0
+            for batch in list(queue):
+                if kept + len(batch.items) <= keep:
+                    kept += len(batch.items)
+                    continue
+                room = max(keep - kept, 0)
+                kept += room
+                taken += batch.items[room:]
+                del batch.items[room:]
+            for batch in [b for b in queue if not b.items]:
+                queue.remove(batch)
+        self.done(taken)
+        return taken
 
     def retry(self, batch: Batch) -> None:
         self.ready.appendleft(batch)

@@ -21,6 +21,8 @@ from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DEFAULT_CREDENTIAL, DeliverStage
 from relay.pipeline.ingest import IngestStage
+from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.parking import Parking
 from relay.xads.client import XAdsClient
 
 log = logging.getLogger(__name__)
@@ -71,34 +73,53 @@ class Worker:
         credentials = {DEFAULT_CREDENTIAL: settings.credentials} | {
             named.name: named.credentials for named in settings.mapping.named_credentials
         }
-        async with contextlib.AsyncExitStack() as clients_stack:
-            # One pooled session per set of credentials.
-            clients = {
-                name: await clients_stack.enter_async_context(
-                    XAdsClient(
-                        settings.api_base_url,
-                        creds,
-                        timeout_s=settings.request_timeout_s,
-                        max_connections=settings.max_in_flight_requests * 2,
-                        pixel_tokens=pixel_tokens,
+        try:
+            async with contextlib.AsyncExitStack() as clients_stack:
+                # One pooled session per set of credentials.
+                clients = {
+                    name: await clients_stack.enter_async_context(
+                        XAdsClient(
+                            settings.api_base_url,
+                            creds,
+                            timeout_s=settings.request_timeout_s,
+                            max_connections=settings.max_in_flight_requests * 2,
+                            pixel_tokens=pixel_tokens,
+                        )
                     )
-                )
-                for name, creds in credentials.items()
-            }
-            if self.stage in ("all", "ingest"):
-                self.stages.append(IngestStage(settings, batch_producer, self.metrics))
-            if self.stage in ("all", "deliver"):
-                self.stages.append(DeliverStage(settings, batch_producer, clients, self.metrics))
-            try:
-                if self.serve_http:
-                    runner = await start_health_server(
-                        self.metrics, self.readiness, self.http_host, settings.http_port
+                    for name, creds in credentials.items()
+                }
+                if self.stage in ("all", "ingest"):
+                    self.stages.append(IngestStage(settings, batch_producer, self.metrics))
+                if self.stage in ("all", "deliver"):
+                    # Closed (the ledger written out) when the clients' stack unwinds, after the
+                    # stages stopped and before the producer stops.
+                    ledger = await clients_stack.enter_async_context(
+                        DeliveredLedger(settings, batch_producer, self.metrics)
                     )
-                await self._run_stages(stop)
-            finally:
-                if runner is not None:
-                    await runner.cleanup()
-                await producer.stop()
+                    parking = await clients_stack.enter_async_context(
+                        Parking(settings, batch_producer, self.metrics)
+                    )
+                    self.stages.append(
+                        DeliverStage(
+                            settings,
+                            batch_producer,
+                            clients,
+                            self.metrics,
+                            ledger=ledger,
+                            parking=parking,
+                        )
+                    )
+                try:
+                    if self.serve_http:
+                        runner = await start_health_server(
+                            self.metrics, self.readiness, self.http_host, settings.http_port
+                        )
+                    await self._run_stages(stop)
+                finally:
+                    if runner is not None:
+                        await runner.cleanup()
+        finally:
+            await producer.stop()
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
