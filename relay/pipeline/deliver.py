@@ -107,6 +107,7 @@ class DeliverStage(ConsumerStage):
         self._draining = False
         self._revoking: set[TopicPartition] = set()
         self._over_cap: set[str] = set()
+        self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
 
@@ -177,10 +178,14 @@ class DeliverStage(ConsumerStage):
                         Pending(tp, msg.offset, msg.key, value, placeholder, origin, parked)
                     )
                     continue
-                if self.ledger is not None and self.ledger.seen(routed.ledger_key):
-                    tracker.finish(tp, msg.offset)  # X has it: a replay, not sent again
+                key = routed.ledger_key
+                if key in self._held_keys or (self.ledger is not None and self.ledger.seen(key)):
+                    # A replay: X has it, or its first copy waits here (a copy is written
+                    # after it on the same partition, so the commit cannot pass that first).
+                    tracker.finish(tp, msg.offset)
                     duplicates += 1
                     continue
+                self._held_keys[key] = tp
                 lane = self._lane(routed)
                 lane.add(Pending(tp, msg.offset, msg.key, value, routed, origin, parked), now)
                 touched.add(lane)
@@ -274,6 +279,7 @@ class DeliverStage(ConsumerStage):
         )
         for p in items:
             self.tracker.finish(p.tp, p.offset)
+            self._held_keys.pop(p.routed.ledger_key, None)
         self.metrics.buffered.set(self.tracker.in_flight())
         self.commit_soon()
 
@@ -593,6 +599,7 @@ class DeliverStage(ConsumerStage):
         finish = self.tracker.finish
         for p in items:
             finish(p.tp, p.offset)
+            self._held_keys.pop(p.routed.ledger_key, None)
         if lane is not None:
             lane.done(items)
         self.metrics.buffered.set(self.tracker.in_flight())
@@ -632,6 +639,8 @@ class DeliverStage(ConsumerStage):
             self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
         if self.gate is not None:
             self.gate.forget(revoked)
+        for key in [k for k, tp in self._held_keys.items() if tp in revoked]:
+            del self._held_keys[key]
         self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
         for key, lane in list(self.table.lanes.items()):
             if lane.partitions & revoked or lane.idle:
