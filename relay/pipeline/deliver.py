@@ -197,7 +197,7 @@ class DeliverStage(ConsumerStage):
             lane.wakeup.set()
             if self.parking is not None and lane.held > self.settings.max_lane_events:
                 await self._park(
-                    lane, lane.take_newest(lane.held - self.settings.max_lane_events // 2)
+                    lane, lane.take_oldest(lane.held - self.settings.max_lane_events // 2)
                 )
         if undecodable:
             failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")

@@ -164,41 +164,42 @@ class Lane:
             del self.waiting[slot]
         return batch
 
-    def take_newest(self, count: int) -> list[Pending]:
-        """Up to `count` of the newest events not yet sent (to park them)."""
+    def take_oldest(self, count: int) -> list[Pending]:
+        """Up to `count` of the oldest events not yet sent, to park them: the oldest are
+        the ones that hold the partition's committed prefix back."""
         taken: list[Pending] = []
+        while self.ready and len(taken) < count:
+            batch = self.ready[0]
+            room = count - len(taken)
+            if len(batch.items) <= room:
+                taken += self.ready.popleft().items
+            else:
+                taken += batch.items[:room]
+                del batch.items[:room]
         for target in list(self.open):
-            while self.open[target] and len(taken) < count:
-                taken.append(self.open[target].pop())
+            room = count - len(taken)
+            if room <= 0:
+                break
+            taken += self.open[target][:room]
+            del self.open[target][:room]
             if not self.open[target]:
                 del self.open[target]
                 self.opened_at.pop(target, None)
-        while self.ready and len(taken) < count:
-            batch = self.ready[-1]
-            room = count - len(taken)
-            if len(batch.items) <= room:
-                taken += self.ready.pop().items
-            else:
-                taken += batch.items[-room:]
-                del batch.items[-room:]
         self.done(taken)
         return taken
 
     def take_waiting_overflow(self, keep: int) -> list[Pending]:
-        """Events of held targets beyond the first `keep` of each (to park them)."""
+        """Events of held targets but the newest `keep` of each, to park them."""
         taken: list[Pending] = []
-        for queue in self.waiting.values():
-            kept = 0
-            for batch in list(queue):
-                if kept + len(batch.items) <= keep:
-                    kept += len(batch.items)
-                    continue
-                room = max(keep - kept, 0)
-                kept += room
-                taken += batch.items[room:]
-                del batch.items[room:]
-            for batch in [b for b in queue if not b.items]:
-                queue.remove(batch)
+        for slot, queue in list(self.waiting.items()):
+            items = [p for batch in queue for p in batch.items]
+            if len(items) <= keep:
+                continue
+            taken += items[: len(items) - keep]
+            kept = items[len(items) - keep :]
+            self.waiting[slot] = deque([Batch(slot[0], slot[1], kept)]) if kept else deque()
+            if not kept:
+                del self.waiting[slot]
         self.done(taken)
         return taken
 
