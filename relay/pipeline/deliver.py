@@ -195,10 +195,8 @@ class DeliverStage(ConsumerStage):
         self.metrics.consumed.labels("deliver").inc(count)
         for lane in touched:
             lane.wakeup.set()
-            if self.parking is not None and lane.held > self.settings.max_lane_events:
-                await self._park(
-                    lane, lane.take_oldest(lane.held - self.settings.max_lane_events // 2)
-                )
+            if self._parks(lane) and (overflow := self._overflow(lane)):
+                await self._park(lane, lane.take_oldest(overflow))
         if undecodable:
             failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
             await self._dead_letter(None, undecodable, failure)
@@ -236,8 +234,6 @@ class DeliverStage(ConsumerStage):
         if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
             return set(assignment)
         result: set[TopicPartition] = set()
-        if self.parking is not None:
-            return result  # an account over its caps parks its overflow instead
         for key, lane in self.table.lanes.items():
             over = lane.held >= settings.max_lane_events or (
                 lane.held_bytes >= settings.max_lane_bytes
@@ -249,8 +245,8 @@ class DeliverStage(ConsumerStage):
                 self._over_cap.add(key)
             elif under_half:
                 self._over_cap.discard(key)
-            if key in self._over_cap:
-                result |= lane.partitions
+            if key in self._over_cap and not self._parks(lane):
+                result |= lane.partitions  # an account that parks its overflow needs no pause
         return result
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
@@ -282,6 +278,25 @@ class DeliverStage(ConsumerStage):
             self._held_keys.pop(p.routed.ledger_key, None)
         self.metrics.buffered.set(self.tracker.in_flight())
         self.commit_soon()
+
+    def _overflow(self, lane: Lane) -> int:
+        """How many events to park to bring an account over its caps back to half of them."""
+        settings = self.settings
+        count = (
+            lane.held - settings.max_lane_events // 2 if lane.held > settings.max_lane_events else 0
+        )
+        if lane.held_bytes > settings.max_lane_bytes:
+            count = max(count, lane.held // 2)
+        return count
+
+    def _parks(self, lane: Lane) -> bool:
+        """Parking moves an account out of the way of others; while X is down (or rejects
+        its credentials) everybody waits alike, and backpressure is the cheaper way."""
+        return (
+            self.parking is not None
+            and not self.circuit.is_open
+            and lane.credential not in self.holds.credentials
+        )
 
     def _held_overflow(self, lane: Lane) -> bool:
         if self.parking is None or not lane.waiting or lane.parking:
