@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from relay import __version__
-from relay.config import LOG_LEVELS, SETTINGS, load_settings, log_level_from
+from relay.config import (
+    KNOWN_FORMATS,
+    LOG_LEVELS,
+    SETTINGS,
+    load_mapping,
+    load_settings,
+    log_format_from,
+    log_level_from,
+    offline_settings,
+)
 from relay.errors import RelayError
 from relay.observability.logs import configure_logging
 from relay.settings_table import help_text
@@ -90,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds before giving up")
 
     produce = sub.add_parser("produce", help="write synthetic input events to Kafka")
-    produce.add_argument("--format", dest="fmt", default="web", help="input format (web)")
+    produce.add_argument("--format", dest="fmt", default="web", choices=KNOWN_FORMATS)
     produce.add_argument("--count", type=int, default=10_000)
     produce.add_argument("--rate", type=float, default=None, help="events per second (max)")
     produce.add_argument("--accounts", type=int, default=None, help="spread over K accounts")
@@ -98,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--invalid-ratio", type=float, default=0.0)
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
     produce.add_argument("--seed", type=int, default=1)
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a feed offline: the adapters over JSON lines, exit 1 when any is invalid",
+        description="One line per bad record (line, class, field, message), then a summary. "
+        "Event maps and apps come from RELAY_CONFIG (or --config); values are never printed.",
+    )
+    validate.add_argument("--format", dest="fmt", required=True, choices=KNOWN_FORMATS)
+    validate.add_argument("file", nargs="?", default="-", help="JSON lines (default: stdin)")
+    validate.add_argument("--config", type=Path, default=None, help="mapping file (TOML/YAML)")
 
     dlq = sub.add_parser("dlq", help="the dead-letter topic")
     dlq_sub = dlq.add_subparsers(dest="dlq", required=True, metavar="ACTION")
@@ -138,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level or log_level_from(os.environ))
+    configure_logging(args.log_level or log_level_from(os.environ), log_format_from(os.environ))
     try:
         return dispatch(args)
     except RelayError as exc:
@@ -197,6 +217,17 @@ def dispatch(args: argparse.Namespace) -> int:
             f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
         )
         return 0
+    if args.command == "validate":
+        from relay.tools.validate import run_validate
+
+        settings = offline_settings()
+        return run_validate(
+            args.fmt,
+            args.file,
+            load_mapping(args.config) if args.config else settings.mapping,
+            hmac_key=base64.b64decode(settings.device_id_hmac_key.reveal()),
+            default_phone_region=settings.default_phone_region,
+        )
     if args.command == "dlq":
         from relay.tools.redrive import parse_filters, redrive
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from relay.errors import ConfigError, Problem
+from relay.normalize.device_ids import DEVICE_ID_CASES, DeviceIdCase
 from relay.secret import Secret
 from relay.settings_table import (
     Setting,
@@ -38,6 +39,8 @@ from relay.settings_table import (
 
 __all__ = [
     "SETTINGS",
+    "App",
+    "BranchApp",
     "Credentials",
     "MappingFile",
     "Pixel",
@@ -47,6 +50,7 @@ __all__ = [
     "env_credentials",
     "load_mapping",
     "load_settings",
+    "offline_settings",
     "parse_inputs",
     "parse_mapping",
     "read_document",
@@ -54,7 +58,15 @@ __all__ = [
 
 MAX_WEB_BATCH_SIZE: Final = 500  # X's maximum conversions per web request
 KNOWN_FORMATS: Final = ("web", "mobile", "appsflyer", "adjust", "branch", "segment")
+APP_FORMATS: Final = frozenset({"mobile", "appsflyer", "adjust", "branch"})
+EVENT_MAP_KEYS: Final = {
+    "appsflyer": "appsflyer_events",
+    "adjust": "adjust_tokens",
+    "branch": "branch_events",
+}
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS: Final = ("text", "json")
+IDEMPOTENCE_MODES: Final = ("auto", "true", "false")
 TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
@@ -102,6 +114,30 @@ class Pixel:
     account_id: str
     event_ids: tuple[str, ...] = ()
     pixel_token: Secret = field(default_factory=lambda: Secret(""))
+    segment_events: Mapping[str, str] = field(default_factory=dict)  # Segment event -> event id
+
+
+@dataclass(frozen=True)
+class App:
+    """A mobile app (store id) and its ad account; `event_maps` override the formats' defaults.
+
+    event_maps: format (appsflyer, adjust, branch) -> event name or token -> conversion type
+    ("" = not a conversion).
+    """
+
+    id: str
+    os_type: str
+    account_id: str
+    event_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BranchApp:
+    """A Branch app and the store ids of its iOS and Android apps."""
+
+    id: str
+    ios_app_id: str | None = None
+    android_app_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,11 +150,17 @@ class MappingFile:
     pixels: Mapping[str, Pixel] = field(default_factory=dict)
     credentials: Credentials | None = None
     token_accounts: tuple[str, ...] = ()
+    apps: Mapping[str, App] = field(default_factory=dict)
+    branch_apps: Mapping[str, BranchApp] = field(default_factory=dict)
     named_credentials: tuple[NamedCredentials, ...] = ()
 
     def account_for_pixel(self, pixel_id: str) -> str | None:
         pixel = self.pixels.get(pixel_id)
         return pixel.account_id if pixel else None
+
+    def account_for_app(self, app_id: str) -> str | None:
+        app = self.apps.get(app_id)
+        return app.account_id if app else None
 
 
 def parse_inputs(spec: str) -> dict[str, str]:
@@ -242,9 +284,21 @@ class Settings:
     device_id_hmac_key: Secret = setting(
         "RELAY_DEVICE_ID_HMAC_KEY",
         "",
-        "base64 HMAC key for device ids (app conversions)",
+        "base64 HMAC key for device ids (app conversions); required when RELAY_INPUTS binds"
+        " an app format (mobile, appsflyer, adjust, branch)",
         secret=True,
         check=_base64_problem,
+    )
+    device_id_case: DeviceIdCase = setting(
+        "RELAY_DEVICE_ID_CASE",
+        "as_received",
+        "the raw IDFA/AdID's case before hashing (always trimmed)",
+        choices=DEVICE_ID_CASES,
+    )
+    extra_device_ids: bool = setting(
+        "RELAY_EXTRA_DEVICE_IDS",
+        False,
+        "also send extra_device_ids (SHA-256 of the SHA-1 of the device id)",
     )
     inputs: Mapping[str, str] = setting(
         "RELAY_INPUTS",
@@ -265,7 +319,8 @@ class Settings:
         Setting(
             "RELAY_CONFIG",
             None,
-            "TOML or YAML: pixels (id, account_id, event_ids, pixel_token), credentials",
+            "TOML or YAML: pixels (id, account_id, event_ids, pixel_token, segment_events), apps"
+            " (id, os_type, account_id, event maps), branch_apps, credentials",
             kind="path",
         ),
     )
@@ -426,6 +481,42 @@ class Settings:
         minimum=1,
     )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
+    log_format: str = setting(
+        "RELAY_LOG_FORMAT", "text", "json: one object a line; text", choices=LOG_FORMATS
+    )
+    # The relay's own topics (never the input topics), when it creates them.
+    topic_partitions: int = setting(
+        "RELAY_TOPIC_PARTITIONS", 8, "partitions of the relay's own topics", minimum=1
+    )
+    topic_replication_factor: int = setting(
+        "RELAY_TOPIC_REPLICATION_FACTOR",
+        3,
+        "replication factor of the relay's own topics",
+        minimum=1,
+        maximum=32_767,
+    )
+    topic_retention_ms: int = setting(
+        "RELAY_TOPIC_RETENTION_MS",
+        7 * 86_400_000,
+        "retention of the outbound, attributions and delayed topics",
+        minimum=1,
+    )
+    dlq_retention_ms: int = setting(
+        "RELAY_DLQ_RETENTION_MS", 28 * 86_400_000, "retention of the DLQ", minimum=1
+    )
+    kafka_idempotence: str = setting(
+        "RELAY_KAFKA_IDEMPOTENCE",
+        "auto",
+        "idempotent producers: auto (where the broker serves them), true, false",
+        choices=IDEMPOTENCE_MODES,
+    )
+    metrics_top_accounts: int = setting(
+        "RELAY_METRICS_TOP_ACCOUNTS",
+        10,
+        "accounts with their own metric label; the rest are summed as other",
+        minimum=0,
+        maximum=1_000,
+    )
 
     def __post_init__(self) -> None:
         problems = [*row_problems(SETTINGS, self), *self._relation_problems()]
@@ -436,6 +527,15 @@ class Settings:
         problems = []
         if self.retry_base_s > self.retry_max_s:
             problems.append(Problem("RELAY_RETRY_BASE_S", "must not exceed RELAY_RETRY_MAX_S"))
+        app_inputs = sorted(t for t, f in self.inputs.items() if f in APP_FORMATS)
+        if app_inputs and not self.device_id_hmac_key:
+            problems.append(
+                Problem(
+                    "RELAY_DEVICE_ID_HMAC_KEY",
+                    f"is required: RELAY_INPUTS binds app inputs ({', '.join(app_inputs)}),"
+                    " whose device ids are hashed with the partner's key (base64)",
+                )
+            )
         return problems
 
     @property
@@ -546,6 +646,7 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
             account_id=str(entry["account_id"]),
             event_ids=tuple(str(e) for e in event_ids),
             pixel_token=Secret(str(entry.get("pixel_token", ""))),
+            segment_events=_names(entry, "segment_events", f"pixels entry {index + 1}"),
         )
         pixels[pixel.id] = pixel
     raw_creds = data.get("credentials")
@@ -556,8 +657,63 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
         pixels=pixels,
         credentials=credentials_from(raw_creds),
         token_accounts=accounts,
+        apps=_apps(_entries(data, "apps")),
+        branch_apps=_branch_apps(_entries(data, "branch_apps")),
         named_credentials=_named_credentials(data.get("delivery_credentials")),
     )
+
+
+def _entries(data: Mapping[str, Any], key: str) -> list[Any]:
+    entries = data.get(key) or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{key} must be a list of tables")
+    return entries
+
+
+def _names(entry: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    """An optional table of names (event names, tokens) -> values, all strings."""
+    table = entry.get(key) or {}
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: {key} must be a table of names")
+    return {str(name).strip(): str(value).strip() for name, value in table.items()}
+
+
+def _apps(entries: list[Any]) -> dict[str, App]:
+    """`[[apps]]`: id, os_type, account_id and optional event maps; errors name the entry."""
+    from relay.formats.event_maps import CONVERSION_TYPES  # no import cycle: a leaf module
+
+    apps: dict[str, App] = {}
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping) or not all(
+            entry.get(k) for k in ("id", "os_type", "account_id")
+        ):
+            raise ConfigError(f"apps entry {index} needs id, os_type and account_id")
+        app_id, os_type = str(entry["id"]), str(entry["os_type"]).upper()
+        where = f"apps entry {index} ({app_id})"
+        if os_type not in ("IOS", "ANDROID"):
+            raise ConfigError(f"{where}: os_type must be IOS or ANDROID")
+        maps = {fmt: _names(entry, key, where) for fmt, key in EVENT_MAP_KEYS.items()}
+        for fmt, names in maps.items():
+            wrong = sorted(v for v in names.values() if v and v not in CONVERSION_TYPES)
+            if wrong:
+                raise ConfigError(
+                    f"{where}: {EVENT_MAP_KEYS[fmt]} maps to unknown conversion types {wrong}"
+                    ' ("" marks a name that is not a conversion)'
+                )
+        apps[app_id] = App(app_id, os_type, str(entry["account_id"]), maps)
+    return apps
+
+
+def _branch_apps(entries: list[Any]) -> dict[str, BranchApp]:
+    """`[[branch_apps]]`: id and the store ids of the Branch app's iOS and Android apps."""
+    branch: dict[str, BranchApp] = {}
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping) or not entry.get("id"):
+            raise ConfigError(f"branch_apps entry {index} needs id")
+        ios, android = entry.get("ios_app_id"), entry.get("android_app_id")
+        app = BranchApp(str(entry["id"]), ios and str(ios), android and str(android))
+        branch[app.id] = app
+    return branch
 
 
 CREDENTIAL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -671,6 +827,12 @@ def _mapping(env: Mapping[str, str], problems: list[Problem]) -> MappingFile:
         return MappingFile()
 
 
+def log_format_from(env: Mapping[str, str]) -> str:
+    """`RELAY_LOG_FORMAT`, for logging set up before the settings load (text when invalid)."""
+    fmt = _read("RELAY_LOG_FORMAT", env, [])
+    return str(fmt or BY_NAME["RELAY_LOG_FORMAT"].default)
+
+
 def log_level_from(env: Mapping[str, str]) -> str:
     """`RELAY_LOG_LEVEL`, for logging set up before the settings load (INFO when invalid)."""
     level = _read("RELAY_LOG_LEVEL", env, [])
@@ -707,3 +869,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if problems:
         raise ConfigError(problems=list(dict.fromkeys(problems)))
     return settings
+
+
+def offline_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for offline tools (`relay validate`): the mapping and normalization settings,
+    without the worker's own checks (its inputs and their HMAC key)."""
+    env = dict(os.environ if environ is None else environ)
+    env["RELAY_INPUTS"] = str(BY_NAME["RELAY_INPUTS"].default)
+    return load_settings(env)

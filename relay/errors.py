@@ -6,7 +6,9 @@
     ├── InvalidEvent                an input record cannot become a conversion (-> DLQ)
     │                               .error_class, .field, .message
     ├── DroppedEvent                a record that is deliberately not sent (counted)
-    │                               .reason: opted_out | not_a_conversion
+    │                               .reason: opted_out | limit_ad_tracking |
+    │                               zero_device_id | no_device_id | not_a_conversion |
+    │                               unmapped_event
     └── BrokerError                 the Kafka broker could not be reached or started
 
     RuntimeError

@@ -319,6 +319,13 @@ def test_ip_and_user_agent_share_one_object() -> None:
     ]
 
 
+def test_ip_and_user_agent_alone_are_valid() -> None:
+    record = minimal(email=None, ip_address=" 192.0.2.7 ", user_agent=" Mozilla/5.0 ")
+    assert payload(record)["identifiers"] == [
+        {"ip_address": "192.0.2.7", "user_agent": "Mozilla/5.0"}
+    ]
+
+
 def test_ip_alone_next_to_email() -> None:
     assert payload(minimal(ip_address="1.0.0.0"))["identifiers"] == [
         {"hashed_email": EMAIL_HASH},
@@ -330,7 +337,8 @@ def test_ip_alone_next_to_email() -> None:
     "fields",
     [
         {"email": None},
-        {"email": None, "ip_address": "1.0.0.0", "user_agent": "UA"},
+        {"email": None, "ip_address": "1.0.0.0"},
+        {"email": None, "user_agent": "UA"},
         {"email": " ", "phone": "", "twclid": "", "hashed_email": ""},
     ],
 )

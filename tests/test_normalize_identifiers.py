@@ -207,9 +207,14 @@ def test_ip_or_user_agent_alone_next_to_another_identifier() -> None:
     assert _ids(twclid="tw", user_agent="UA") == [{"twclid": "tw"}, {"user_agent": "UA"}]
 
 
-@pytest.mark.parametrize(
-    "given", [{}, {"ip_address": "1.0.0.0"}, {"ip_address": "1.0.0.0", "user_agent": "UA"}]
-)
+def test_ip_and_user_agent_together_are_enough() -> None:
+    # Seed 004: each needs "another identifier (twclid, email, phone or user agent / IP)".
+    assert _ids(ip_address="1.0.0.0", user_agent="UA") == [
+        {"ip_address": "1.0.0.0", "user_agent": "UA"}
+    ]
+
+
+@pytest.mark.parametrize("given", [{}, {"ip_address": "1.0.0.0"}, {"user_agent": "UA"}])
 def test_no_usable_identifier(given: dict[str, str]) -> None:
     with pytest.raises(InvalidEvent, match="no usable identifier") as err:
         _ids(**given)

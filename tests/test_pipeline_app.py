@@ -1,222 +1,185 @@
-"""App conversions end to end: outbound app records on the real broker, the relay, the
-sandbox over HTTP (its app journal), and X's attribution on `<prefix>.attributions`."""
+"""The ingest stage on the real broker for every app format (and Segment): MMP feeds in,
+conversion_event parameters on `<prefix>.outbound`, no raw device id on any topic."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import base64
+import re
 from typing import Any
 
-import aiohttp
 import orjson
-import pytest
 
-from relay.config import Credentials, Secret
-from relay.formats.base import OutboundEvent
+from relay.config import default_mapping_path, load_mapping
+from relay.normalize.device_ids import redact_device_ids
+from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
-from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
-from relay.sandbox.server import SandboxServer
-from relay.xads.client import XAdsClient
+from relay.tools.produce import generate
+from tests.app_formats import ADID, IDFA, KEY, KEY_B64, ZERO, independent_hmac
 from tests.conftest import make_settings
-from tests.kafka_helpers import produce_values, read_all, wait_for
-from tests.mact_fixtures import ANDROID_APP, APP_ACCOUNT, EXAMPLE_ATTRIBUTION, IOS_APP
-from tests.sandbox_fixtures import CREDENTIALS
+from tests.kafka_helpers import committed_and_end, produce_values, read_all, wait_for
+from tests.test_formats_adjust import android as adjust_android
+from tests.test_formats_appsflyer import ios as appsflyer_ios
+from tests.test_formats_branch import android as branch_android
+from tests.test_formats_mobile import example as mobile_ios
 
-VIEWED_DEVICE = "lke1GZa3AseB343ZcCQq7svfHzLfuSqyYnE+Rf49MOI="  # a VIEW in defaults.toml
-TAP_DEVICE = "tap-demo-device-0001"  # a click on the audience platform (TAP)
-# Windows the test gives its tags: (app, os, conversion type) -> (click, view-through).
-TAGS = {
-    (IOS_APP, "IOS", "INSTALL"): (7, 0),
-    (ANDROID_APP, "ANDROID", "PURCHASE"): (30, 7),
-}
+FORMATS = ("mobile", "appsflyer", "adjust", "branch", "segment")
+GENERATED = 120
+UUID = re.compile(rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+X_APP_PARAMS = {
+    "app_id", "os_type", "hashed_device_id", "conversion_type", "conversion_time",
+    "click_window", "view_through_window", "device_ip_address", "level", "number_items",
+    "non_twitter_engagement_time", "non_twitter_engagement_type", "price_currency",
+    "price_micro", "user_payment_info", "extra_device_ids",
+}  # fmt: skip
+
+# One known conversion per MMP format, with the parameters X must get for it.
+KNOWN: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
+    "mobile": (
+        mobile_ios(),
+        IDFA,
+        {"app_id": "333903271", "os_type": "IOS", "conversion_type": "PURCHASE",
+         "conversion_time": "2026-11-20T10:00:00.123Z", "price_micro": 4_990_000,
+         "price_currency": "EUR", "number_items": 1, "device_ip_address": "192.133.78.1",
+         "user_payment_info": True},
+    ),
+    "appsflyer": (
+        appsflyer_ios(idfa=IDFA.lower()),
+        IDFA.lower(),
+        {"app_id": "333903271", "os_type": "IOS", "conversion_type": "PURCHASE",
+         "conversion_time": "2026-11-20T10:00:00.123Z", "price_micro": 4_990_000,
+         "price_currency": "EUR", "number_items": 1, "device_ip_address": "192.133.78.1"},
+    ),
+    "adjust": (
+        {"{" + k + "}": v for k, v in adjust_android().items()},
+        ADID,
+        {"app_id": "com.vine.android", "os_type": "ANDROID", "conversion_type": "PURCHASE",
+         "conversion_time": "2025-11-20T10:00:00.000Z", "price_micro": 3_990_000,
+         "price_currency": "USD", "device_ip_address": "192.133.78.1"},
+    ),
+    "branch": (
+        branch_android(user_data={"os": "Android", "aaid": ADID.upper(), "ip": "203.0.113.9"}),
+        ADID.upper(),
+        {"app_id": "com.vine.android", "os_type": "ANDROID", "conversion_type": "SIGN_UP",
+         "conversion_time": "2025-11-20T10:00:00.123Z", "device_ip_address": "203.0.113.9"},
+    ),
+}  # fmt: skip
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
+def drops(fmt: str) -> list[bytes]:
+    """Records each app format must drop: limited ad tracking, zero id, no conversion."""
+    if fmt == "mobile":
+        records = [mobile_ios(limit_ad_tracking=True), mobile_ios(device_id=ZERO)]
+    elif fmt == "appsflyer":
+        records = [appsflyer_ios(is_lat="true"), appsflyer_ios(event_name="af_ad_click")]
+    elif fmt == "adjust":
+        records = [adjust_android(tracking_limited="1"), adjust_android(activity_kind="session")]
+    elif fmt == "branch":
+        records = [branch_android(user_data={"os": "ANDROID", "aaid": ZERO}),
+                   branch_android(name="VIEW_CART")]  # fmt: skip
+    else:
+        return []
+    return [orjson.dumps(r) for r in records]
 
 
-def client_for(url: str) -> XAdsClient:
-    creds = Credentials(
-        CREDENTIALS["consumer_key"],
-        Secret(CREDENTIALS["consumer_secret"]),
-        CREDENTIALS["access_token"],
-        Secret(CREDENTIALS["access_token_secret"]),
+async def test_every_app_format_reaches_outbound_hashed(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    inputs = {fmt: f"{topic_prefix}.in.{fmt}" for fmt in FORMATS}
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        "http://127.0.0.1:9",  # ingest only: X is never called
+        RELAY_INPUTS=",".join(f"{topic}={fmt}" for fmt, topic in inputs.items()),
+        RELAY_DEVICE_ID_HMAC_KEY=KEY_B64,
     )
-    return XAdsClient(url, creds)
+    mapping = load_mapping(default_mapping_path())
+    expected = {"deliver": 0, "drop": 0, "dead_letter": 0}
+    broken: set[bytes] = set()
+    sent: list[bytes] = []
+    for index, (fmt, topic) in enumerate(inputs.items()):
+        values = [orjson.dumps(KNOWN[fmt][0])] if fmt in KNOWN else []
+        expected["deliver"] += len(values)
+        values += drops(fmt)
+        expected["drop"] += len(drops(fmt))
+        for synthetic in generate(
+            fmt, GENERATED, mapping, invalid_ratio=0.1, opt_out_ratio=0.15, seed=17 + index
+        ):
+            values.append(synthetic.value)
+            expected[synthetic.expect] += 1
+            if synthetic.expect == "dead_letter":
+                # What the dead letter holds: app records with their device ids hashed.
+                redacted = redact_device_ids(synthetic.value, KEY, "as_received")
+                broken.add(synthetic.value if fmt == "segment" else redacted)
+        await produce_values(kafka_bootstrap, topic, values)
+        sent += values
+    total = len(sent)
 
+    worker = Worker(settings, stage="ingest", serve_http=False)
 
-async def tag_windows(url: str) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """Create the test's tags where the account has none, then read what X holds (the
-    first tag of each (app, os, type) is the one that counts)."""
-    async with client_for(url) as client:
-        existing = {
-            (t["app_store_identifier"], t["os_type"], t["conversion_type"])
-            async for t in client.app_event_tags.iterate(APP_ACCOUNT)
-        }
-        for (app, os_type, conversion_type), (click, view) in TAGS.items():
-            if (app, os_type, conversion_type) not in existing:
-                await client.app_event_tags.create(
-                    APP_ACCOUNT,
-                    app_store_identifier=app,
-                    os_type=os_type,
-                    conversion_type=conversion_type,
-                    provider_app_event_id=f"{conversion_type.lower()}-1",
-                    provider_app_event_name=conversion_type.lower(),
-                    post_engagement_attribution_window=click,
-                    post_view_attribution_window=view,
-                )
-        windows: dict[tuple[str, str, str], tuple[int, int]] = {}
-        async for tag in client.app_event_tags.iterate(APP_ACCOUNT):
-            key = (tag["app_store_identifier"], tag["os_type"], tag["conversion_type"])
-            windows.setdefault(
-                key,
-                (tag["post_engagement_attribution_window"], tag["post_view_attribution_window"]),
+    def settled(m: Metrics) -> bool:
+        done = sum(
+            m.total(name)
+            for name in (
+                "relay_events_ingested",
+                "relay_events_dropped",
+                "relay_events_dead_lettered",
             )
-        return windows
+        )
+        return done >= total
 
-
-def app_record(budget_key: str = APP_ACCOUNT, **params: Any) -> bytes:
-    payload: dict[str, Any] = {
-        "app_id": IOS_APP,
-        "os_type": "IOS",
-        "hashed_device_id": "ABCD1234XYZ",
-        "conversion_type": "INSTALL",
-        "conversion_time": "2013-04-16T07:00:00.123Z",
-    }
-    payload.update(params)
-    event = OutboundEvent("app", budget_key, str(payload["app_id"]), payload)
-    return outbound.encode(event)
-
-
-async def app_journal(url: str) -> list[dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{url}/_sandbox/journal", params={"kind": "app"}) as resp,
-    ):
-        body: dict[str, Any] = await resp.json()
-        entries: list[dict[str, Any]] = body["conversions"]
-        return entries
-
-
-async def run_until(worker: Worker, condition: Any, what: str) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        await wait_for(lambda: task.done() or condition(), 60, what)
+        await wait_for(lambda: task.done() or settled(worker.metrics), 60, "every record to settle")
     finally:
         stop.set()
         await task
+    metrics = worker.metrics
+    assert metrics.total("relay_events_ingested") == expected["deliver"]
+    assert metrics.total("relay_events_dropped") == expected["drop"]
+    assert metrics.total("relay_events_dead_lettered") == expected["dead_letter"]
+    for reason in ("limit_ad_tracking", "zero_device_id", "not_a_conversion"):
+        assert (metrics.registry.get_sample_value("relay_events_dropped_total", {"reason": reason})
+                or 0) >= 4, reason  # fmt: skip
 
+    records = await read_all(kafka_bootstrap, settings.outbound_topic, expected["deliver"])
+    assert len(records) == expected["deliver"]
+    routed = [outbound.decode(r.value) for r in records]
+    apps = [r for r in routed if r.kind == "app"]
+    assert len(apps) == expected["deliver"] - sum(r.kind == "web" for r in routed)
+    assert sum(r.kind == "web" for r in routed) > 0  # segment
+    for record, route in zip(records, routed, strict=True):
+        assert record.key == route.budget_key.encode()
+        if route.kind != "app":
+            continue
+        params = route.payload_dict()
+        assert set(params) <= X_APP_PARAMS, set(params) - X_APP_PARAMS
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", params["conversion_time"])
+        assert len(base64.b64decode(params["hashed_device_id"])) == 32
+        assert route.target == params["app_id"]
+        assert route.budget_key == "18ce54d4x5t"  # both demo apps belong to it
+    by_device = {r.payload_dict().get("hashed_device_id"): r for r in apps}
+    for fmt, (_, device, params) in KNOWN.items():
+        found = by_device[independent_hmac(device)]
+        assert found.payload_dict() == {**params, "hashed_device_id": independent_hmac(device)}, fmt
 
-def deliver_stage(worker: Worker) -> DeliverStage:
-    return next(s for s in worker.stages if isinstance(s, DeliverStage))
+    # No raw device id on any topic the ingest stage writes: the dead letters are the broken
+    # inputs with each device id replaced by `hmac:<its hashed id>` (app formats only).
+    raw_ids = {m.group().lower() for value in sent for m in UUID.finditer(value)}
+    raw_ids.discard(ZERO.encode())
+    assert len(raw_ids) > 300
+    dead = await read_all(kafka_bootstrap, settings.dlq_topic, expected["dead_letter"])
+    assert len(dead) == expected["dead_letter"]
+    written = b"".join(
+        r.value + (r.key or b"") + b"".join(v for _, v in r.headers) for r in (*records, *dead)
+    ).lower()
+    assert not [i for i in raw_ids if i in written]
+    assert {r.value for r in dead} == broken
+    assert {dict(r.headers)["relay.origin.topic"].decode() for r in dead} == set(inputs.values())
+    assert sum(b'"hmac:' in r.value for r in dead) > 20
 
-
-async def test_app_conversions_reach_x_with_tag_windows_and_attributions_come_back(
-    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
-) -> None:
-    windows = await tag_windows(sandbox.url)
-    android = {"app_id": ANDROID_APP, "os_type": "ANDROID"}
-    cases: dict[str, bytes] = {
-        # X's documented example: attributed to the click one minute before.
-        "example": app_record(),
-        # A view two days before a purchase: attributed only within the view-through window.
-        "viewed": app_record(
-            **android,
-            hashed_device_id=VIEWED_DEVICE,
-            conversion_type="PURCHASE",
-            conversion_time="2017-01-23T01:13:00.602Z",
-            price_micro=4_990_000,
-            price_currency="EUR",
-        ),
-        "tap": app_record(
-            **android,
-            hashed_device_id=TAP_DEVICE,
-            conversion_type="INSTALL",
-            conversion_time="2017-01-21T00:10:00.000Z",
-        ),
-        # Windows given by the input win, with the view-through cut down to the click window.
-        "explicit": app_record(
-            hashed_device_id="device-explicit", click_window=1, view_through_window=7
-        ),
-        # No account known for the app: budget key = app id, X's default windows.
-        "unmapped": app_record(budget_key=IOS_APP, hashed_device_id="device-unmapped"),
-    }
-    many = [
-        app_record(hashed_device_id=f"device-{i:03d}", conversion_type="SIGN_UP") for i in range(60)
-    ]
-    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
-    await produce_values(kafka_bootstrap, settings.outbound_topic, [*cases.values(), *many])
-    total = len(cases) + len(many)
-    # X answers each call after 50 ms: the account's conversions must overlap to keep up.
-    async with aiohttp.ClientSession() as s:
-        await s.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 50})
-    worker = Worker(settings, serve_http=False)
-    await run_until(
-        worker, lambda: worker.metrics.total("relay_events_delivered") >= total, "delivery"
-    )
-    assert worker.metrics.total("relay_events_dead_lettered") == 0
-    assert deliver_stage(worker).peak_lane_in_flight > 1, "one request at a time per account"
-
-    journal = await app_journal(sandbox.url)
-    assert len(journal) == total
-    by_device = {e["params"]["hashed_device_id"]: e for e in journal}
-
-    def sent_windows(device: str) -> tuple[int, int]:
-        params = by_device[device]["params"]
-        return int(params["click_window"]), int(params["view_through_window"])
-
-    def expected_windows(app: str, os_type: str, conversion_type: str) -> tuple[int, int]:
-        return windows.get((app, os_type, conversion_type), (14, 1))
-
-    assert sent_windows("ABCD1234XYZ") == expected_windows(IOS_APP, "IOS", "INSTALL")
-    assert sent_windows(VIEWED_DEVICE) == expected_windows(ANDROID_APP, "ANDROID", "PURCHASE")
-    assert sent_windows("device-explicit") == (1, 1)
-    assert sent_windows("device-unmapped") == (14, 1)
-    assert sent_windows("device-007") == expected_windows(IOS_APP, "IOS", "SIGN_UP")
-    viewed = by_device[VIEWED_DEVICE]["params"]
-    assert viewed["price_micro"] == "4990000" and viewed["price_currency"] == "EUR"
-    assert viewed["conversion_time"] == "2017-01-23T01:13:00.602Z"
-
-    records = await read_all(kafka_bootstrap, settings.attributions_topic, total)
-    assert len(records) == total
-    values = {r.key.decode(): orjson.loads(r.value) for r in records if r.key is not None}
-    example = values[f"{IOS_APP}:ABCD1234XYZ"]
-    assert example["twitter_attribution"] == EXAMPLE_ATTRIBUTION
-    assert example["tpn_attribution"] is None
-    assert example["mode"] == "record"
-    assert example["conversion"]["hashed_device_id"] == "ABCD1234XYZ"
-    assert example["origin"]["topic"] == settings.outbound_topic
-    assert example["origin"]["offset"] >= 0
-    viewed_window = expected_windows(ANDROID_APP, "ANDROID", "PURCHASE")[1]
-    viewed_claim = values[f"{ANDROID_APP}:{VIEWED_DEVICE}"]["twitter_attribution"]
-    assert (viewed_claim is not None) == (viewed_window >= 2)  # the view was two days before
-    tap = values[f"{ANDROID_APP}:{TAP_DEVICE}"]
-    assert tap["twitter_attribution"] is None and tap["tpn_attribution"] is not None
-    assert values[f"{IOS_APP}:device-007"]["twitter_attribution"] is None
-    attributed = worker.metrics.registry.get_sample_value(
-        "relay_app_attributions_total", {"outcome": "attributed", "mode": "record"}
-    )
-    claimed = sum(1 for v in values.values() if v["twitter_attribution"] or v["tpn_attribution"])
-    assert attributed == claimed >= 2
-
-
-async def test_check_mode_asks_for_the_attribution_and_records_nothing(
-    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
-) -> None:
-    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, RELAY_MOBILE_MODE="check")
-    values = [app_record(), app_record(hashed_device_id="device-none")]
-    await produce_values(kafka_bootstrap, settings.outbound_topic, values)
-    worker = Worker(settings, serve_http=False)
-    await run_until(worker, lambda: worker.metrics.total("relay_events_delivered") >= 2, "checks")
-    assert await app_journal(sandbox.url) == []
-    records = await read_all(kafka_bootstrap, settings.attributions_topic, 2)
-    by_key = {r.key: orjson.loads(r.value) for r in records}
-    example = by_key[f"{IOS_APP}:ABCD1234XYZ".encode()]
-    assert example["mode"] == "check"
-    assert example["twitter_attribution"] == EXAMPLE_ATTRIBUTION
-    assert by_key[f"{IOS_APP}:device-none".encode()]["twitter_attribution"] is None
+    for topic in inputs.values():
+        offsets = await committed_and_end(kafka_bootstrap, settings.ingest_group, topic)
+        assert offsets and all((c or 0) == end for c, end in offsets.values()), topic

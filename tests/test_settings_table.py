@@ -29,7 +29,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"RELAY_MAX_BUFFERED_EVENTS": "0"}, "RELAY_MAX_BUFFERED_EVENTS", "at least 1"),
         ({"RELAY_WEB_BATCH_SIZE": "2.9"}, "RELAY_WEB_BATCH_SIZE", "whole number"),
         ({"RELAY_WEB_BATCH_SIZE": "501"}, "RELAY_WEB_BATCH_SIZE", "between 1 and 500"),
-        ({"RELAY_INPUTS": "t=mobile"}, "RELAY_INPUTS", "no adapter"),
+        ({"RELAY_INPUTS": "t=mobile"}, "RELAY_DEVICE_ID_HMAC_KEY", "is required"),
         ({"RELAY_INPUTS": "t=csv"}, "RELAY_INPUTS", "unknown format"),
         ({"RELAY_INPUTS": ","}, "RELAY_INPUTS", "names no input topic"),
         ({"RELAY_LINGER_S": "-1"}, "RELAY_LINGER_S", "between 0 and 60"),

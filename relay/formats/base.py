@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from relay.config import MappingFile
+from relay.normalize.device_ids import DeviceIdCase
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,8 @@ class NormalizeContext:
     mapping: MappingFile
     default_phone_region: str | None = None
     device_id_hmac_key: bytes = b""
+    device_id_case: DeviceIdCase = "as_received"
+    extra_device_ids: bool = False
 
 
 @dataclass(slots=True)  # not frozen: built once per event on the hot path, frozen costs ~1 us

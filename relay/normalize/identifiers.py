@@ -138,8 +138,9 @@ def web_identifiers(
 ) -> list[dict[str, str]]:
     """X's `identifiers` array: one object per identifier, ip_address and user_agent share one.
 
-    ip_address and user_agent only count next to another identifier; with none usable this
-    raises InvalidEvent(field="identifiers").
+    Seed 004: ip_address and user_agent each need another identifier, and each counts as the
+    other's (IP + UA together is valid); either one alone, or nothing usable, raises
+    InvalidEvent(field="identifiers").
     """
     identifiers: list[dict[str, str]] = []
     if twclid:
@@ -148,10 +149,10 @@ def web_identifiers(
         identifiers.append({"hashed_email": hashed_email})
     if hashed_phone_number:
         identifiers.append({"hashed_phone_number": hashed_phone_number})
-    if not identifiers:
+    if not (identifiers or (ip_address and user_agent)):
         raise InvalidEvent(
-            "no usable identifier: need twclid, email or phone"
-            " (ip_address/user_agent only count together with another)",
+            "no usable identifier: need twclid, email or phone, or ip_address together with"
+            " user_agent (either alone only counts next to another identifier)",
             field="identifiers",
         )
     device: dict[str, str] = {}

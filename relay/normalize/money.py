@@ -105,3 +105,14 @@ def normalize_quantity(value: object, field: str) -> int:
     if not 0 < value <= MAX_QUANTITY:
         raise InvalidEvent(f"{field} must be between 1 and {MAX_QUANTITY}", field=field)
     return value
+
+
+MICROS_PER_UNIT: Final = Decimal(1_000_000)
+
+
+def to_micros(amount: str) -> int:
+    """A normalized amount ("4.99") -> X's price_micro (4990000), in exact decimal arithmetic.
+
+    Digits below a micro-unit are rounded half-even (the Decimal default).
+    """
+    return int((Decimal(amount) * MICROS_PER_UNIT).to_integral_value())

@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.kafka import BatchProducer
+from relay.observability.latency import origin_timestamp_ms
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
@@ -110,6 +112,7 @@ class DeliverStage(ConsumerStage):
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
+        self.ops = OperationalLog(log)
 
     @property
     def lanes(self) -> dict[str, Lane]:
@@ -187,7 +190,9 @@ class DeliverStage(ConsumerStage):
                     continue
                 self._held_keys[key] = tp
                 lane = self._lane(routed)
-                lane.add(Pending(tp, msg.offset, msg.key, value, routed, origin, parked), now)
+                pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
+                pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                lane.add(pending, now)
                 touched.add(lane)
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
@@ -498,11 +503,13 @@ class DeliverStage(ConsumerStage):
             lane.retry(second)
             lane.retry(first)
             self.metrics.retries.labels("split").inc()
+            self.ops.split(lane.account, batch.target, len(batch.items), err.code if err else None)
         elif isinstance(action, policy.RetryAfter):
             if action.counts_attempt:
                 batch.charged += 1
             if action.block_account:
                 lane.bucket.block_for(action.delay_s)
+                self.ops.rate_limited(lane.account, action.delay_s, batch.target)
             else:
                 lane.paused_until = max(lane.paused_until, self.clock() + action.delay_s)
             lane.retry(batch)
@@ -582,9 +589,16 @@ class DeliverStage(ConsumerStage):
                 (source.topic, source.partition, source.offset),
             )
             await self.producer.send_and_wait([record])
-            self.metrics.attributions.labels(outcome(sent.answer), mode).inc()
+            self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
         self.metrics.batch_size.labels(batch.kind).observe(size)
-        self.metrics.delivered.labels(batch.kind).inc(size)
+        payloads = (
+            [sent.params]
+            if sent.params is not None
+            else [p.routed.payload_dict() for p in batch.items]
+        )
+        self.metrics.observe_delivered(
+            batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
+        )
         self._finish(lane, batch.items)
 
     @staticmethod
@@ -608,6 +622,15 @@ class DeliverStage(ConsumerStage):
         records = [dead_letter(dlq, p.value, p.key, failure, p.source) for p in items]
         await self.producer.send_and_wait(records)
         self.metrics.dead_lettered.labels("deliver", failure.error_class).inc(len(items))
+        self.ops.dead_lettered(
+            "deliver",
+            failure.error_class,
+            len(items),
+            failure.message,
+            account=lane.account if lane else None,
+            status=failure.http_status,
+            code=failure.api_code,
+        )
         self._finish(lane, items)
 
     def _finish(self, lane: Lane | None, items: list[Pending]) -> None:

@@ -20,11 +20,14 @@ from typing import Any, Final
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from relay.config import Settings
+from relay.config import APP_FORMATS, Settings
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import Adapter, NormalizeContext
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
+from relay.normalize.device_ids import redact_device_ids
+from relay.observability.latency import origin_timestamp_header
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
@@ -66,6 +69,7 @@ class Outcome:
     kind: str | None = None  # of an outbound event
     drop_reason: str | None = None
     dead_letter_class: str | None = None
+    dead_letter_message: str | None = None
 
 
 class Ingestor:
@@ -77,7 +81,10 @@ class Ingestor:
             mapping=settings.mapping,
             default_phone_region=settings.default_phone_region,
             device_id_hmac_key=base64.b64decode(settings.device_id_hmac_key.reveal() or ""),
+            device_id_case=settings.device_id_case,
+            extra_device_ids=settings.extra_device_ids,
         )
+        self._app_topics = {t for t, fmt in settings.inputs.items() if fmt in APP_FORMATS}
         self._adapters: dict[str, Adapter] = {
             topic: adapter_for(fmt) for topic, fmt in settings.inputs.items()
         }
@@ -93,10 +100,20 @@ class Ingestor:
         except InvalidEvent as bad:
             failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
             origin = Origin(msg.topic, msg.partition, msg.offset)
-            record = dead_letter(settings.dlq_topic, msg.value or b"", msg.key, failure, origin)
-            return Outcome(record=record, dead_letter_class=bad.error_class)
+            value = msg.value or b""
+            if msg.topic in self._app_topics:  # no raw device id on any topic we write
+                value = redact_device_ids(
+                    value, self.ctx.device_id_hmac_key, self.ctx.device_id_case
+                )
+            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin)
+            return Outcome(
+                record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
+            )
         out = OutRecord(
-            settings.outbound_topic, outbound.encode(event), key=event.budget_key.encode()
+            settings.outbound_topic,
+            outbound.encode(event),
+            key=event.budget_key.encode(),
+            headers=(origin_timestamp_header(msg.timestamp),),  # end-to-end latency
         )
         return Outcome(record=out, kind=event.kind)
 
@@ -110,6 +127,7 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
@@ -131,6 +149,13 @@ class IngestStage(ConsumerStage):
                     continue
                 if outcome.dead_letter_class is not None:
                     metrics.dead_lettered.labels("ingest", outcome.dead_letter_class).inc()
+                    self.ops.dead_lettered(
+                        "ingest",
+                        outcome.dead_letter_class,
+                        1,
+                        outcome.dead_letter_message or "",
+                        origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
+                    )
                 else:
                     kinds[outcome.kind or "web"] += 1
                 records.append(outcome.record)

@@ -37,6 +37,7 @@ class Pending:
     routed: Routed
     origin: Origin | None = None  # a parked record's outbound origin (else tp and offset)
     times_parked: int = 0
+    timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
 
     @property
     def source(self) -> Origin:

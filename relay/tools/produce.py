@@ -13,24 +13,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 import orjson
 
 from relay.config import MappingFile, Pixel, Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
-
-Expect = Literal["deliver", "dead_letter", "drop"]
+from relay.tools.generators.base import Expect, Synthetic, World
+from relay.tools.generators.registry import GENERATORS
 
 AREA_CODES: Final = ("212", "303", "312", "415", "512", "617", "646", "702", "808", "917")
 BATCH: Final = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Synthetic:
-    value: bytes
-    expect: Expect
 
 
 @dataclass
@@ -99,7 +93,7 @@ def _broken(rng: random.Random, event: dict[str, object]) -> bytes:
     if kind == 5:
         return orjson.dumps({**event, "event_id": "zzzzz"})
     if kind == 6:
-        return orjson.dumps({**event, "email": None, "phone": None})  # ip + ua alone
+        return orjson.dumps({**event, "email": None, "phone": None, "user_agent": None})  # ip alone
     return orjson.dumps({**event, "number_items": {"nested": [1, [2, {"x": None}]]}})
 
 
@@ -125,6 +119,32 @@ def generate_web(
             yield Synthetic(orjson.dumps(event), "deliver")
 
 
+def generate(
+    fmt: str,
+    count: int,
+    mapping: MappingFile,
+    *,
+    accounts: int | None = None,
+    invalid_ratio: float = 0.0,
+    opt_out_ratio: float = 0.0,
+    seed: int = 1,
+) -> Iterator[Synthetic]:
+    """`count` synthetic records of any input format."""
+    if fmt == "web":
+        pixels = usable_pixels(mapping, accounts)
+        return generate_web(
+            count, pixels, invalid_ratio=invalid_ratio, opt_out_ratio=opt_out_ratio, seed=seed
+        )
+    return GENERATORS[fmt].generate(
+        count,
+        World.of(mapping, accounts),
+        datetime.now(UTC),
+        invalid_ratio=invalid_ratio,
+        opt_out_ratio=opt_out_ratio,
+        seed=seed,
+    )
+
+
 async def produce(
     settings: Settings,
     *,
@@ -139,15 +159,24 @@ async def produce(
     progress: Callable[[ProduceSummary], None] | None = None,
 ) -> ProduceSummary:
     """Write `count` synthetic events of `fmt` to `topic` (the first input of that format)."""
-    if fmt != "web":
-        raise ConfigError(f"the generator does not know format {fmt!r} yet (available: web)")
+    if fmt != "web" and fmt not in GENERATORS:
+        known = ", ".join(["web", *GENERATORS])
+        raise ConfigError(f"the generator does not know format {fmt!r} (available: {known})")
     if not 0 <= invalid_ratio + opt_out_ratio <= 1:
         raise ConfigError("--invalid-ratio plus --opt-out-ratio must be within 0..1")
     target = topic or next((t for t, f in settings.inputs.items() if f == fmt), None)
     if target is None:
         raise ConfigError(f"no input topic of format {fmt!r} in RELAY_INPUTS; pass --topic")
     await ensure_topics(settings.kafka_bootstrap, [target])
-    pixels = usable_pixels(settings.mapping, accounts)
+    events = generate(
+        fmt,
+        count,
+        settings.mapping,
+        accounts=accounts,
+        invalid_ratio=invalid_ratio,
+        opt_out_ratio=opt_out_ratio,
+        seed=seed,
+    )
     summary = ProduceSummary()
     producer = make_producer(settings.kafka_bootstrap)
     await producer.start()
@@ -155,9 +184,6 @@ async def produce(
     try:
         batcher = BatchProducer(producer)
         chunk: list[OutRecord] = []
-        events = generate_web(
-            count, pixels, invalid_ratio=invalid_ratio, opt_out_ratio=opt_out_ratio, seed=seed
-        )
         for synthetic in events:
             chunk.append(OutRecord(target, synthetic.value))
             summary.add(synthetic.expect)
