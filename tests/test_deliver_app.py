@@ -155,7 +155,7 @@ async def test_app_conversions_reach_x_with_tag_windows_and_attributions_come_ba
     # X answers each call after 50 ms: the account's conversions must overlap to keep up.
     async with aiohttp.ClientSession() as s:
         await s.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 50})
-    worker = Worker(settings, serve_http=False)
+    worker = Worker(settings, serve_http=False, stage="deliver")
     await run_until(
         worker, lambda: worker.metrics.total("relay_events_delivered") >= total, "delivery"
     )
@@ -199,7 +199,7 @@ async def test_app_conversions_reach_x_with_tag_windows_and_attributions_come_ba
     assert tap["twitter_attribution"] is None and tap["tpn_attribution"] is not None
     assert values[f"{IOS_APP}:device-007"]["twitter_attribution"] is None
     attributed = worker.metrics.registry.get_sample_value(
-        "relay_app_attributions_total", {"outcome": "attributed", "mode": "record"}
+        "relay_attributions_total", {"outcome": "attributed"}
     )
     claimed = sum(1 for v in values.values() if v["twitter_attribution"] or v["tpn_attribution"])
     assert attributed == claimed >= 2
@@ -211,7 +211,7 @@ async def test_check_mode_asks_for_the_attribution_and_records_nothing(
     settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, RELAY_MOBILE_MODE="check")
     values = [app_record(), app_record(hashed_device_id="device-none")]
     await produce_values(kafka_bootstrap, settings.outbound_topic, values)
-    worker = Worker(settings, serve_http=False)
+    worker = Worker(settings, serve_http=False, stage="deliver")
     await run_until(worker, lambda: worker.metrics.total("relay_events_delivered") >= 2, "checks")
     assert await app_journal(sandbox.url) == []
     records = await read_all(kafka_bootstrap, settings.attributions_topic, 2)
