@@ -32,7 +32,7 @@ from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
-from relay.pipeline.attributions import attribution_record, outcome
+from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, dead_letter
 from relay.pipeline.holds import Circuit, Holds
@@ -113,6 +113,7 @@ class DeliverStage(ConsumerStage):
         self._swept_at = clock()
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
+        self.attributions = AttributionPublisher(producer)
 
     @property
     def lanes(self) -> dict[str, Lane]:
@@ -588,7 +589,7 @@ class DeliverStage(ConsumerStage):
                 "check" if mode == "check" else "record",
                 (source.topic, source.partition, source.offset),
             )
-            await self.producer.send_and_wait([record])
+            await self.attributions.publish(record)
             self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
         self.metrics.batch_size.labels(batch.kind).observe(size)
         payloads = (
