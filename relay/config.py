@@ -407,7 +407,13 @@ class Settings:
     hold_probe_s: float = setting(
         "RELAY_HOLD_PROBE_S",
         30.0,
-        "probe interval of a credential X rejects (401) or a target it refuses (403/404)",
+        "probe interval of a credential X rejects (401): one request per credential",
+        above=0,
+    )
+    target_probe_s: float = setting(
+        "RELAY_TARGET_PROBE_S",
+        30.0,
+        "probe interval of an account, pixel or app X refuses (403/404): one event each",
         above=0,
     )
     max_lane_events: int = setting(

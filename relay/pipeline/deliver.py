@@ -89,7 +89,9 @@ class DeliverStage(ConsumerStage):
                 self._by_account.update(dict.fromkeys(named.accounts, named.name))
                 self._by_pixel.update(dict.fromkeys(named.pixels, named.name))
                 self._by_app.update(dict.fromkeys(named.apps, named.name))
-        self.holds = Holds(auth_probe_s or settings.hold_probe_s, clock)
+        self.holds = Holds(
+            auth_probe_s or settings.hold_probe_s, clock, target_probe_s=settings.target_probe_s
+        )
         self.circuit = Circuit(settings.circuit_failure_ratio, settings.circuit_probe_s, clock)
         self.table = LaneTable(
             lambda: TokenBucket(settings.account_limit, settings.account_window_s, clock)
@@ -312,7 +314,8 @@ class DeliverStage(ConsumerStage):
 
     async def _park_held(self, lane: Lane) -> None:
         try:
-            await self._park(lane, lane.take_waiting_overflow(lane.batch_size), self.holds.probe_s)
+            overflow = lane.take_waiting_overflow(lane.batch_size)
+            await self._park(lane, overflow, self.holds.target_interval_s)
         except Exception as exc:  # the broker refused: stop rather than lose events
             self.fail(exc)
         finally:
@@ -541,13 +544,15 @@ class DeliverStage(ConsumerStage):
     def _hold_target(self, batch: Batch, err: ApiError) -> None:
         if self.holds.hold_target(batch.kind, batch.target, err.code):
             self.metrics.target_holds.labels(batch.kind, err.code or str(err.status)).inc()
+            account = batch.items[0].routed.budget_key
+            self.ops.target_stopped(account, batch.target, err.status, err.code)
             log.error(
                 "X refuses %s target %s (%s %s): its events wait, probing every %.0fs",
                 batch.kind,
                 batch.target,
                 err.status,
                 err.code,
-                self.holds.probe_s,
+                self.holds.target_interval_s,
             )
 
     def _update_gauges(self) -> None:

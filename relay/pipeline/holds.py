@@ -111,8 +111,9 @@ class Circuit:
 class Holds:
     """Holds per credential (by name) and per target ((kind, target id))."""
 
-    probe_s: float
+    probe_s: float  # credentials
     clock: Clock = time.monotonic
+    target_probe_s: float | None = None  # targets (default: probe_s)
     credentials: dict[str, _Hold] = field(default_factory=dict)
     targets: dict[tuple[str, str], _Hold] = field(default_factory=dict)
 
@@ -135,11 +136,15 @@ class Holds:
         now = self.clock()
         hold = self.targets.get((kind, target))
         if hold is None:
-            self.targets[(kind, target)] = _Hold(now, now + self.probe_s, code=code)
+            self.targets[(kind, target)] = _Hold(now, now + self.target_interval_s, code=code)
             return True
         hold.probing = False
-        hold.next_probe_at = now + self.probe_s
+        hold.next_probe_at = now + self.target_interval_s
         return False
+
+    @property
+    def target_interval_s(self) -> float:
+        return self.probe_s if self.target_probe_s is None else self.target_probe_s
 
     def release_credential(self, name: str) -> None:
         if self.credentials.pop(name, None) is not None:
@@ -154,7 +159,9 @@ class Holds:
         now = self.clock()
         for hold in self._holds(credential, kind, target):
             hold.probing = False
-            hold.next_probe_at = now + self.probe_s
+            hold.next_probe_at = now + (
+                self.probe_s if hold in self.credentials.values() else self.target_interval_s
+            )
 
     def target_held(self, kind: str, target: str) -> bool:
         return (kind, target) in self.targets

@@ -137,10 +137,15 @@ class TokenBucket:
             self.block_for(reset_in_s + RESET_MARGIN_S)
 
     def block_for(self, seconds: float) -> None:
-        """Spend nothing until `seconds` from now (a 429 or an exhausted server budget)."""
+        """Spend nothing until `seconds` from now (a 429 or an exhausted server budget).
+
+        Inside X's window the tokens stay what X said (its headers set them to 0 when the
+        budget is spent); before X said anything, the bucket starts over from empty.
+        """
         now = self.clock()
         self._refill(now)
-        self.tokens = 0.0
+        if self._reset_at is None:
+            self.tokens = 0.0
         self._blocked_until = max(self._blocked_until, now + max(seconds, 0.0))
 
     def blocked_for(self) -> float:
