@@ -1,4 +1,8 @@
-"""Kafka plumbing shared by the stages: client settings, topic creation, batched producing.
+"""Kafka plumbing shared by the stages: clients, topic creation, batched producing.
+
+Every client is made here from a `KafkaTarget`: the settings (TLS, SASL and client id from
+`relay.kafka_security.kafka_options`), or a bare bootstrap string for the embedded,
+plaintext broker of the demo and the tests.
 
 Idempotent producers are used where the broker serves them (`start_producer`); the
 embedded broker answers InitProducerId with an error, so `auto` falls back to plain acks=all.
@@ -15,12 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from relay.config import Settings
 from relay.errors import BrokerError, ConfigError
+from relay.kafka_security import explain_failure, kafka_options
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,17 @@ TOPIC_ALREADY_EXISTS: Final = 36
 DEFAULT_PARTITIONS: Final = 8
 
 Header = tuple[str, bytes]
+KafkaTarget = Settings | str  # a str: bootstrap servers of a plaintext broker (embedded)
+
+
+def connection_options(kafka: KafkaTarget) -> dict[str, Any]:
+    return {"bootstrap_servers": kafka} if isinstance(kafka, str) else kafka_options(kafka)
+
+
+async def _unreachable(kafka: KafkaTarget, exc: Exception, doing: str) -> BrokerError:
+    if isinstance(kafka, str):
+        return BrokerError(f"cannot reach Kafka at {kafka} to {doing}: {exc}")
+    return await explain_failure(kafka, exc, doing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +68,13 @@ class TopicSpec:
     configs: Mapping[str, str] = field(default_factory=dict)
 
 
-def make_producer(bootstrap: str, *, idempotent: bool = False, **extra: Any) -> AIOKafkaProducer:
+def make_producer(
+    kafka: KafkaTarget, *, idempotent: bool = False, **extra: Any
+) -> AIOKafkaProducer:
     # acks=all keeps the at-least-once promise: an offset is committed only after the broker
     # has the record. Idempotence (no duplicates from producer retries) where the broker can.
     options: dict[str, Any] = dict(
-        bootstrap_servers=bootstrap,
+        **connection_options(kafka),
         enable_idempotence=idempotent,
         acks="all",
         linger_ms=5,
@@ -67,13 +86,24 @@ def make_producer(bootstrap: str, *, idempotent: bool = False, **extra: Any) -> 
     return AIOKafkaProducer(**options)
 
 
-async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaProducer:
-    """A started producer; `idempotence` is auto (on when the broker serves it), true, false."""
+def make_consumer(kafka: KafkaTarget, *topics: str, **extra: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **connection_options(kafka), **extra)
+
+
+def make_admin(kafka: KafkaTarget, **extra: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_options(kafka), **extra)
+
+
+async def start_producer(
+    kafka: KafkaTarget, idempotence: str = "auto", **extra: Any
+) -> AIOKafkaProducer:
+    """A started producer; `idempotence` is auto (on when the broker serves it), true, false;
+    `extra`: aiokafka producer options."""
     if idempotence not in ("auto", "true"):
-        producer = make_producer(bootstrap)
+        producer = make_producer(kafka, **extra)
         await producer.start()
         return producer
-    producer = make_producer(bootstrap, idempotent=True)
+    producer = make_producer(kafka, idempotent=True, **extra)
     sender_log = logging.getLogger("aiokafka.producer.sender")
     level = sender_log.level
     if idempotence == "auto":  # a refusal is expected there: no ERROR line for it
@@ -92,24 +122,24 @@ async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaP
         )
     finally:
         sender_log.setLevel(level)
-    producer = make_producer(bootstrap)
+    producer = make_producer(kafka, **extra)
     await producer.start()
     return producer
 
 
-async def existing_topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def existing_topics(kafka: KafkaTarget) -> set[str]:
+    admin = make_admin(kafka)
     try:
         await admin.start()
         return set(await admin.list_topics())
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to list topics: {exc}") from exc
+        raise await _unreachable(kafka, exc, "list topics") from exc
     finally:
         await admin.close()
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topics: Iterable[str | TopicSpec],
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, Mapping[str, str]] | None = None,
@@ -127,7 +157,7 @@ async def ensure_topics(
         if not isinstance(topic, TopicSpec) and topic in configs:
             spec = TopicSpec(topic, partitions, configs=configs[topic])
         specs.setdefault(spec.name, spec)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(kafka)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -152,14 +182,14 @@ async def ensure_topics(
     except BrokerError:
         raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
+        raise await _unreachable(kafka, exc, "create topics") from exc
     finally:
         await admin.close()
 
 
-async def partition_count(bootstrap: str, topic: str) -> int | None:
+async def partition_count(kafka: KafkaTarget, topic: str) -> int | None:
     """How many partitions `topic` has, None when it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(kafka)
     try:
         await admin.start()
         # Listed first: describing a missing topic may create it (auto.create.topics.enable).
@@ -167,7 +197,7 @@ async def partition_count(bootstrap: str, topic: str) -> int | None:
             return None
         described = await admin.describe_topics([topic])
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to describe {topic}: {exc}") from exc
+        raise await _unreachable(kafka, exc, f"describe {topic}") from exc
     finally:
         await admin.close()
     for entry in described:
@@ -177,17 +207,17 @@ async def partition_count(bootstrap: str, topic: str) -> int | None:
 
 
 async def ensure_topic_like(
-    bootstrap: str, topic: str, like: str, configs: Mapping[str, str] | None = None
+    kafka: KafkaTarget, topic: str, like: str, configs: Mapping[str, str] | None = None
 ) -> int:
     """Create `topic` with as many partitions as `like` (created first when absent), so that
     partition p of both holds the same keys; refuses an existing `topic` whose count differs.
     Returns the partition count."""
-    await ensure_topics(bootstrap, [like])
-    count = await partition_count(bootstrap, like)
+    await ensure_topics(kafka, [like])
+    count = await partition_count(kafka, like)
     if count is None:
         raise BrokerError(f"topic {like} does not exist")
-    await ensure_topics(bootstrap, [topic], partitions=count, configs={topic: configs or {}})
-    actual = await partition_count(bootstrap, topic)
+    await ensure_topics(kafka, [topic], partitions=count, configs={topic: configs or {}})
+    actual = await partition_count(kafka, topic)
     if actual != count:
         raise BrokerError(f"topic {topic} has {actual} partitions, {like} has {count}")
     return count

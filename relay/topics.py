@@ -48,7 +48,7 @@ def own_topics(settings: Settings, outbound_partitions: int | None = None) -> li
 
 async def check_inputs(settings: Settings) -> None:
     """ConfigError naming every input topic that does not exist."""
-    existing = await existing_topics(settings.kafka_bootstrap)
+    existing = await existing_topics(settings)
     missing = sorted(t for t in settings.inputs if t not in existing)
     if missing:
         raise ConfigError(
@@ -62,8 +62,7 @@ async def prepare_topics(settings: Settings, *, ingest: bool) -> None:
     """Check the inputs (when this process ingests) and create the relay's own topics."""
     if ingest:
         await check_inputs(settings)
-    bootstrap = settings.kafka_bootstrap
     outbound = own_topics(settings)[0]
-    await ensure_topics(bootstrap, [outbound])
-    partitions = await partition_count(bootstrap, settings.outbound_topic)
-    await ensure_topics(bootstrap, own_topics(settings, partitions)[1:])
+    await ensure_topics(settings, [outbound])
+    partitions = await partition_count(settings, settings.outbound_topic)
+    await ensure_topics(settings, own_topics(settings, partitions)[1:])

@@ -34,7 +34,7 @@ from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, dead_letter
+from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ledger import DeliveredLedger
@@ -195,6 +195,7 @@ class DeliverStage(ConsumerStage):
                 lane = self._lane(routed)
                 pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
                 pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                pending.headers = carried_headers(msg.headers)
                 lane.add(pending, now)
                 touched.add(lane)
         if duplicates:
@@ -625,7 +626,7 @@ class DeliverStage(ConsumerStage):
 
     async def _dead_letter(self, lane: Lane | None, items: list[Pending], failure: Failure) -> None:
         dlq = self.settings.dlq_topic
-        records = [dead_letter(dlq, p.value, p.key, failure, p.source) for p in items]
+        records = [dead_letter(dlq, p.value, p.key, failure, p.source, p.headers) for p in items]
         await self.producer.send_and_wait(records)
         self.metrics.dead_lettered.labels("deliver", failure.error_class).inc(len(items))
         self.ops.dead_lettered(

@@ -31,7 +31,8 @@ from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,12 @@ class Ingestor:
                 value = redact_device_ids(
                     value, self.ctx.device_id_hmac_key, self.ctx.device_id_case
                 )
-            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin)
+            headers = list(carried_headers(msg.headers))
+            if settings.dlq_redact:
+                value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
+                if rewritten:
+                    headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
+            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
             return Outcome(
                 record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
             )
@@ -113,7 +119,8 @@ class Ingestor:
             settings.outbound_topic,
             outbound.encode(event),
             key=event.budget_key.encode(),
-            headers=(origin_timestamp_header(msg.timestamp),),  # end-to-end latency
+            # end-to-end latency; the redrive count travels on
+            headers=(origin_timestamp_header(msg.timestamp), *carried_headers(msg.headers)),
         )
         return Outcome(record=out, kind=event.kind)
 

@@ -38,6 +38,7 @@ class Pending:
     origin: Origin | None = None  # a parked record's outbound origin (else tp and offset)
     times_parked: int = 0
     timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
+    headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
 
     @property
     def source(self) -> Origin:

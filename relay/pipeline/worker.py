@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -16,9 +17,17 @@ from aiohttp import web
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, start_producer
+from relay.kafka_security import broker_tls
 from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
+from relay.pipeline.broker_watch import (
+    EXIT_BROKER_LOST,
+    BrokerLost,
+    BrokerWatch,
+    close_without_broker,
+    kafka_probe,
+)
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DEFAULT_CREDENTIAL, DeliverStage
 from relay.pipeline.ingest import IngestStage
@@ -26,6 +35,7 @@ from relay.pipeline.ledger import DeliveredLedger
 from relay.pipeline.parking import Parking
 from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
+from relay.xads.egress import Egress
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +52,13 @@ class Worker:
     serve_http: bool = True
     http_host: str = "0.0.0.0"
     stages: list[ConsumerStage] = field(default_factory=list)
+    broker_watch: BrokerWatch | None = None
 
     def readiness(self) -> tuple[bool, str]:
         if not self.stages:
             return False, "starting"
+        if self.broker_watch is not None and (gone := self.broker_watch.readiness()):
+            return gone
         for stage in self.stages:
             reason = stage.blocked_reason() if isinstance(stage, DeliverStage) else None
             if reason is not None:
@@ -63,12 +76,33 @@ class Worker:
                 "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
                 "with pixel tokens in RELAY_CONFIG)"
             )
-        await prepare_topics(settings, ingest=self.stage in ("all", "ingest"))
-        producer = await start_producer(settings.kafka_bootstrap, settings.kafka_idempotence)
+        ingest = self.stage in ("all", "ingest")
+        watch = self.broker_watch = BrokerWatch(
+            settings.kafka_bootstrap,
+            settings.broker_lost_exit_s,
+            probe=kafka_probe(settings.kafka_bootstrap, tls=broker_tls(settings)),
+            # Back: recreate the relay's own topics (a restarted embedded broker is empty);
+            # input topics are the producers' to create.
+            on_back=lambda: prepare_topics(settings, ingest=False),
+        )
+        if not await watch.wait_until_reachable(stop):
+            return  # stopped while waiting
+        await prepare_topics(settings, ingest=ingest)
+        # Records held while the broker is gone wait for it as long as the watch does,
+        # rather than failing the stage after aiokafka's default 30 s.
+        lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
+        producer = await start_producer(
+            settings, settings.kafka_idempotence, request_timeout_ms=lost_ms
+        )
         self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
         pixel_tokens = {p.id: p.pixel_token for p in settings.mapping.pixels.values()}
+        # The pool is never smaller than the requests the deliver stage keeps in flight.
+        egress = Egress.from_settings(settings)
+        egress = dataclasses.replace(
+            egress, max_connections=max(egress.max_connections, settings.max_in_flight_requests)
+        )
         credentials = {DEFAULT_CREDENTIAL: settings.credentials} | {
             named.name: named.credentials for named in settings.mapping.named_credentials
         }
@@ -78,11 +112,7 @@ class Worker:
                 clients = {
                     name: await clients_stack.enter_async_context(
                         XAdsClient(
-                            settings.api_base_url,
-                            creds,
-                            timeout_s=settings.request_timeout_s,
-                            max_connections=settings.max_in_flight_requests * 2,
-                            pixel_tokens=pixel_tokens,
+                            settings.api_base_url, creds, pixel_tokens=pixel_tokens, egress=egress
                         )
                     )
                     for name, creds in credentials.items()
@@ -108,17 +138,28 @@ class Worker:
                     )
                     self.stages.append(deliver)
                     self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
+                for stage in self.stages:
+                    stage.broker_ok = lambda: watch.connected
                 try:
                     if self.serve_http:
-                        runner = await start_health_server(
-                            self.metrics, self.readiness, self.http_host, settings.http_port
-                        )
-                    await self._run_stages(stop)
+                        try:
+                            runner = await start_health_server(
+                                self.metrics, self.readiness, self.http_host, settings.http_port
+                            )
+                        except OSError as exc:
+                            raise ConfigError(
+                                f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
+                                f"{settings.http_port}: {exc.strerror or exc}"
+                            ) from exc
+                    await self._run_stages(stop, watch)
                 finally:
                     if runner is not None:
                         await runner.cleanup()
         finally:
-            await producer.stop()
+            if watch.connected:
+                await producer.stop()
+            else:  # flushing would wait for the broker
+                await close_without_broker(producer.stop())
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
@@ -127,10 +168,11 @@ class Worker:
             self.metrics.total("relay_events_dropped"),
         )
 
-    async def _run_stages(self, stop: asyncio.Event) -> None:
+    async def _run_stages(self, stop: asyncio.Event, watch: BrokerWatch) -> None:
         # Both stages stop together; what ingest finished but delivery has not read yet waits
         # on the outbound topic (committed) for the next run.
         tasks = [asyncio.create_task(s.run(stop), name=s.stage) for s in self.stages]
+        tasks.append(asyncio.create_task(watch.run(stop), name="broker-watch"))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one stage failing stops the others
@@ -139,7 +181,13 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await stopper
         for result in results:
+            if isinstance(result, BrokerLost):
+                raise result
+        for result in results:
             if isinstance(result, BaseException):
+                gone = watch.readiness()
+                if gone is not None:  # a stage failing for want of a broker
+                    raise BrokerLost(f"{gone[1]}: {result!r}") from result
                 raise result
 
 
@@ -153,5 +201,9 @@ def run_worker(settings: Settings, stage: Stage) -> int:
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, stage).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BrokerLost as exc:
+        log.error("%s", exc)
+        return EXIT_BROKER_LOST
     return 0
