@@ -513,7 +513,7 @@ class Settings:
         256,
         "requests to X in flight at once",
         minimum=1,
-        maximum=4_096,
+        maximum=1_024,
     )
     max_in_flight_per_account: int = setting(
         "RELAY_MAX_IN_FLIGHT_PER_ACCOUNT",

@@ -360,7 +360,9 @@ class DeliverStage(ConsumerStage):
             return lane.paused_until - self.clock()
         probe_slot = self._probe_due(lane)
         if probe_slot is None and lane.next_ready(self.holds.target_held) is None:
-            return None
+            # Nothing to send now; a held target's next probe is a time to look again.
+            waits = [self.holds.admit(lane.credential, *slot).wait_s for slot in lane.waiting]
+            return min(waits) if waits else None
         async with contextlib.AsyncExitStack() as stack:
             await self._requests.acquire()
             stack.callback(self._requests.release)

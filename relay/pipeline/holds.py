@@ -122,7 +122,7 @@ class Holds:
         hold = self.credentials.get(name)
         if hold is None:
             log.error(
-                "X rejects the credential %r (401); holding its deliveries, probing every %.0fs",
+                "X rejects the credentials %r (401); holding their deliveries, probing every %.0fs",
                 name,
                 self.probe_s,
             )
@@ -148,7 +148,7 @@ class Holds:
 
     def release_credential(self, name: str) -> None:
         if self.credentials.pop(name, None) is not None:
-            log.warning("X accepts the credential %r again; its deliveries resume", name)
+            log.warning("X accepts the credentials %r again; their deliveries resume", name)
 
     def release_target(self, kind: str, target: str) -> None:
         if self.targets.pop((kind, target), None) is not None:
