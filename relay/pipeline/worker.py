@@ -122,9 +122,9 @@ class Worker:
                 if self.stage in ("all", "deliver"):
                     # Closed (the ledger written out) when the clients' stack unwinds, after the
                     # stages stopped and before the producer stops.
-                    ledger = await clients_stack.enter_async_context(
-                        DeliveredLedger(settings, batch_producer, self.metrics)
-                    )
+                    ledger = DeliveredLedger(settings, batch_producer, self.metrics)
+                    await ledger.start()
+                    clients_stack.push_async_callback(close_ledger, ledger, watch)
                     parking = await clients_stack.enter_async_context(
                         Parking(settings, batch_producer, self.metrics)
                     )
@@ -189,6 +189,17 @@ class Worker:
                 if gone is not None:  # a stage failing for want of a broker
                     raise BrokerLost(f"{gone[1]}: {result!r}") from result
                 raise result
+
+
+async def close_ledger(ledger: DeliveredLedger, watch: BrokerWatch) -> None:
+    """Write the ledger out; without a broker that cannot be: its last keys are lost (the
+    replays they would have stopped are the bounded duplicates), not the exit code."""
+    try:
+        await ledger.close()
+    except Exception as exc:
+        if watch.connected:
+            raise
+        log.warning("delivered ledger not written out (Kafka unreachable): %s", exc)
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:
