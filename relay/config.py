@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import ipaddress
 import os
 import re
@@ -101,6 +102,22 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class NamedCredentials:
+    """Credentials of their own for some accounts, pixels or apps (agencies, MMPs).
+
+    In `RELAY_CONFIG`: a table `[delivery_credentials.NAME]` with `accounts`, `pixels`, `apps`
+    and the four values, each also from `RELAY_CREDENTIALS_<NAME>_<VALUE>` or its `_FILE`
+    (which win over the file).
+    """
+
+    name: str
+    credentials: Credentials
+    accounts: tuple[str, ...] = ()
+    pixels: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Pixel:
     """A web event source (pixel) and the ad account that owns it."""
 
@@ -146,6 +163,7 @@ class MappingFile:
     token_accounts: tuple[str, ...] = ()
     apps: Mapping[str, App] = field(default_factory=dict)
     branch_apps: Mapping[str, BranchApp] = field(default_factory=dict)
+    named_credentials: tuple[NamedCredentials, ...] = ()
 
     def account_for_pixel(self, pixel_id: str) -> str | None:
         pixel = self.pixels.get(pixel_id)
@@ -483,14 +501,84 @@ class Settings:
         "RELAY_LINGER_S", 0.2, "how long a batch waits to fill", minimum=0, maximum=60
     )
     max_attempts: int = setting(
-        "RELAY_MAX_ATTEMPTS", 6, "attempts per request before dead-lettering", minimum=1
+        "RELAY_MAX_ATTEMPTS",
+        6,
+        "attempts per request before dead-lettering, for failures an outage of X does not "
+        "explain (408, 423, a 5xx while X answers the others); outages: RELAY_RETRY_FOR_S",
+        minimum=1,
     )
+    # App conversions go one per request: X's 100-300 ms latency needs many in flight.
     max_in_flight_requests: int = setting(
         "RELAY_MAX_IN_FLIGHT_REQUESTS",
-        8,
+        256,
         "requests to X in flight at once",
         minimum=1,
         maximum=1_024,
+    )
+    max_in_flight_per_account: int = setting(
+        "RELAY_MAX_IN_FLIGHT_PER_ACCOUNT",
+        32,
+        "requests to X in flight at once for one account",
+        minimum=1,
+        maximum=1_024,
+    )
+    retry_for_s: float = setting(
+        "RELAY_RETRY_FOR_S",
+        21_600.0,
+        "how long 5xx, timeouts and connection errors are retried before retries_exhausted",
+        above=0,
+    )
+    mobile_mode: str = setting(
+        "RELAY_MOBILE_MODE",
+        "record",
+        "app conversions: record (conversion_event) or check (conversion_attribution only)",
+        choices=("record", "check"),
+    )
+    circuit_failure_ratio: float = setting(
+        "RELAY_CIRCUIT_FAILURE_RATIO",
+        0.8,
+        "share of X's recent answers failing (5xx, timeouts) that pauses all delivery",
+        above=0,
+        maximum=1,
+    )
+    circuit_probe_s: float = setting(
+        "RELAY_CIRCUIT_PROBE_S", 5.0, "while X fails, one probe request this often", above=0
+    )
+    hold_probe_s: float = setting(
+        "RELAY_HOLD_PROBE_S",
+        30.0,
+        "probe interval of a credential X rejects (401): one request per credential",
+        above=0,
+    )
+    target_probe_s: float = setting(
+        "RELAY_TARGET_PROBE_S",
+        30.0,
+        "probe interval of an account, pixel or app X refuses (403/404): one event each",
+        above=0,
+    )
+    max_lane_events: int = setting(
+        "RELAY_MAX_LANE_EVENTS",
+        20_000,
+        "events held in memory per account; its partitions pause above",
+        minimum=1,
+    )
+    max_lane_bytes: int = setting(
+        "RELAY_MAX_LANE_BYTES", 32 * 1024 * 1024, "bytes held in memory per account", minimum=1
+    )
+    max_buffered_bytes: int = setting(
+        "RELAY_MAX_BUFFERED_BYTES",
+        256 * 1024 * 1024,
+        "partitions pause above this many bytes held in memory",
+        minimum=1,
+    )
+    app_tags_refresh_s: float = setting(
+        "RELAY_APP_TAGS_REFRESH_S",
+        900.0,
+        "how often an account's app event tags (conversion windows) are read again",
+        above=0,
+    )
+    lane_idle_s: float = setting(
+        "RELAY_LANE_IDLE_S", 30.0, "an account idle this long leaves memory", above=0
     )
     request_timeout_s: float = setting(
         "RELAY_REQUEST_TIMEOUT_S", 30.0, "timeout of one request to X", above=0, maximum=600
@@ -512,6 +600,12 @@ class Settings:
         "how long SIGTERM waits for in-flight work",
         minimum=0,
         maximum=3_600,
+    )
+    kafka_group_instance_id: str | None = setting(
+        "RELAY_KAFKA_GROUP_INSTANCE_ID",
+        None,
+        "static group membership: a restart under the same id keeps its partitions "
+        "(default: $POD_NAME when set)",
     )
     broker_lost_exit_s: float = setting(
         "RELAY_BROKER_LOST_EXIT_S",
@@ -676,6 +770,11 @@ class Settings:
         return []
 
     @property
+    def revoke_drain_s(self) -> float:
+        # Well inside the session timeout, so that the member is not evicted mid-drain.
+        return min(self.shutdown_grace_s, self.kafka_session_timeout_ms / 2000)
+
+    @property
     def outbound_topic(self) -> str:
         return f"{self.topic_prefix}.outbound"
 
@@ -792,6 +891,7 @@ def parse_mapping(data: Mapping[str, Any]) -> MappingFile:
         token_accounts=accounts,
         apps=_apps(_entries(data, "apps")),
         branch_apps=_branch_apps(_entries(data, "branch_apps")),
+        named_credentials=_named_credentials(data.get("delivery_credentials")),
     )
 
 
@@ -846,6 +946,73 @@ def _branch_apps(entries: list[Any]) -> dict[str, BranchApp]:
         app = BranchApp(str(entry["id"]), ios and str(ios), android and str(android))
         branch[app.id] = app
     return branch
+
+
+CREDENTIAL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CREDENTIAL_VALUES: Final = (
+    "consumer_key",
+    "consumer_secret",
+    "access_token",
+    "access_token_secret",
+)
+
+
+def _named_credentials(raw: Any) -> tuple[NamedCredentials, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("delivery_credentials must be a table of named tables")
+    result = []
+    for name, entry in raw.items():
+        if not CREDENTIAL_NAME.fullmatch(str(name)) or str(name) == "default":
+            raise ConfigError(f"delivery_credentials: {name!r} is no usable name")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"delivery_credentials.{name} must be a table")
+        lists = {}
+        for what in ("accounts", "pixels", "apps"):
+            values = entry.get(what, [])
+            if not isinstance(values, list):
+                raise ConfigError(f"delivery_credentials.{name}.{what} must be a list")
+            lists[what] = tuple(str(v) for v in values)
+        creds = credentials_from({k: entry.get(k, "") for k in CREDENTIAL_VALUES})
+        result.append(NamedCredentials(str(name), creds or Credentials.empty(), **lists))
+    return tuple(result)
+
+
+def _with_env_credentials(
+    mapping: MappingFile, env: Mapping[str, str], problems: list[Problem]
+) -> MappingFile:
+    """`RELAY_CREDENTIALS_<NAME>_<VALUE>` (or `..._FILE`) win over the file's values."""
+    resolved = []
+    for named in mapping.named_credentials:
+        prefix = "RELAY_CREDENTIALS_" + re.sub(r"[^A-Z0-9]", "_", named.name.upper()) + "_"
+        values: dict[str, str] = {}
+        for key in CREDENTIAL_VALUES:
+            variable = prefix + key.upper()
+            if env.get(variable):
+                values[key] = env[variable]
+            elif env.get(variable + "_FILE"):
+                try:
+                    values[key] = Path(env[variable + "_FILE"]).read_text("utf-8").strip()
+                except OSError as exc:
+                    problems.append(Problem(variable + "_FILE", f"cannot read: {exc.strerror}"))
+        creds = named.credentials
+        merged = Credentials(
+            values.get("consumer_key", creds.consumer_key),
+            Secret(values["consumer_secret"])
+            if "consumer_secret" in values
+            else creds.consumer_secret,
+            values.get("access_token", creds.access_token),
+            Secret(values["access_token_secret"])
+            if "access_token_secret" in values
+            else creds.access_token_secret,
+        )
+        if not merged.complete:
+            problems.append(
+                Problem("RELAY_CONFIG", f"delivery_credentials.{named.name} lacks a value")
+            )
+        resolved.append(dataclasses.replace(named, credentials=merged))
+    return dataclasses.replace(mapping, named_credentials=tuple(resolved))
 
 
 def load_mapping(path: Path | None) -> MappingFile:
@@ -942,8 +1109,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             value = _read(row.name, env, problems)
             if value is not None:
                 values[row.field] = value
+    if "kafka_group_instance_id" not in values and env.get("POD_NAME"):
+        values["kafka_group_instance_id"] = env["POD_NAME"]
     if "mapping" not in overrides:
-        values["mapping"] = _mapping(env, problems)
+        values["mapping"] = _with_env_credentials(_mapping(env, problems), env, problems)
     if "credentials" not in overrides:
         mapping: MappingFile = overrides.get("mapping") or values["mapping"]
         values["credentials"] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -68,7 +69,7 @@ def requests_with_status(m: Metrics, status: str) -> float:
     [
         {"error_rates": {"503": 0.5, "500": 0.2}, "seed": 3},
         {"drop_rate": 0.4, "seed": 4},
-        {"storm_s": 1.5},
+        {"storm_s": 4.0},  # longer than the worker takes to join its groups
     ],
     ids=["5xx", "dropped-connections", "429-storm"],
 )
@@ -96,25 +97,36 @@ async def test_transient_failures_cost_retries_not_events(
     assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
 
 
-async def test_a_failure_that_outlasts_the_retries_dead_letters_with_the_attempts(
+async def test_an_outage_that_outlasts_the_retry_time_dead_letters_with_the_attempts(
     kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
 ) -> None:
+    # X answering only 500 is an outage: the attempts are not charged against
+    # RELAY_MAX_ATTEMPTS; the events are held for RELAY_RETRY_FOR_S, then dead-lettered.
     settings = make_settings(
-        kafka_bootstrap, topic_prefix, sandbox.url, RELAY_MAX_ATTEMPTS=3, RELAY_RETRY_BASE_S=0.05
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_MAX_ATTEMPTS=3,
+        RELAY_RETRY_BASE_S=0.05,
+        RELAY_RETRY_MAX_S=0.2,
+        RELAY_RETRY_FOR_S=2,
+        RELAY_CIRCUIT_PROBE_S=0.1,
     )
     await produce_values(kafka_bootstrap, next(iter(settings.inputs)), events(40, 22))
     await set_faults(sandbox.url, {"error_rates": {"500": 1.0}})
     worker = Worker(settings, serve_http=False)
     await run_until_settled(worker, 40)
     assert worker.metrics.total("relay_events_dead_lettered") == 40
-    assert requests_with_status(worker.metrics, "500") >= 3
+    assert requests_with_status(worker.metrics, "500") > 3
     dead = await read_all(kafka_bootstrap, settings.dlq_topic, 40)
     assert len(dead) == 40
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert headers["relay.error.class"] == "retries_exhausted"
-    assert headers["relay.error.attempts"] == "3"
+    assert int(headers["relay.error.attempts"]) > 3
     assert headers["relay.error.http_status"] == "500"
-    assert headers["relay.error.first_attempt_at"] <= headers["relay.error.last_attempt_at"]
+    first = datetime.fromisoformat(headers["relay.error.first_attempt_at"])
+    last = datetime.fromisoformat(headers["relay.error.last_attempt_at"])
+    assert (last - first).total_seconds() >= 2.0
     assert "conversion_time" in outbound.decode(dead[0].value).payload_dict()
 
 
@@ -134,5 +146,74 @@ async def test_the_account_budget_is_kept_without_a_single_429(
         elapsed = asyncio.get_running_loop().time() - started
         assert worker.metrics.total("relay_events_delivered") == 2500
         assert requests_with_status(worker.metrics, "429") == 0
-        # The bucket starts empty and refills at 500/s: 2,500 events cannot pass in < 4 s.
-        assert elapsed >= 4.0
+        # 2,500 events at 1,000 per window need three of X's windows: two resets at least.
+        assert elapsed >= 2.0
+
+
+async def test_an_outage_of_x_holds_delivery_then_resumes_without_dead_letters(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    count = 600
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_WEB_BATCH_SIZE=50,
+        RELAY_MAX_ATTEMPTS=2,
+        RELAY_RETRY_BASE_S=0.05,
+        RELAY_RETRY_MAX_S=0.3,
+        RELAY_CIRCUIT_PROBE_S=0.2,
+    )
+    await set_faults(sandbox.url, {"error_rates": {"503": 1.0}})
+    await produce_values(kafka_bootstrap, next(iter(settings.inputs)), events(count, 24))
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # X answers only 503: the circuit opens, readiness and a metric say why.
+        await wait_for(lambda: "unavailable" in worker.readiness()[1], 30, "the circuit")
+        assert worker.readiness()[0] is False
+        blocked = worker.metrics.registry.get_sample_value(
+            "relay_delivery_blocked", {"reason": "circuit_open"}
+        )
+        assert blocked == 1
+        failed = requests_with_status(worker.metrics, "503")
+        assert failed > settings.max_attempts  # an outage charges no attempts
+        await set_faults(sandbox.url, {})
+        await wait_for(
+            lambda: worker.metrics.total("relay_events_delivered") >= count, 60, "recovery"
+        )
+        assert worker.readiness()[0] is True
+    finally:
+        stop.set()
+        await task
+    assert worker.metrics.total("relay_events_dead_lettered") == 0
+    sandbox_stats = await stats(sandbox.url)
+    assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
+
+
+async def test_each_window_of_x_is_used_whole_when_batches_do_not_fit_it(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # 700 per window is no multiple of the 500-event batch: the relay sends what X says
+    # remains (a batch of 200) instead of waiting for the next window with 200 unspent.
+    env = {"RELAY_ACCOUNT_LIMIT": "700", "RELAY_ACCOUNT_WINDOW_S": "2"}
+    async with SandboxServer(load_sandbox_config(None, env)) as sandbox:
+        pixels = [p for p in usable_pixels(load_mapping(default_mapping_path()))][:1]
+        count = 2800
+        values = [s.value for s in generate_web(count, pixels, seed=25)]
+        settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, **env)
+        await produce_values(kafka_bootstrap, next(iter(settings.inputs)), values)
+        worker = Worker(settings, serve_http=False)
+        await run_until_settled(worker, count)
+        assert worker.metrics.total("relay_events_delivered") == count
+        assert requests_with_status(worker.metrics, "429") == 0
+        async with aiohttp.ClientSession() as s, s.get(f"{sandbox.url}/_sandbox/journal") as r:
+            entries = (await r.json())["conversions"]
+    per_window: dict[int, int] = {}
+    for entry in entries:
+        at = datetime.fromisoformat(entry["received_at"].replace("Z", "+00:00")).timestamp()
+        per_window[int(at // 2)] = per_window.get(int(at // 2), 0) + 1
+    windows = [per_window[w] for w in sorted(per_window)]
+    assert sum(windows) == count
+    assert all(n == 700 for n in windows[:-1]), windows

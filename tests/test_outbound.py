@@ -22,12 +22,18 @@ def test_round_trip_keeps_routing_and_payload_bytes() -> None:
     assert routed.payload_dict() == event.payload
 
 
-def test_web_ledger_key_is_pixel_and_conversion_id() -> None:
+def test_web_ledger_key_is_pixel_event_and_conversion_id() -> None:
     first = outbound.decode(outbound.encode(web_event("c1")))
     again = outbound.decode(outbound.encode(web_event("c1")))
     other = outbound.decode(outbound.encode(web_event("c2")))
     assert first.ledger_key == again.ledger_key != other.ledger_key
     assert len(first.ledger_key) == 32
+    # X dedups per (event, conversion_id): another event of the same order is another key.
+    event = web_event("c1")
+    another = OutboundEvent(
+        event.kind, event.budget_key, event.target, {**event.payload, "event_id": "o87nf"}
+    )
+    assert outbound.decode(outbound.encode(another)).ledger_key != first.ledger_key
 
 
 def test_app_ledger_key_follows_the_conversion_or_the_source_id() -> None:

@@ -81,7 +81,15 @@ async def test_redrive_under_a_running_worker_terminates_and_counts(
     """X keeps rejecting (403: an account the token may not use) and ingest keeps failing
     (unknown pixel): each pass sends each dead letter back once and stops at the end it saw;
     after RELAY_DLQ_MAX_REDRIVES passes, records are left alone unless forced."""
-    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, RELAY_DLQ_MAX_REDRIVES="2")
+    # A refused account is probed with one event at a time: often here, so that each pass's
+    # redriven events are refused (and dead-lettered) again within the test.
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_DLQ_MAX_REDRIVES="2",
+        RELAY_TARGET_PROBE_S="0.2",
+    )
     rejected = [
         orjson.dumps(
             {

@@ -42,7 +42,7 @@ DEAD_LETTER_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
         "unknown_pixel",
         "unknown_app",
     ),
-    "deliver": ("invalid_outbound", "unsupported_kind", "rejected", "retries_exhausted"),
+    "deliver": ("invalid_outbound", "rejected", "retries_exhausted"),
 }
 DROP_REASONS: Final = (
     "opted_out",
@@ -51,10 +51,11 @@ DROP_REASONS: Final = (
     "limit_ad_tracking",
     "no_device_id",
     "zero_device_id",
+    "duplicate_skipped",
 )
-ENDPOINTS: Final = ("measurement/conversions", "conversion_event")
+ENDPOINTS: Final = ("measurement/conversions", "conversion_event", "conversion_attribution")
 STATUSES: Final = ("200", "400", "401", "403", "404", "429", "500", "503", "error")
-RETRY_REASONS: Final = ("rate_limited", "split", "error")
+RETRY_REASONS: Final = ("rate_limited", "split", "outage", "error")
 ATTRIBUTION_OUTCOMES: Final = ("attributed", "unattributed")
 DEFAULT_TOP_ACCOUNTS: Final = 10
 # Record timestamp to X's 2xx: from sub-second (live) to hours (a backlog after an outage).
@@ -142,6 +143,28 @@ class Metrics:
             "relay_partition_revocations",
             "Rebalances that took partitions from this worker.",
             "stage",
+        )
+        # The delivery engine: what holds it, what X said.
+        self.delivery_blocked = gauge(
+            "relay_delivery_blocked",
+            "1 while delivery is held: circuit_open (X failing), credential_rejected (401).",
+            "reason",
+        )
+        for reason in ("circuit_open", "credential_rejected"):
+            self.delivery_blocked.labels(reason).set(0)
+        self.held_targets = gauge(
+            "relay_held_targets", "Accounts, pixels or apps X refuses (403/404)."
+        )
+        self.target_holds = counter(
+            "relay_target_holds", "Targets held after a 403/404.", "kind", "code"
+        )
+        self.processed_mismatch = counter(
+            "relay_conversions_processed_mismatch",
+            "2xx answers whose conversions_processed differs from what was sent.",
+            "kind",
+        )
+        self.tokens_refunded = counter(
+            "relay_ratelimit_tokens_refunded", "Budget given back for events X did not count."
         )
         self.commits = counter("relay_offset_commits", "Offset commits by stage.", "stage")
         self.lag = gauge(

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COMMIT_INTERVAL_S: Final = 0.5
+COMMIT_DEBOUNCE_S: Final = 0.05  # a finished batch commits this soon, not at the next tick
 POLL_TIMEOUT_MS: Final = 200
 MAX_RECORDS_PER_POLL: Final = 5000
 CLOSE_WITHOUT_BROKER_S: Final = 2.0  # closing would wait for the broker: don't, for long
@@ -42,6 +43,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stage.on_assigned(set(assigned))
+        await self.stage.prepare_assigned(set(assigned))
 
 
 async def unless_stopped(work: Coroutine[Any, Any, T], stopped: asyncio.Task[Any]) -> T | None:
@@ -75,7 +77,8 @@ class ConsumerStage(abc.ABC):
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self._failure: BaseException | None = None
-        self._paused = False
+        self._paused: set[TopicPartition] = set()
+        self._commit_wanted = asyncio.Event()
         # The worker's broker watch: while the broker is gone, commits would only wait.
         self.broker_ok: Callable[[], bool] = lambda: True
 
@@ -89,7 +92,7 @@ class ConsumerStage(abc.ABC):
     async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
-    def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
+    def new_consumer(self, topics: list[str], group_id: str, **options: Any) -> AIOKafkaConsumer:
         consumer = make_consumer(
             self.settings,
             group_id=group_id,
@@ -99,9 +102,23 @@ class ConsumerStage(abc.ABC):
             fetch_max_bytes=32 * 1024 * 1024,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
+            group_instance_id=self.instance_id(group_id),
+            **options,
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer
+
+    def instance_id(self, group_id: str) -> str | None:
+        """Static membership: the same id after a restart keeps the member's partitions."""
+        base = self.settings.kafka_group_instance_id
+        return f"{base}-{self.stage}" if base else None
+
+    def commit_soon(self) -> None:
+        """Something finished: commit within `COMMIT_DEBOUNCE_S`, not at the next tick."""
+        self._commit_wanted.set()
+
+    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: B027
+        """Runs before the first records of newly assigned partitions are read."""
 
     def fail(self, exc: BaseException) -> None:
         """Stop the stage because of `exc` (it is raised from `run`)."""
@@ -117,7 +134,7 @@ class ConsumerStage(abc.ABC):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             self.metrics.revocations.labels(self.stage).inc()
-        await self.drain(self.settings.shutdown_grace_s, revoked)
+        await self.drain(self.settings.revoke_drain_s, revoked)
         await self.commit()
         self.tracker.forget(revoked)
         self.assigned -= revoked
@@ -139,20 +156,32 @@ class ConsumerStage(abc.ABC):
 
     async def _commit_loop(self) -> None:
         while True:
-            await asyncio.sleep(COMMIT_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._commit_wanted.wait(), COMMIT_INTERVAL_S)
+            if self._commit_wanted.is_set():
+                await asyncio.sleep(COMMIT_DEBOUNCE_S)
+                self._commit_wanted.clear()
             await self.commit()
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+    def partitions_to_pause(self, assignment: set[TopicPartition]) -> set[TopicPartition]:
+        """Backpressure: all partitions while the stage holds too much (stages refine it)."""
         held = self.tracker.in_flight()
         cap = self.settings.max_buffered_events
-        if not self._paused and held >= cap:
-            consumer.pause(*consumer.assignment())
-            self._paused = True
-            self.metrics.paused_partitions.set(len(consumer.assignment()))
-        elif self._paused and held < cap // 2:
-            consumer.resume(*consumer.assignment())
-            self._paused = False
-            self.metrics.paused_partitions.set(0)
+        if held >= cap or (self._paused and held >= cap // 2):
+            return set(assignment)
+        return set()
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        assignment = set(consumer.assignment())
+        wanted = self.partitions_to_pause(assignment) & assignment
+        if wanted == self._paused:
+            return
+        if resume := (self._paused - wanted) & assignment:
+            consumer.resume(*resume)
+        if pause := wanted - self._paused:
+            consumer.pause(*pause)
+        self._paused = wanted
+        self.metrics.paused_partitions.set(len(wanted))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain within the grace period, commit, close."""

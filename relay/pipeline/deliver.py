@@ -1,14 +1,17 @@
-"""The deliver stage: outbound topic -> per-account lane -> token bucket -> batch -> X.
+"""The deliver stage: outbound topic -> lanes -> budget -> senders -> X, and the wiring.
 
-    2xx            -> done (offsets finish)
-    400 on a batch -> split in halves until the invalid events stand alone; only they DLQ
-    401            -> hold everything, retry as a probe every `AUTH_PROBE_S`; no DLQ flood
-    403 / 404      -> dead-letter the batch with X's code (class `rejected`)
-    429            -> the account waits until X's reset time; not counted as an attempt
-    retryable      -> backoff with full jitter (or X's Retry-After); after `max_attempts`
-                      dead-letter with class `retries_exhausted`
+    intake    decode the routing line, put each record in the lane of its budget key
+    lanes     (lanes.py) per account: web batches per pixel, or single app requests
+    dispatch  per lane, up to RELAY_MAX_IN_FLIGHT_PER_ACCOUNT requests (and
+              RELAY_MAX_IN_FLIGHT_REQUESTS overall), each once the circuit, the holds and
+              the account's bucket let it go; a batch is never larger than the budget left
+    send      (senders.py) one sender per kind
+    decide    (policy.py) X's answer -> Done, RetryAfter, Split, HoldTarget, HoldCredential,
+              DeadLetter; carried out here
+    drain     on stop or revoke: send what is held, within a deadline
 
-A delivery offset finishes only after X answered 2xx or the dead letter was acknowledged.
+A delivery offset finishes only after X answered 2xx (and, for app conversions, X's
+attribution is on `<prefix>.attributions`) or the dead letter was acknowledged.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -27,24 +30,31 @@ from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
-from relay.pipeline import outbound
-from relay.pipeline.batching import Batch, Lane, Pending
+from relay.pipeline import outbound, policy
+from relay.pipeline.app_windows import AppWindows
+from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
-from relay.pipeline.ratelimit import TokenBucket
-from relay.pipeline.retry import full_jitter_delay
-from relay.xads.client import XAdsClient
-from relay.xads.errors import (
-    ApiError,
-    BadRequest,
-    RateLimited,
-    Unauthorized,
+from relay.pipeline.dlq import Failure, carried_headers, dead_letter
+from relay.pipeline.holds import Circuit, Holds
+from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
+from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.parking import (
+    DELIVER_ASSIGNORS,
+    DelayedGate,
+    ParkedRecord,
+    Parking,
+    origin_of,
+    park_count,
 )
+from relay.pipeline.ratelimit import TokenBucket
+from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
+from relay.xads.client import XAdsClient
+from relay.xads.errors import ApiError, TransportError
 
 log = logging.getLogger(__name__)
 
-AUTH_PROBE_S: Final = 30.0
-WEB_ENDPOINT: Final = "measurement/conversions"
+DEFAULT_CREDENTIAL: Final = "default"
+BUCKET_SWEEP_S: Final = 60.0
 
 
 class DeliverStage(ConsumerStage):
@@ -54,242 +64,563 @@ class DeliverStage(ConsumerStage):
         self,
         settings: Settings,
         producer: BatchProducer,
-        client: XAdsClient,
+        client: XAdsClient | Mapping[str, XAdsClient],
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.monotonic,
-        auth_probe_s: float = AUTH_PROBE_S,
+        auth_probe_s: float | None = None,
+        ledger: DeliveredLedger | None = None,
+        parking: Parking | None = None,
     ):
         super().__init__(settings, metrics)
         self.producer = producer
-        self.client = client
+        self.ledger = ledger
+        self.parking = parking
+        self.gate: DelayedGate | None = None
+        self.clients = (
+            {DEFAULT_CREDENTIAL: client} if isinstance(client, XAdsClient) else dict(client)
+        )
         self.clock = clock
-        self.auth_probe_s = auth_probe_s
-        self.credentials_rejected = False
-        self.lanes: dict[str, Lane] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._by_account: dict[str, str] = {}
+        self._by_pixel: dict[str, str] = {}
+        self._by_app: dict[str, str] = {}
+        for named in settings.mapping.named_credentials:
+            if named.name in self.clients:
+                self._by_account.update(dict.fromkeys(named.accounts, named.name))
+                self._by_pixel.update(dict.fromkeys(named.pixels, named.name))
+                self._by_app.update(dict.fromkeys(named.apps, named.name))
+        self.holds = Holds(
+            auth_probe_s or settings.hold_probe_s, clock, target_probe_s=settings.target_probe_s
+        )
+        self.circuit = Circuit(settings.circuit_failure_ratio, settings.circuit_probe_s, clock)
+        self.table = LaneTable(
+            lambda: TokenBucket(settings.account_limit, settings.account_window_s, clock)
+        )
+        self.windows = AppWindows(self._client_for_account, settings.app_tags_refresh_s)
+        self.senders: dict[str, Sender] = {
+            "web": WebSender(settings.use_pixel_token),
+            "app": AppSender(self.windows, settings.mobile_mode),
+        }
+        self.rules = policy.RetryRules(
+            settings.max_attempts, settings.retry_for_s, settings.retry_base_s, settings.retry_max_s
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._attempts: set[asyncio.Task[None]] = set()
         self._requests = asyncio.Semaphore(settings.max_in_flight_requests)
         self._progress = asyncio.Event()
         self._draining = False
+        self._revoking: set[TopicPartition] = set()
+        self._over_cap: set[str] = set()
+        self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
+        self._swept_at = clock()
+        self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
+        self.attributions = AttributionPublisher(producer)
+
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        return self.table.lanes
+
+    @property
+    def credentials_rejected(self) -> bool:
+        return bool(self.holds.credentials)
+
+    def blocked_reason(self) -> str | None:
+        """Why delivery is held (for readiness), naming a credential, never its value."""
+        if self.holds.credentials:
+            names = ", ".join(sorted(self.holds.credentials))
+            return f"X rejects the credentials (401): {names}"
+        if self.circuit.is_open:
+            return "X is unavailable (most requests fail): delivery paused, probing"
+        return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        return self.new_consumer([self.settings.outbound_topic], self.settings.deliver_group)
+        settings = self.settings
+        if self.parking is None:
+            return self.new_consumer([settings.outbound_topic], settings.deliver_group)
+        # Partition p of both topics on one member: an account's parked records come back
+        # to its owner.
+        consumer = self.new_consumer(
+            [settings.outbound_topic, settings.delayed_topic],
+            settings.deliver_group,
+            partition_assignment_strategy=DELIVER_ASSIGNORS,
+        )
+        self.gate = DelayedGate(consumer, self.metrics)
+        return consumer
+
+    def credential_for(self, routed: outbound.Routed) -> str:
+        """The named credentials of the record's pixel or app, else of its account."""
+        by_target = self._by_pixel if routed.kind == "web" else self._by_app
+        return by_target.get(routed.target) or self._by_account.get(
+            routed.budget_key, DEFAULT_CREDENTIAL
+        )
+
+    def _client_for_account(self, account: str) -> XAdsClient:
+        return self.clients[self._by_account.get(account, DEFAULT_CREDENTIAL)]
 
     # -- intake -------------------------------------------------------------------------
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         tracker = self.tracker
-        undecodable: list[tuple[TopicPartition, ConsumerRecord]] = []
-        touched: set[str] = set()
+        undecodable: list[Pending] = []
+        touched: set[Lane] = set()
+        now = self.clock()
         count = 0
+        duplicates = 0
         for tp, messages in batch.items():
+            delayed = tp.topic == self.settings.delayed_topic
+            if delayed and self.gate is not None:
+                messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
             for msg in messages:
                 count += 1
                 tracker.register(tp, msg.offset)
+                value: bytes = msg.value or b""
+                origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
                 try:
-                    routed = outbound.decode(msg.value)
+                    routed = outbound.decode(value)
                 except outbound.UnknownOutbound:
-                    undecodable.append((tp, msg))
+                    placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
+                    undecodable.append(
+                        Pending(tp, msg.offset, msg.key, value, placeholder, origin, parked)
+                    )
                     continue
-                key = routed.budget_key
-                timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
-                self._lane(key).add(
-                    routed.kind,
-                    routed.target,
-                    Pending(
-                        tp,
-                        msg.offset,
-                        msg.key,
-                        msg.value,
-                        routed.payload_dict(),
-                        timestamp_ms,
-                        carried_headers(msg.headers),
-                    ),
-                )
-                touched.add(key)
+                key = routed.ledger_key
+                if key in self._held_keys or (self.ledger is not None and self.ledger.seen(key)):
+                    # A replay: X has it, or its first copy waits here (a copy is written
+                    # after it on the same partition, so the commit cannot pass that first).
+                    tracker.finish(tp, msg.offset)
+                    duplicates += 1
+                    continue
+                self._held_keys[key] = tp
+                lane = self._lane(routed)
+                pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
+                pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                pending.headers = carried_headers(msg.headers)
+                lane.add(pending, now)
+                touched.add(lane)
+        if duplicates:
+            self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
+            self.commit_soon()
         self.metrics.consumed.labels("deliver").inc(count)
-        for key in touched:
-            self._wakeups[key].set()
-        for tp, msg in undecodable:
-            item = Pending(tp, msg.offset, msg.key, msg.value or b"", {})
-            await self._dead_letter(
-                None,
-                [item],
-                Failure("deliver", "invalid_outbound", "outbound record is not a relay event"),
-            )
+        for lane in touched:
+            lane.wakeup.set()
+            if self._parks(lane) and (overflow := self._overflow(lane)):
+                await self._park(lane, lane.take_oldest(overflow))
+        if undecodable:
+            failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
+            await self._dead_letter(None, undecodable, failure)
         self.metrics.buffered.set(tracker.in_flight())
+        if now - self._swept_at > BUCKET_SWEEP_S:
+            self._swept_at = now
+            self.table.expire_buckets(self.settings.account_window_s, now)
 
-    def _lane(self, key: str) -> Lane:
-        lane = self.lanes.get(key)
+    def _lane(self, routed: outbound.Routed) -> Lane:
+        # One lane per account and credentials (agencies may post for one account with
+        # several); one bucket per account.
+        credential = self.credential_for(routed)
+        account = routed.budget_key
+        key = account if credential == DEFAULT_CREDENTIAL else f"{account} {credential}"
+        lane = self.table.lanes.get(key)
         if lane is None:
             settings = self.settings
-            # Starts empty: a new owner of the account cannot know what the last one spent.
-            bucket = TokenBucket(settings.account_limit, settings.account_window_s, self.clock)
-            lane = self.lanes[key] = Lane(
+            lane = self.table.lanes[key] = Lane(
                 key,
-                bucket,
+                self.table.bucket(account),
                 min(settings.web_batch_size, settings.account_limit),
                 settings.linger_s,
+                credential=credential,
+                account=account,
+                last_active=self.clock(),
             )
-            self._wakeups[key] = asyncio.Event()
-            self._tasks[key] = asyncio.create_task(
-                self._run_lane(lane), name=f"lane-{len(self.lanes)}"
-            )
+            self._tasks[key] = asyncio.create_task(self._run_lane(lane), name="lane")
         return lane
 
-    # -- the lane loop: batch, wait for budget, send ----------------------------------------
+    def partitions_to_pause(self, assignment: set[TopicPartition]) -> set[TopicPartition]:
+        """All partitions over the global caps; else those feeding an account over its caps
+        (until it is back under half of them)."""
+        settings = self.settings
+        paused = super().partitions_to_pause(assignment)
+        if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
+            return set(assignment)
+        result: set[TopicPartition] = set()
+        for key, lane in self.table.lanes.items():
+            over = lane.held >= settings.max_lane_events or (
+                lane.held_bytes >= settings.max_lane_bytes
+            )
+            under_half = lane.held < settings.max_lane_events // 2 and (
+                lane.held_bytes < settings.max_lane_bytes // 2
+            )
+            if over:
+                self._over_cap.add(key)
+            elif under_half:
+                self._over_cap.discard(key)
+            if key in self._over_cap and not self._parks(lane):
+                result |= lane.partitions  # an account that parks its overflow needs no pause
+        return result
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        gate = self.gate
+        if gate is not None:
+            gate.release_due()
+        super()._apply_backpressure(consumer)
+        if gate is not None and gate.held:
+            consumer.pause(*gate.held)  # a resume for backpressure must not release them
+
+    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The delivered ledger of the new partitions is read before their first send."""
+        if self.ledger is not None and assigned:
+            await self.ledger.rebuild({tp.partition for tp in assigned})
+
+    async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
+        """Park events on the delayed topic; once acknowledged their offsets finish here."""
+        if not items or self.parking is None:
+            return
+        if wait_s is None:  # the time the events ahead of them need from the budget
+            wait_s = lane.held / lane.bucket.rate_per_s
+        due = time.time() + min(max(wait_s, 1.0), self.settings.account_window_s)
+        await self.parking.park(
+            [ParkedRecord(p.tp.partition, p.key, p.value, p.source, p.times_parked) for p in items],
+            due,
+        )
+        for p in items:
+            self.tracker.finish(p.tp, p.offset)
+            self._held_keys.pop(p.routed.ledger_key, None)
+        self.metrics.buffered.set(self.tracker.in_flight())
+        self.commit_soon()
+
+    def _overflow(self, lane: Lane) -> int:
+        """How many events to park to bring an account over its caps back to half of them."""
+        settings = self.settings
+        count = (
+            lane.held - settings.max_lane_events // 2 if lane.held > settings.max_lane_events else 0
+        )
+        if lane.held_bytes > settings.max_lane_bytes:
+            count = max(count, lane.held // 2)
+        return count
+
+    def _parks(self, lane: Lane) -> bool:
+        """Parking moves an account out of the way of others; while X is down (or rejects
+        its credentials) everybody waits alike, and backpressure is the cheaper way."""
+        return (
+            self.parking is not None
+            and not self.circuit.is_open
+            and lane.credential not in self.holds.credentials
+        )
+
+    def _held_overflow(self, lane: Lane) -> bool:
+        if self.parking is None or not lane.waiting or lane.parking:
+            return False
+        waiting = sum(len(b.items) for queue in lane.waiting.values() for b in queue)
+        return waiting > lane.batch_size
+
+    async def _park_held(self, lane: Lane) -> None:
+        try:
+            overflow = lane.take_waiting_overflow(lane.batch_size)
+            await self._park(lane, overflow, self.holds.target_interval_s)
+        except Exception as exc:  # the broker refused: stop rather than lose events
+            self.fail(exc)
+        finally:
+            lane.parking = False
+
+    # -- the lane loop: wait for the gates and the budget, then send ------------------------
 
     async def _run_lane(self, lane: Lane) -> None:
-        wakeup = self._wakeups[lane.key]
         try:
-            while True:
-                next_due = lane.flush_due(self.clock(), everything=self._draining)
-                if not lane.ready:
-                    wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wakeup.wait(), next_due)
+            while not lane.closed:
+                lane.wakeup.clear()
+                now = self.clock()
+                next_due = lane.flush_due(now, everything=self._draining)
+                lane.release_waiting(self.holds.target_held)
+                if self._held_overflow(lane):
+                    lane.parking = True  # a held target's later events: parked, bounded
+                    self._spawn(self._park_held(lane))
+                wait = await self._dispatch(lane)
+                if wait == 0:
                     continue
-                batch = lane.ready[0]
-                wait = lane.bucket.wait_time(len(batch.items))
-                if wait > 0:
-                    self.metrics.ratelimit_wait.inc(wait)
-                    await asyncio.sleep(wait)
-                    continue
-                lane.bucket.take(len(batch.items))
-                lane.ready.popleft()
-                async with self._requests:
-                    delay = await self._send(lane, batch)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if lane.idle and not lane.open and not lane.waiting:
+                    left = self.settings.lane_idle_s - (now - lane.last_active)
+                    if left <= 0:
+                        self._reclaim(lane)
+                        return
+                    wait = left if wait is None else min(wait, left)
+                timeouts = [t for t in (wait, next_due) if t is not None]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        lane.wakeup.wait(), max(min(timeouts), 0.001) if timeouts else None
+                    )
         except Exception as exc:  # a bug or a broken broker: stop rather than lose events
             self.fail(exc)
 
-    async def _send(self, lane: Lane, batch: Batch) -> float:
-        """One attempt; returns how long the lane should pause before its next send."""
-        now = time.time()
-        batch.attempts += 1
-        batch.first_attempt_at = batch.first_attempt_at or now
-        if batch.kind != "web":
-            await self._dead_letter(
-                lane,
-                batch.items,
-                self._failure_for(
-                    batch, "unsupported_kind", f"{batch.kind} delivery is not supported yet"
-                ),
-            )
-            return 0.0
-        started = time.monotonic()
-        try:
-            result = await self.client.post_web_conversions(
-                batch.target,
-                [p.payload for p in batch.items],
-                use_pixel_token=self.settings.use_pixel_token,
-            )
-        except ApiError as err:
-            self.metrics.api_requests.labels(WEB_ENDPOINT, str(err.status or "error")).inc()
-            return await self._on_error(lane, batch, err)
-        finally:
-            self.metrics.api_latency.labels(WEB_ENDPOINT).observe(time.monotonic() - started)
-        self.metrics.api_requests.labels(WEB_ENDPOINT, "200").inc()
-        self.metrics.batch_size.labels("web").observe(len(batch.items))
-        self.metrics.observe_delivered(
-            "web",
-            [p.payload for p in batch.items],
-            [p.timestamp_ms for p in batch.items],
-            account=lane.key,
-        )
-        if self.credentials_rejected:
-            log.info("X accepts the credentials again; delivery resumes")
-            self.credentials_rejected = False
-            self.metrics.credentials_ok.set(1)
-        limits = result.rate_limit
-        if limits.remaining is not None:
-            reset_in = limits.reset_epoch_s - time.time() if limits.reset_epoch_s else None
-            lane.bucket.observe_server(limits.remaining, reset_in)
-        self._finish(lane, batch.items)
-        return 0.0
+    async def _dispatch(self, lane: Lane) -> float | None:
+        """Start one request if everything allows it: 0 = started (look again), else the
+        seconds to wait (None: until something happens)."""
+        if lane.in_flight >= self.settings.max_in_flight_per_account:
+            return None
+        if self.clock() < lane.paused_until:
+            return lane.paused_until - self.clock()
+        probe_slot = self._probe_due(lane)
+        if probe_slot is None and lane.next_ready(self.holds.target_held) is None:
+            # Nothing to send now; a held target's next probe is a time to look again.
+            waits = [self.holds.admit(lane.credential, *slot).wait_s for slot in lane.waiting]
+            return min(waits) if waits else None
+        async with contextlib.AsyncExitStack() as stack:
+            await self._requests.acquire()
+            stack.callback(self._requests.release)
+            # The world may have moved while waiting for a request slot: decide again.
+            if lane.closed:
+                return None
+            probe_slot = self._probe_due(lane)
+            batch = lane.next_ready(self.holds.target_held) if probe_slot is None else None
+            if probe_slot is None and batch is None:
+                return None
+            circuit = self.circuit.admit()
+            if not circuit.go:
+                return circuit.wait_s
+            slot = probe_slot if probe_slot is not None else (batch.kind, batch.target)  # type: ignore[union-attr]
+            gate = self.holds.admit(lane.credential, *slot)
+            if not gate.go:
+                return gate.wait_s
+            probe = circuit.probe or gate.probe
+            bucket = lane.bucket
+            if not bucket.server_known and bucket.in_flight:
+                return None  # X's first answer tells the budget left; wait for it
+            count = min(1 if probe or batch is None else len(batch.items), bucket.available())
+            if count < 1:
+                wait = bucket.wait_time(1)
+                self.metrics.ratelimit_wait.inc(wait)
+                return max(wait, 0.005)
+            if probe_slot is not None:
+                sent = lane.take_waiting(probe_slot)
+            else:
+                assert batch is not None
+                sent = lane.take(batch, count)
+            bucket.take(len(sent.items))
+            if circuit.probe:
+                self.circuit.begin_probe()
+            if gate.probe:
+                self.holds.begin_probe(lane.credential, sent.kind, sent.target)
+            lane.in_flight += 1
+            self.peak_lane_in_flight = max(self.peak_lane_in_flight, lane.in_flight)
+            stack.pop_all()  # the attempt releases the request slot
+        self._spawn(self._attempt(lane, sent, probe))
+        return 0
 
-    async def _on_error(self, lane: Lane, batch: Batch, err: ApiError) -> float:
-        if isinstance(err, Unauthorized):
-            if not self.credentials_rejected:
-                log.error("X rejects the credentials (401 %s); holding all delivery", err.code)
-            self.credentials_rejected = True
-            self.metrics.credentials_ok.set(0)
-            batch.attempts -= 1  # the credentials, not the events, are at fault
-            lane.ready.appendleft(batch)
-            return self.auth_probe_s
-        if isinstance(err, RateLimited):
-            batch.attempts -= 1
-            wait = self._server_wait(err) or self._backoff(1)
-            lane.bucket.block_for(wait)
-            lane.ready.appendleft(batch)
-            self.metrics.retries.labels("rate_limited").inc()
-            self.ops.rate_limited(lane.key, wait, batch.target)
-            return 0.0
-        if isinstance(err, BadRequest) and len(batch.items) > 1:
-            # No partial success on web batches: bisect until the bad events stand alone.
-            first, second = batch.split()
-            lane.ready.appendleft(second)
-            lane.ready.appendleft(first)
-            self.metrics.retries.labels("split").inc()
-            self.ops.split(lane.key, batch.target, len(batch.items), err.code)
-            return 0.0
-        if not err.retryable:
-            if err.status in (403, 404):
-                self.ops.target_stopped(lane.key, batch.target, err.status, err.code)
-            await self._dead_letter(
-                lane, batch.items, self._failure_for(batch, "rejected", err.message, err)
-            )
-            return 0.0
-        if batch.attempts >= self.settings.max_attempts:
-            await self._dead_letter(
-                lane, batch.items, self._failure_for(batch, "retries_exhausted", err.message, err)
-            )
-            return 0.0
-        lane.ready.appendleft(batch)
-        self.metrics.retries.labels("error").inc()
-        delay = max(self._server_wait(err) or 0.0, self._backoff(batch.attempts))
-        log.info(
-            "deliver: %s; %d events again in %.2fs (attempt %d of %d)",
-            err,
-            len(batch.items),
-            delay,
-            batch.attempts,
-            self.settings.max_attempts,
-        )
-        return delay
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._attempts.add(task)
+        task.add_done_callback(self._attempts.discard)
 
-    def _backoff(self, attempt: int) -> float:
-        settings = self.settings
-        return full_jitter_delay(attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s)
-
-    @staticmethod
-    def _server_wait(err: ApiError) -> float | None:
-        """X's own wait: Retry-After, or the reset time when the budget is spent.
-
-        A reset time next to remaining budget is no retry hint: it is the window's end.
-        """
-        info = err.rate_limit
-        if info.retry_after_s is not None:
-            return info.retry_after_s
-        spent = isinstance(err, RateLimited) or info.remaining == 0
-        if spent and info.reset_epoch_s is not None:
-            return max(0.0, info.reset_epoch_s - time.time())
+    def _probe_due(self, lane: Lane) -> tuple[str, str] | None:
+        """A held target of this lane whose probe is due."""
+        for slot in lane.waiting:
+            if self.holds.admit(lane.credential, *slot).go:
+                return slot
         return None
+
+    # -- one attempt and what X's answer means ------------------------------------------------
+
+    async def _attempt(self, lane: Lane, batch: Batch, probe: bool) -> None:
+        batch.attempts += 1
+        batch.first_attempt_at = batch.first_attempt_at or time.time()
+        sender = self.senders[batch.kind]
+        account = lane.account if batch.kind == "app" and lane.account != batch.target else None
+        started = time.monotonic()
+        answer: Sent | ApiError
+        try:
+            answer = await sender.send(self.clients[lane.credential], batch, account)
+        except ApiError as err:
+            answer = err
+        except Exception as exc:
+            self._requests.release()
+            lane.in_flight -= 1
+            self.fail(exc)
+            return
+        self._requests.release()
+        lane.in_flight -= 1
+        self.metrics.api_latency.labels(sender.endpoint).observe(time.monotonic() - started)
+        status = "200" if isinstance(answer, Sent) else str(answer.status or "error")
+        self.metrics.api_requests.labels(sender.endpoint, status).inc()
+        try:
+            await self._settle(lane, batch, answer, probe)
+        except Exception as exc:  # the broker refused a dead letter or an attribution
+            self.fail(exc)
+        finally:
+            lane.last_active = self.clock()
+            lane.wakeup.set()
+            self._progress.set()
+
+    def _observe_budget(self, lane: Lane, batch: Batch, answer: Sent | ApiError) -> None:
+        size = len(batch.items)
+        if isinstance(answer, Sent):
+            counted = min(answer.processed, size)
+        elif isinstance(answer, TransportError):
+            counted = size  # X may have counted it; its next answer says
+        else:
+            counted = 0  # X answered an error: nothing processed (no partial success)
+        lane.bucket.settle(size, counted=counted)
+        if counted < size:
+            self.metrics.tokens_refunded.inc(size - counted)
+        info = answer.rate_limit
+        if info.remaining is not None:
+            reset_in = info.reset_epoch_s - time.time() if info.reset_epoch_s else None
+            lane.bucket.observe_server(info.remaining, reset_in, info.limit)
+
+    async def _settle(self, lane: Lane, batch: Batch, answer: Sent | ApiError, probe: bool) -> None:
+        err = answer if isinstance(answer, ApiError) else None
+        outage = err is not None and policy.is_outage(err)
+        self.circuit.record(not outage, probe=probe)
+        self._observe_budget(lane, batch, answer)
+        if err is None or (err.status not in (401, None) and not outage):
+            self._release(lane.credential, None)  # X took the credentials
+        if err is None or err.status in (400, 429):
+            self._release(None, (batch.kind, batch.target))  # X knows the target
+        action = policy.decide(
+            answer.processed if isinstance(answer, Sent) else answer,
+            policy.BatchState(
+                len(batch.items),
+                batch.attempts,
+                batch.charged,
+                batch.first_attempt_at or time.time(),
+                time.time(),
+                self.circuit.healthy,
+            ),
+            self.rules,
+        )
+        if probe and isinstance(action, policy.RetryAfter):
+            self.holds.abandon_probe(lane.credential, batch.kind, batch.target)
+        self._update_gauges()
+        if isinstance(action, policy.Done):
+            assert isinstance(answer, Sent)
+            await self._delivered(lane, batch, answer)
+            return
+        if isinstance(action, policy.DeadLetter | policy.HoldTarget):
+            assert err is not None
+            if isinstance(action, policy.HoldTarget):
+                self._hold_target(batch, err)
+            await self._dead_letter(lane, batch.items, self._failure_for(batch, action, err))
+            return
+        if self._lost(lane, batch):
+            return  # revoked meanwhile: the new owner reads these again; never retried here
+        if isinstance(action, policy.HoldCredential):
+            self.holds.hold_credential(lane.credential)
+            self._update_gauges()
+            lane.retry(batch)  # not charged: the credentials, not the events, are at fault
+        elif isinstance(action, policy.Split):
+            first, second = batch.split()  # no partial success: bisect to the bad events
+            lane.retry(second)
+            lane.retry(first)
+            self.metrics.retries.labels("split").inc()
+            self.ops.split(lane.account, batch.target, len(batch.items), err.code if err else None)
+        elif isinstance(action, policy.RetryAfter):
+            if action.counts_attempt:
+                batch.charged += 1
+            if action.block_account:
+                lane.bucket.block_for(action.delay_s)
+                self.ops.rate_limited(lane.account, action.delay_s, batch.target)
+            else:
+                lane.paused_until = max(lane.paused_until, self.clock() + action.delay_s)
+            lane.retry(batch)
+            self.metrics.retries.labels(action.reason).inc()
+            if action.reason != "rate_limited":
+                log.info(
+                    "deliver: %s; %d events again in %.2fs (attempt %d)",
+                    err,
+                    len(batch.items),
+                    action.delay_s,
+                    batch.attempts,
+                )
+
+    def _lost(self, lane: Lane, batch: Batch) -> bool:
+        return lane.closed or any(
+            p.tp in self._revoking or p.tp not in self.assigned for p in batch.items
+        )
+
+    def _release(self, credential: str | None, target: tuple[str, str] | None) -> None:
+        if credential is not None and credential in self.holds.credentials:
+            self.holds.release_credential(credential)
+            self._wake_all()
+        if target is not None and self.holds.target_held(*target):
+            self.holds.release_target(*target)
+            self._wake_all()
+        self._update_gauges()
+
+    def _hold_target(self, batch: Batch, err: ApiError) -> None:
+        if self.holds.hold_target(batch.kind, batch.target, err.code):
+            self.metrics.target_holds.labels(batch.kind, err.code or str(err.status)).inc()
+            account = batch.items[0].routed.budget_key
+            self.ops.target_stopped(account, batch.target, err.status, err.code)
+            log.error(
+                "X refuses %s target %s (%s %s): its events wait, probing every %.0fs",
+                batch.kind,
+                batch.target,
+                err.status,
+                err.code,
+                self.holds.target_interval_s,
+            )
+
+    def _update_gauges(self) -> None:
+        blocked = self.metrics.delivery_blocked
+        blocked.labels("credential_rejected").set(1 if self.holds.credentials else 0)
+        blocked.labels("circuit_open").set(1 if self.circuit.is_open else 0)
+        self.metrics.credentials_ok.set(0 if self.holds.credentials else 1)
+        self.metrics.held_targets.set(len(self.holds.targets))
+
+    def _wake_all(self) -> None:
+        for lane in self.table.lanes.values():
+            lane.wakeup.set()
+
+    async def _delivered(self, lane: Lane, batch: Batch, sent: Sent) -> None:
+        size = len(batch.items)
+        if sent.processed != size:
+            self.metrics.processed_mismatch.labels(batch.kind).inc()
+            log.warning(
+                "X processed %d of %d %s conversions sent to %s",
+                sent.processed,
+                size,
+                batch.kind,
+                batch.target,
+            )
+        if self.ledger is not None:
+            by_partition: dict[int, list[str]] = {}
+            for p in batch.items:
+                by_partition.setdefault(p.tp.partition, []).append(p.routed.ledger_key)
+            for partition, keys in by_partition.items():
+                self.ledger.record(partition, keys)
+        if batch.kind == "app" and sent.params is not None:
+            (item,) = batch.items
+            mode = self.settings.mobile_mode
+            source = item.source
+            record = attribution_record(
+                self.settings.attributions_topic,
+                sent.params,
+                sent.answer,
+                "check" if mode == "check" else "record",
+                (source.topic, source.partition, source.offset),
+            )
+            await self.attributions.publish(record)
+            self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
+        self.metrics.batch_size.labels(batch.kind).observe(size)
+        payloads = (
+            [sent.params]
+            if sent.params is not None
+            else [p.routed.payload_dict() for p in batch.items]
+        )
+        self.metrics.observe_delivered(
+            batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
+        )
+        self._finish(lane, batch.items)
 
     @staticmethod
     def _failure_for(
-        batch: Batch, error_class: str, message: str, err: ApiError | None = None
+        batch: Batch, action: policy.DeadLetter | policy.HoldTarget, err: ApiError
     ) -> Failure:
         return Failure(
             "deliver",
-            error_class,
-            message,
-            field=err.parameter if err else None,
-            http_status=err.status if err else None,
-            api_code=err.code if err else None,
+            action.error_class,
+            err.message,
+            field=err.parameter,
+            http_status=err.status,
+            api_code=err.code,
             attempts=batch.attempts,
             first_attempt_at=batch.first_attempt_at,
             last_attempt_at=time.time(),
@@ -297,17 +628,7 @@ class DeliverStage(ConsumerStage):
 
     async def _dead_letter(self, lane: Lane | None, items: list[Pending], failure: Failure) -> None:
         dlq = self.settings.dlq_topic
-        records = [
-            dead_letter(
-                dlq,
-                p.value,
-                p.key,
-                failure,
-                Origin(p.tp.topic, p.tp.partition, p.offset),
-                p.headers,
-            )
-            for p in items
-        ]
+        records = [dead_letter(dlq, p.value, p.key, failure, p.source, p.headers) for p in items]
         await self.producer.send_and_wait(records)
         self.metrics.dead_lettered.labels("deliver", failure.error_class).inc(len(items))
         self.ops.dead_lettered(
@@ -315,7 +636,7 @@ class DeliverStage(ConsumerStage):
             failure.error_class,
             len(items),
             failure.message,
-            account=lane.key if lane else None,
+            account=lane.account if lane else None,
             status=failure.http_status,
             code=failure.api_code,
         )
@@ -325,10 +646,12 @@ class DeliverStage(ConsumerStage):
         finish = self.tracker.finish
         for p in items:
             finish(p.tp, p.offset)
+            self._held_keys.pop(p.routed.ledger_key, None)
         if lane is not None:
-            lane.done(len(items))
+            lane.done(items)
         self.metrics.buffered.set(self.tracker.in_flight())
         self._progress.set()
+        self.commit_soon()
 
     # -- drain, revoke, close ---------------------------------------------------------------
 
@@ -338,8 +661,7 @@ class DeliverStage(ConsumerStage):
         deadline = time.monotonic() + deadline_s
         self._draining = True
         try:
-            for wakeup in self._wakeups.values():
-                wakeup.set()
+            self._wake_all()
             while self.tracker.in_flight(partitions) and self._failure is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -355,15 +677,35 @@ class DeliverStage(ConsumerStage):
             self._draining = False
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        await super().on_revoked(revoked)
-        for key, lane in list(self.lanes.items()):
-            lane.drop_partitions(revoked)
-            if lane.held == 0:
-                self._close_lane(key)
+        self._revoking |= revoked
+        try:
+            await super().on_revoked(revoked)
+        finally:
+            self._revoking -= revoked
+        if self.ledger is not None:
+            self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
+        if self.gate is not None:
+            self.gate.forget(revoked)
+        for key in [k for k, tp in self._held_keys.items() if tp in revoked]:
+            del self._held_keys[key]
+        self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
+        for key, lane in list(self.table.lanes.items()):
+            if lane.partitions & revoked or lane.idle:
+                lane.drop_partitions(revoked)
+                self._close_lane(key)  # its bucket went with the partition
+
+    def _still_owned(self) -> set[int]:
+        return {tp.partition for tp in self.assigned}
+
+    def _reclaim(self, lane: Lane) -> None:
+        self.table.reclaim(lane.key)
+        self._tasks.pop(lane.key, None)
 
     def _close_lane(self, key: str) -> None:
-        self.lanes.pop(key, None)
-        self._wakeups.pop(key, None)
+        lane = self.table.lanes.get(key)
+        if lane is not None:
+            lane.closed = True
+        self.table.reclaim(key)
         task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()
@@ -372,7 +714,10 @@ class DeliverStage(ConsumerStage):
         try:
             await super().run(stop)
         finally:
-            tasks = list(self._tasks.values())
-            for key in list(self.lanes):
+            tasks = [*self._tasks.values(), *self._attempts]
+            for key in list(self.table.lanes):
                 self._close_lane(key)
+            for task in self._attempts:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.windows.close()

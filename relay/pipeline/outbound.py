@@ -50,14 +50,19 @@ class Routed:
 def ledger_key_for(event: OutboundEvent, payload: bytes) -> str:
     """The key under which a delivered event is remembered (stable across replays).
 
-    Web: the pixel and X's own dedup key, conversion_id. App: X has no dedup key, so the key is
-    derived from the conversion as sent (app, device, type, time, value, ...), unless the
-    adapter gave a source event id.
+    Web: the pixel, the event and X's own dedup key, conversion_id. App: X has no dedup key,
+    so the key is derived from the conversion as sent (app, device, type, time, value, ...),
+    unless the adapter gave a source event id.
     """
     if event.ledger_key:
         basis = f"{event.kind}\x1f{event.target}\x1f{event.ledger_key}".encode()
     elif event.kind == "web":
-        basis = f"web\x1f{event.target}\x1f{event.payload.get('conversion_id', '')}".encode()
+        # X counts one conversion per (event, conversion_id): two events of one order differ.
+        payload_of = event.payload.get
+        basis = (
+            f"web\x1f{event.target}\x1f{payload_of('event_id', '')}"
+            f"\x1f{payload_of('conversion_id', '')}"
+        ).encode()
     else:
         basis = b"app\x1f" + event.target.encode() + b"\x1f" + payload
     return hashlib.sha256(basis).hexdigest()[:32]

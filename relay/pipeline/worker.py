@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from relay.pipeline.broker_watch import (
     kafka_probe,
 )
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.deliver import DeliverStage
+from relay.pipeline.deliver import DEFAULT_CREDENTIAL, DeliverStage
 from relay.pipeline.ingest import IngestStage
+from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.parking import Parking
 from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
 from relay.xads.egress import Egress
@@ -57,8 +60,9 @@ class Worker:
         if self.broker_watch is not None and (gone := self.broker_watch.readiness()):
             return gone
         for stage in self.stages:
-            if isinstance(stage, DeliverStage) and stage.credentials_rejected:
-                return False, "X rejects the credentials (401)"
+            reason = stage.blocked_reason() if isinstance(stage, DeliverStage) else None
+            if reason is not None:
+                return False, reason
             if stage.consumer is None:
                 return False, f"{stage.stage} consumer not running"
         return True, "consuming (partitions assigned or waiting for assignment)"
@@ -94,39 +98,68 @@ class Worker:
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
         pixel_tokens = {p.id: p.pixel_token for p in settings.mapping.pixels.values()}
-        async with XAdsClient(
-            settings.api_base_url,
-            settings.credentials,
-            pixel_tokens=pixel_tokens,
-            egress=Egress.from_settings(settings),
-        ) as client:
-            if self.stage in ("all", "ingest"):
-                self.stages.append(IngestStage(settings, batch_producer, self.metrics))
-            if self.stage in ("all", "deliver"):
-                deliver = DeliverStage(settings, batch_producer, client, self.metrics)
-                self.stages.append(deliver)
-                self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
-            for stage in self.stages:
-                stage.broker_ok = lambda: watch.connected
-            try:
-                if self.serve_http:
-                    try:
-                        runner = await start_health_server(
-                            self.metrics, self.readiness, self.http_host, settings.http_port
+        # The pool is never smaller than the requests the deliver stage keeps in flight.
+        egress = Egress.from_settings(settings)
+        egress = dataclasses.replace(
+            egress, max_connections=max(egress.max_connections, settings.max_in_flight_requests)
+        )
+        credentials = {DEFAULT_CREDENTIAL: settings.credentials} | {
+            named.name: named.credentials for named in settings.mapping.named_credentials
+        }
+        try:
+            async with contextlib.AsyncExitStack() as clients_stack:
+                # One pooled session per set of credentials.
+                clients = {
+                    name: await clients_stack.enter_async_context(
+                        XAdsClient(
+                            settings.api_base_url, creds, pixel_tokens=pixel_tokens, egress=egress
                         )
-                    except OSError as exc:
-                        raise ConfigError(
-                            f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
-                            f"{settings.http_port}: {exc.strerror or exc}"
-                        ) from exc
-                await self._run_stages(stop, watch)
-            finally:
-                if runner is not None:
-                    await runner.cleanup()
-                if watch.connected:
-                    await producer.stop()
-                else:  # flushing would wait for the broker
-                    await close_without_broker(producer.stop())
+                    )
+                    for name, creds in credentials.items()
+                }
+                if self.stage in ("all", "ingest"):
+                    self.stages.append(IngestStage(settings, batch_producer, self.metrics))
+                if self.stage in ("all", "deliver"):
+                    # Closed (the ledger written out) when the clients' stack unwinds, after the
+                    # stages stopped and before the producer stops.
+                    ledger = DeliveredLedger(settings, batch_producer, self.metrics)
+                    await ledger.start()
+                    clients_stack.push_async_callback(close_ledger, ledger, watch)
+                    parking = await clients_stack.enter_async_context(
+                        Parking(settings, batch_producer, self.metrics)
+                    )
+                    deliver = DeliverStage(
+                        settings,
+                        batch_producer,
+                        clients,
+                        self.metrics,
+                        ledger=ledger,
+                        parking=parking,
+                    )
+                    self.stages.append(deliver)
+                    self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
+                for stage in self.stages:
+                    stage.broker_ok = lambda: watch.connected
+                try:
+                    if self.serve_http:
+                        try:
+                            runner = await start_health_server(
+                                self.metrics, self.readiness, self.http_host, settings.http_port
+                            )
+                        except OSError as exc:
+                            raise ConfigError(
+                                f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
+                                f"{settings.http_port}: {exc.strerror or exc}"
+                            ) from exc
+                    await self._run_stages(stop, watch)
+                finally:
+                    if runner is not None:
+                        await runner.cleanup()
+        finally:
+            if watch.connected:
+                await producer.stop()
+            else:  # flushing would wait for the broker
+                await close_without_broker(producer.stop())
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
@@ -156,6 +189,17 @@ class Worker:
                 if gone is not None:  # a stage failing for want of a broker
                     raise BrokerLost(f"{gone[1]}: {result!r}") from result
                 raise result
+
+
+async def close_ledger(ledger: DeliveredLedger, watch: BrokerWatch) -> None:
+    """Write the ledger out; without a broker that cannot be: its last keys are lost (the
+    replays they would have stopped are the bounded duplicates), not the exit code."""
+    try:
+        await ledger.close()
+    except Exception as exc:
+        if watch.connected:
+            raise
+        log.warning("delivered ledger not written out (Kafka unreachable): %s", exc)
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:

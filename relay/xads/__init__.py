@@ -1,6 +1,12 @@
 """The X Ads API: the async client, OAuth 1.0a signing, and the errors it raises."""
 
-from relay.xads.client import AccountResource, Page, WebConversionsResult, XAdsClient
+from relay.xads.client import (
+    AccountResource,
+    AppConversionResult,
+    Page,
+    WebConversionsResult,
+    XAdsClient,
+)
 from relay.xads.errors import (
     ApiError,
     BadRequest,
@@ -16,6 +22,7 @@ from relay.xads.errors import (
 __all__ = [
     "AccountResource",
     "ApiError",
+    "AppConversionResult",
     "BadRequest",
     "Forbidden",
     "NotFound",

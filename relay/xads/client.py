@@ -47,6 +47,14 @@ class WebConversionsResult:
     rate_limit: RateLimitInfo
 
 
+@dataclass(frozen=True, slots=True)
+class AppConversionResult:
+    """X's answer to one app conversion (recorded or checked): `data` and the headers."""
+
+    data: Json
+    rate_limit: RateLimitInfo
+
+
 T = TypeVar("T")
 
 ParamValue = str | int | bool | Sequence[str] | None
@@ -214,13 +222,20 @@ class XAdsClient:
         use_pixel_token: bool = False,
     ) -> WebConversionsResult:
         """POST /12/measurement/conversions/:pixel_id (up to 500 conversions, all or nothing)."""
+        body = orjson.dumps({"conversions": list(conversions)})
+        return await self.post_web_conversions_body(pixel_id, body, use_pixel_token=use_pixel_token)
+
+    async def post_web_conversions_body(
+        self, pixel_id: str, body: bytes, *, use_pixel_token: bool = False
+    ) -> WebConversionsResult:
+        """The same with the JSON body ready (the relay joins its payloads as bytes)."""
         path = f"/{API_VERSION}/measurement/conversions/{pixel_id}"
         pixel_token = self.pixel_tokens.get(pixel_id) if use_pixel_token else None
-        status, headers, body = await self._request(
-            "POST", path, json_body={"conversions": list(conversions)}, pixel_token=pixel_token
+        status, headers, answer = await self._request(
+            "POST", path, raw_body=body, pixel_token=pixel_token
         )
-        data = body.get("data") if isinstance(body, dict) else None
-        request = body.get("request", {}) if isinstance(body, dict) else {}
+        data = answer.get("data") if isinstance(answer, dict) else None
+        request = answer.get("request", {}) if isinstance(answer, dict) else {}
         params = request.get("params", {}) if isinstance(request, dict) else {}
         if not isinstance(data, dict):
             raise ApiError("success answer without data", status=status)
@@ -228,6 +243,24 @@ class XAdsClient:
             conversions_processed=int(data.get("conversions_processed", 0)),
             debug_id=data.get("debug_id"),
             account_id=params.get("account_id") if isinstance(params, dict) else None,
+            rate_limit=RateLimitInfo.from_headers(headers),
+        )
+
+    async def record_conversion_event(self, params: Mapping[str, Any]) -> AppConversionResult:
+        """POST /12/conversion_event with the rate-limit headers of X's answer."""
+        return await self._app_call("POST", f"/{API_VERSION}/conversion_event", params)
+
+    async def check_conversion_attribution(self, params: Mapping[str, Any]) -> AppConversionResult:
+        """GET /12/conversion_attribution with the rate-limit headers of X's answer."""
+        return await self._app_call("GET", f"/{API_VERSION}/conversion_attribution", params)
+
+    async def _app_call(
+        self, method: str, path: str, params: Mapping[str, Any]
+    ) -> AppConversionResult:
+        _, headers, body = await self._request(method, path, params=query_params(params))
+        data = body.get("data") if isinstance(body, dict) else None
+        return AppConversionResult(
+            data=data if isinstance(data, dict) else {},
             rate_limit=RateLimitInfo.from_headers(headers),
         )
 
@@ -259,6 +292,7 @@ class XAdsClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
+        raw_body: bytes | None = None,
         pixel_token: Secret | None = None,
     ) -> tuple[int, Mapping[str, str], Any]:
         if self._session is None:
@@ -267,9 +301,8 @@ class XAdsClient:
         if params:
             url += "?" + urlencode(params)
         headers: dict[str, str] = {}
-        data: bytes | None = None
-        if json_body is not None:
-            data = orjson.dumps(json_body)
+        data = raw_body if json_body is None else orjson.dumps(json_body)
+        if data is not None:
             headers["Content-Type"] = "application/json"
         if pixel_token:
             headers["X-Pixel-Token"] = pixel_token.reveal()

@@ -1,0 +1,292 @@
+"""Per budget key (ad account): the queue of what waits to go to X, and the table of lanes.
+
+A lane holds its events as batches: web events gather per pixel until the batch size or the
+linger; each app event is a batch of one (one conversion per request), so an app lane is a
+window of single requests sent many at a time. Batches of a target X refused wait aside
+(`waiting`) so that the account's other targets keep going. Caps in events and bytes tell
+the stage when to stop reading the lane's partitions.
+
+Lanes idle for a while are reclaimed; their token bucket stays in `LaneTable.buckets` (a few
+hundred bytes each) for a window, so 10,000 accounts cost little, and a returning account
+does not start from an empty bucket again. Buckets of revoked partitions are dropped: a new
+owner of the account cannot know what this one spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from relay.pipeline.dlq import Origin
+from relay.pipeline.outbound import Routed
+from relay.pipeline.ratelimit import TokenBucket
+
+
+@dataclass(slots=True)
+class Pending:
+    """One outbound record held by the deliver stage until X or the DLQ took it."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes
+    routed: Routed
+    origin: Origin | None = None  # a parked record's outbound origin (else tp and offset)
+    times_parked: int = 0
+    timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
+    headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
+
+    @property
+    def source(self) -> Origin:
+        return self.origin or Origin(self.tp.topic, self.tp.partition, self.offset)
+
+    @property
+    def size(self) -> int:
+        return len(self.value)
+
+
+@dataclass(slots=True)
+class Batch:
+    kind: str
+    target: str
+    items: list[Pending]
+    attempts: int = 0  # every try
+    first_attempt_at: float | None = None  # epoch seconds
+    charged: int = 0  # tries counted against RELAY_MAX_ATTEMPTS (not outages, 401s, 429s)
+
+    def split(self) -> tuple[Batch, Batch]:
+        return self.split_at(len(self.items) // 2)
+
+    def split_at(self, count: int) -> tuple[Batch, Batch]:
+        head, tail = self.items[:count], self.items[count:]
+        return (
+            Batch(self.kind, self.target, head, self.attempts, self.first_attempt_at, self.charged),
+            Batch(self.kind, self.target, tail, self.attempts, self.first_attempt_at, self.charged),
+        )
+
+
+@dataclass(eq=False)
+class Lane:
+    """The events of one budget key: open batches, ready batches, held targets' batches."""
+
+    key: str
+    bucket: TokenBucket
+    batch_size: int
+    linger_s: float
+    credential: str = "default"
+    account: str = ""  # the budget key (lanes of one account with other credentials share it)
+    open: dict[str, list[Pending]] = field(default_factory=dict)
+    opened_at: dict[str, float] = field(default_factory=dict)
+    ready: deque[Batch] = field(default_factory=deque)
+    waiting: dict[tuple[str, str], deque[Batch]] = field(default_factory=dict)
+    held: int = 0
+    held_bytes: int = 0
+    in_flight: int = 0  # requests
+    paused_until: float = 0.0  # monotonic; a retry's backoff
+    partitions: set[TopicPartition] = field(default_factory=set)
+    last_active: float = 0.0
+    closed: bool = False  # its partitions were revoked: nothing of it is retried
+    parking: bool = False  # a park of its held targets' events is under way
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, item: Pending, now: float) -> None:
+        routed = item.routed
+        self.held += 1
+        self.held_bytes += item.size
+        self.partitions.add(item.tp)
+        self.last_active = now
+        if routed.kind == "app":  # one conversion per request: ready at once
+            self.ready.append(Batch("app", routed.target, [item]))
+            return
+        items = self.open.get(routed.target)
+        if items is None:
+            items = self.open[routed.target] = []
+            self.opened_at[routed.target] = now
+        items.append(item)
+        if len(items) >= self.batch_size:
+            self._close(routed.target)
+
+    def _close(self, target: str) -> None:
+        items = self.open.pop(target)
+        self.opened_at.pop(target, None)
+        self.ready.append(Batch("web", target, items))
+
+    def flush_due(self, now: float, *, everything: bool = False) -> float | None:
+        """Close batches whose linger expired (all with `everything`); return the seconds
+        until the next one is due, or None when nothing is open."""
+        next_due: float | None = None
+        for target, opened in list(self.opened_at.items()):
+            due = opened + self.linger_s
+            if everything or due <= now:
+                self._close(target)
+            else:
+                wait = due - now
+                next_due = wait if next_due is None else min(next_due, wait)
+        return next_due
+
+    def next_ready(self, held: Callable[[str, str], bool]) -> Batch | None:
+        """The first ready batch whose target is not held; held ones are set aside."""
+        ready = self.ready
+        while ready:
+            batch = ready[0]
+            if not held(batch.kind, batch.target):
+                return batch
+            ready.popleft()
+            self.waiting.setdefault((batch.kind, batch.target), deque()).append(batch)
+        return None
+
+    def release_waiting(self, held: Callable[[str, str], bool]) -> None:
+        """Targets no longer held: their batches go first again."""
+        for slot in [s for s in self.waiting if not held(*s)]:
+            self.ready.extendleft(reversed(self.waiting.pop(slot)))
+
+    def take(self, batch: Batch, count: int) -> Batch:
+        """Remove the first `count` events of `batch` (the head of `ready`) to send them."""
+        if count >= len(batch.items):
+            self.ready.popleft()
+            return batch
+        head, tail = batch.split_at(count)
+        self.ready[0] = tail
+        return head
+
+    def take_waiting(self, slot: tuple[str, str]) -> Batch:
+        """One event of a held target, to probe X with."""
+        queue = self.waiting[slot]
+        batch = queue[0]
+        if len(batch.items) <= 1:
+            queue.popleft()
+        else:
+            head, queue[0] = batch.split_at(1)
+            batch = head
+        if not queue:
+            del self.waiting[slot]
+        return batch
+
+    def take_oldest(self, count: int) -> list[Pending]:
+        """Up to `count` of the oldest events not yet sent, to park them: the oldest are
+        the ones that hold the partition's committed prefix back."""
+        taken: list[Pending] = []
+        while self.ready and len(taken) < count:
+            batch = self.ready[0]
+            room = count - len(taken)
+            if len(batch.items) <= room:
+                taken += self.ready.popleft().items
+            else:
+                taken += batch.items[:room]
+                del batch.items[:room]
+        for target in list(self.open):
+            room = count - len(taken)
+            if room <= 0:
+                break
+            taken += self.open[target][:room]
+            del self.open[target][:room]
+            if not self.open[target]:
+                del self.open[target]
+                self.opened_at.pop(target, None)
+        self.done(taken)
+        return taken
+
+    def take_waiting_overflow(self, keep: int) -> list[Pending]:
+        """Events of held targets but the newest `keep` of each, to park them."""
+        taken: list[Pending] = []
+        for slot, queue in list(self.waiting.items()):
+            items = [p for batch in queue for p in batch.items]
+            if len(items) <= keep:
+                continue
+            taken += items[: len(items) - keep]
+            kept = items[len(items) - keep :]
+            self.waiting[slot] = deque([Batch(slot[0], slot[1], kept)]) if kept else deque()
+            if not kept:
+                del self.waiting[slot]
+        self.done(taken)
+        return taken
+
+    def retry(self, batch: Batch) -> None:
+        self.ready.appendleft(batch)
+
+    def done(self, items: list[Pending]) -> None:
+        self.held -= len(items)
+        self.held_bytes -= sum(p.size for p in items)
+
+    @property
+    def idle(self) -> bool:
+        return self.held == 0 and self.in_flight == 0
+
+    def drop_partitions(self, tps: set[TopicPartition]) -> list[Pending]:
+        """Forget the events of revoked partitions (their new owner reads them again)."""
+        dropped: list[Pending] = []
+        for target in list(self.open):
+            kept = [p for p in self.open[target] if p.tp not in tps]
+            dropped += [p for p in self.open[target] if p.tp in tps]
+            if kept:
+                self.open[target] = kept
+            else:
+                del self.open[target]
+                self.opened_at.pop(target, None)
+        queues = [self.ready, *self.waiting.values()]
+        for queue in queues:
+            for batch in queue:
+                dropped += [p for p in batch.items if p.tp in tps]
+                batch.items = [p for p in batch.items if p.tp not in tps]
+        self.ready = deque(b for b in self.ready if b.items)
+        for slot in list(self.waiting):
+            kept_batches = deque(b for b in self.waiting[slot] if b.items)
+            if kept_batches:
+                self.waiting[slot] = kept_batches
+            else:
+                del self.waiting[slot]
+        self.done(dropped)
+        self.partitions -= tps
+        return dropped
+
+
+@dataclass
+class LaneTable:
+    """The lanes of one stage and the bucket table that outlives idle lanes."""
+
+    new_bucket: Callable[[], TokenBucket]
+    lanes: dict[str, Lane] = field(default_factory=dict)
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    bucket_partitions: dict[str, set[TopicPartition]] = field(default_factory=dict)
+
+    def bucket(self, key: str) -> TokenBucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            # Starts empty: a new owner of the account cannot know what the last one spent.
+            bucket = self.buckets[key] = self.new_bucket()
+        return bucket
+
+    def reclaim(self, key: str) -> None:
+        """An idle lane goes; its bucket stays (with the partitions it was fed from)."""
+        lane = self.lanes.pop(key, None)
+        if lane is not None:
+            self.bucket_partitions.setdefault(lane.account or key, set()).update(lane.partitions)
+
+    def forget_partitions(self, tps: set[TopicPartition]) -> None:
+        """Buckets of revoked partitions go: the next owner starts from X's word, not ours."""
+        for key, lane in self.lanes.items():
+            self.bucket_partitions.setdefault(lane.account or key, set()).update(lane.partitions)
+        for key, parts in list(self.bucket_partitions.items()):
+            if parts & tps:
+                parts -= tps
+                self.buckets.pop(key, None)
+                if not parts:
+                    del self.bucket_partitions[key]
+
+    def expire_buckets(self, older_than_s: float, now: float) -> None:
+        """Drop idle buckets after a window: an empty bucket is the safe default again."""
+        active = {lane.account or key for key, lane in self.lanes.items()}
+        for key in [k for k in self.buckets if k not in active]:
+            if now - self.buckets[key].last_used > older_than_s:
+                del self.buckets[key]
+                self.bucket_partitions.pop(key, None)
+
+    def held_events(self) -> int:
+        return sum(lane.held for lane in self.lanes.values())
+
+    def held_bytes(self) -> int:
+        return sum(lane.held_bytes for lane in self.lanes.values())
