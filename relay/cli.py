@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed", type=int, default=None, help="repeatable fault decisions")
 
     demo = sub.add_parser("demo", help="broker + sandbox + relay + generator, end to end")
-    demo.add_argument("--count", type=int, default=30_000, help="events to produce")
+    demo.add_argument("--count", type=int, default=30_000, help="web events to produce")
+    demo.add_argument(
+        "--app-count", type=int, default=5_000, help="AppsFlyer (MMP) events to produce"
+    )
     demo.add_argument("--invalid-ratio", type=float, default=0.02)
     demo.add_argument("--opt-out-ratio", type=float, default=0.01)
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds before giving up")
@@ -227,7 +230,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from relay.tools.demo import run_demo
 
-        return run_demo(args.count, args.invalid_ratio, args.opt_out_ratio, args.timeout)
+        return run_demo(
+            args.count, args.invalid_ratio, args.opt_out_ratio, args.timeout, args.app_count
+        )
     if args.command == "produce":
         return run_produce(args)
     if args.command == "validate":

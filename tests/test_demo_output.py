@@ -18,6 +18,8 @@ async def test_demo_tells_what_happened() -> None:
         "demo",
         "--count",
         "6000",
+        "--app-count",
+        "1500",
         "--invalid-ratio",
         "0.05",
         stdout=asyncio.subprocess.PIPE,
@@ -29,7 +31,7 @@ async def test_demo_tells_what_happened() -> None:
     assert "\r" not in err, "progress must be whole lines when not on a terminal"
     produced = [int(n.replace(",", "")) for n in re.findall(r"produced ([\d,]+) ", err)]
     assert produced and produced == sorted(produced), produced
-    assert produced[-1] == 6000
+    assert produced[-1] == 7500
 
     lines = out.splitlines()
     received = lines[lines.index(next(ln for ln in lines if "as received" in ln)) + 1]
@@ -42,6 +44,15 @@ async def test_demo_tells_what_happened() -> None:
     )
 
     assert re.search(r"^web\s+6,000\s+[\d,]+\s+[\d,]+\s+[\d,]+$", out, re.M), out
-    assert re.search(r"batches: \d+, \d+ events on average", out)
+    assert re.search(r"^appsflyer\s+1,500\s+[1-9][\d,]*\s+[\d,]+\s+[\d,]+$", out, re.M), out
+    app_raw = orjson.loads(
+        lines[lines.index("an app event as the MMP sent it (synthetic data):") + 1]
+    )
+    app_sent = lines[next(i for i, ln in enumerate(lines) if "POST /12/conversion_event" in ln) + 1]
+    device_id = app_raw.get("idfa") or app_raw["advertising_id"]
+    assert device_id and device_id not in app_sent
+    assert orjson.loads(app_sent)["params"]["hashed_device_id"].endswith("=")
+    assert "ok   web and app feeds each delivered in full" in out
+    assert re.search(r"batches: [\d,]+, \d+ events on average", out)
     assert "waits for account budget" in out and "retries:" in out
     assert re.search(r"^\s+ingest\s+invalid_\w+\s+\d+$", out, re.M), out

@@ -288,12 +288,18 @@ class Metrics:
         """Where the budget state of the accounts comes from at scrape time."""
         self.accounts.source = source
 
-    def total(self, name: str) -> float:
-        """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of a counter over all its labels (`relay_events_delivered`, ...), or over
+        those matching `labels` (`kind="app"`)."""
         counter = self._counters.get(name)
         families = counter.collect() if counter is not None else self.registry.collect()
         total = 0.0
         for metric in families:
             if metric.name == name:
-                total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+                total += sum(
+                    s.value
+                    for s in metric.samples
+                    if s.name.endswith("_total")
+                    and all(s.labels.get(k) == v for k, v in labels.items())
+                )
         return total

@@ -2,7 +2,7 @@
 per feed, and how delivery went (requests, batch sizes, budget waits, retries, dead letters
 by class), all from the worker's own metrics, the input topic and the sandbox's journal.
 
-Feeds are rows (`FeedRow`): the web feed today; another feed is one more row.
+Feeds are rows (`FeedRow`): the web feed and the MMP (app) feed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import aiohttp
 import orjson
 from aiokafka import ConsumerRecord
 
-from relay.config import Settings
+from relay.config import APP_FORMATS, Settings
+from relay.errors import RelayError
+from relay.formats.registry import adapter_for
 from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
+from relay.pipeline.ingest import Ingestor
 from relay.tools.dlq_read import read_to_snapshot, snapshot_consumer
 
 
@@ -97,9 +101,9 @@ def render_facts(facts: DeliveryFacts) -> list[str]:
 
 
 def render_feeds(rows: list[FeedRow]) -> list[str]:
-    header = f"{'feed':<6} {'produced':>10} {'delivered':>10} {'dead-lettered':>14} {'dropped':>8}"
+    header = f"{'feed':<10} {'produced':>10} {'delivered':>10} {'dead-lettered':>14} {'dropped':>8}"
     return [header] + [
-        f"{r.feed:<6} {r.produced:>10,} {r.delivered:>10,} {r.dead_lettered:>14,} {r.dropped:>8,}"
+        f"{r.feed:<10} {r.produced:>10,} {r.delivered:>10,} {r.dead_lettered:>14,} {r.dropped:>8,}"
         for r in rows
     ]
 
@@ -114,10 +118,11 @@ class SampleEvent:
     pixel_id: str
 
 
-async def first_journal_entry(sandbox_url: str) -> dict[str, Any] | None:
+async def first_journal_entry(sandbox_url: str, kind: str = "web") -> dict[str, Any] | None:
+    params = {"limit": "1", "kind": kind}
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{sandbox_url}/_sandbox/journal", params={"limit": "1"}) as resp,
+        session.get(f"{sandbox_url}/_sandbox/journal", params=params) as resp,
     ):
         resp.raise_for_status()
         body: dict[str, Any] = await resp.json()
@@ -168,3 +173,82 @@ def render_sample(sample: SampleEvent) -> list[str]:
         "sandbox journal): identifiers normalized and SHA-256 hashed",
         "  " + orjson.dumps(sample.sent).decode(),
     ]
+
+
+@dataclass(frozen=True)
+class AppSample:
+    received: Any  # the input record, parsed
+    sent: dict[str, Any]  # the app conversion as X recorded it
+
+
+async def app_journal(sandbox_url: str, limit: int) -> list[dict[str, Any]]:
+    params = {"limit": str(limit), "kind": "app"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox_url}/_sandbox/journal", params=params) as resp,
+    ):
+        resp.raise_for_status()
+        body: dict[str, Any] = await resp.json()
+    return list(body.get("conversions") or [])
+
+
+async def sample_app_event(
+    settings: Settings, sandbox_url: str, topic: str, fmt: str, scan: int = 2000
+) -> AppSample | None:
+    """An app conversion X recorded and the MMP record it came from: the record is found by
+    running the feed's adapter again (the journal holds only the hashed device id)."""
+    recorded = {
+        (e["params"]["hashed_device_id"], e["params"]["conversion_time"]): e
+        for e in await app_journal(sandbox_url, scan)
+    }
+    adapt = adapter_for(fmt)
+    ctx = Ingestor(settings).ctx
+    consumer = snapshot_consumer(settings, None)
+    await consumer.start()
+    try:
+        async for _, records in read_to_snapshot(consumer, topic):
+            for record in records:
+                received = _json(record)
+                try:
+                    params = adapt(received, ctx).payload
+                except RelayError:  # dropped or invalid: not among the recorded
+                    continue
+                entry = recorded.get((params["hashed_device_id"], params["conversion_time"]))
+                if entry is not None:
+                    return AppSample(received, entry)
+    finally:
+        await consumer.stop()
+    return None
+
+
+def render_app_sample(sample: AppSample) -> list[str]:
+    return [
+        "an app event as the MMP sent it (synthetic data):",
+        "  " + orjson.dumps(sample.received).decode(),
+        "as X recorded it (POST /12/conversion_event, from the sandbox journal): device id "
+        "HMAC-SHA256 hashed, windows from the app's event tags",
+        "  " + orjson.dumps(sample.sent).decode(),
+    ]
+
+
+async def dead_letters_by_feed(settings: Settings) -> Counter[str]:
+    """Dead letters by kind (web, app): ingest failures by the format of their input topic,
+    delivery failures by the kind of their outbound record."""
+    counts: Counter[str] = Counter({"web": 0, "app": 0})
+    consumer = snapshot_consumer(settings, None)
+    await consumer.start()
+    try:
+        async for _, records in read_to_snapshot(consumer, settings.dlq_topic):
+            for record in records:
+                headers = {k: v.decode() for k, v in record.headers or ()}
+                fmt = settings.inputs.get(headers.get("relay.origin.topic", ""))
+                if fmt is not None:
+                    counts["app" if fmt in APP_FORMATS else "web"] += 1
+                    continue
+                try:
+                    counts[outbound.decode(record.value).kind] += 1
+                except outbound.UnknownOutbound:
+                    counts["web"] += 1
+    finally:
+        await consumer.stop()
+    return counts
