@@ -24,6 +24,19 @@ from relay.tools.generators.base import Expect, Synthetic, World
 from relay.tools.generators.registry import GENERATORS
 
 AREA_CODES: Final = ("212", "303", "312", "415", "512", "617", "646", "702", "808", "917")
+# Non-NANP numbers as feeds write them (eight digits after the prefix, each a possible
+# number): they take the relay's full phone parser, unlike "+1" and ten digits.
+INTERNATIONAL_PHONES: Final = (
+    "+44 20 {}",
+    "+49 30 {}",
+    "+33 1 {}",
+    "+91 98{}",
+    "+81 3-{}",
+    "+55 11 9{}",
+    "+61 2 {}",
+    "+52 55 {}",
+)
+INTERNATIONAL_SHARE: Final = 0.25
 BATCH: Final = 2000
 
 
@@ -53,6 +66,8 @@ def usable_pixels(mapping: MappingFile, accounts: int | None = None) -> list[Pix
 
 
 def _phone(rng: random.Random) -> str:
+    if rng.random() < INTERNATIONAL_SHARE:
+        return rng.choice(INTERNATIONAL_PHONES).format(f"{rng.randint(0, 99_999_999):08d}")
     exchange, line = rng.randint(200, 999), rng.randint(0, 9999)
     return f"+1 ({rng.choice(AREA_CODES)}) {exchange}-{line:04d}"
 
