@@ -19,11 +19,13 @@ from relay.errors import BrokerError
 
 TOPIC_ALREADY_EXISTS: Final = 36
 DEFAULT_PARTITIONS: Final = 8
+KEY_PARTITION_CACHE_SIZE: Final = 100_000
 
 Header = tuple[str, bytes]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per produced record, and frozen init costs ~2 us more.
+@dataclass(slots=True)
 class OutRecord:
     """One record to produce. `partition` None means: by key hash, else round robin."""
 
@@ -159,53 +161,68 @@ class BatchProducer:
             self._partitions[topic] = count
         return count
 
+    def _partition_of(self, record: OutRecord, count: int) -> int:
+        if record.partition is not None:
+            return record.partition
+        key = record.key
+        if key is None:
+            self._round_robin += 1
+            return self._round_robin % count
+        # Keys are budget keys (ad accounts): few, and murmur2 is pure Python.
+        cache_key = (record.topic, key)
+        partition = self._key_partitions.get(cache_key)
+        if partition is None:
+            if len(self._key_partitions) > KEY_PARTITION_CACHE_SIZE:
+                self._key_partitions.clear()
+            partition = self._key_partitions[cache_key] = partition_for_key(key, count)
+        return partition
+
     async def send_many(self, records: Iterable[OutRecord]) -> list[asyncio.Future[Any]]:
         """Queue the records; the returned futures resolve when the broker acknowledged them."""
         groups: dict[tuple[str, int], list[OutRecord]] = {}
+        counts, key_partitions = self._partitions, self._key_partitions
         for record in records:
-            count = await self._partition_count(record.topic)
-            if record.partition is not None:
-                partition = record.partition
-            elif record.key is not None:
-                # Keys are budget keys (ad accounts): few, and murmur2 is pure Python.
-                cache_key = (record.topic, record.key)
-                partition = self._key_partitions.get(cache_key, -1)
-                if partition < 0:
-                    if len(self._key_partitions) > 100_000:
-                        self._key_partitions.clear()
-                    partition = partition_for_key(record.key, count)
-                    self._key_partitions[cache_key] = partition
-            else:
-                self._round_robin += 1
-                partition = self._round_robin % count
-            groups.setdefault((record.topic, partition), []).append(record)
+            topic = record.topic
+            count = counts.get(topic)
+            if count is None:
+                count = await self._partition_count(topic)
+            # Inline lookup of the common case (a keyed record whose key was seen before).
+            partition = record.partition
+            if partition is None:
+                partition = key_partitions.get((topic, record.key)) if record.key else None
+                if partition is None:
+                    partition = self._partition_of(record, count)
+            group = groups.get((topic, partition))
+            if group is None:
+                group = groups[(topic, partition)] = []
+            group.append(record)
         futures: list[asyncio.Future[Any]] = []
+        producer = self._producer
         for (topic, partition), group in groups.items():
-            batch = self._producer.create_batch()
+            batch = producer.create_batch()
+            append = batch.append
             for record in group:
-                headers = list(record.headers)
+                headers = record.headers
+                # aiokafka's record builder takes a list only; most records have no headers.
+                header_list = headers if type(headers) is list else list(headers)
                 if (
-                    batch.append(
-                        key=record.key, value=record.value, timestamp=None, headers=headers
-                    )
-                    is None
+                    append(key=record.key, value=record.value, timestamp=None, headers=header_list)
+                    is not None
                 ):
-                    futures.append(
-                        await self._producer.send_batch(batch, topic, partition=partition)
-                    )
-                    batch = self._producer.create_batch()
-                    if (
-                        batch.append(
-                            key=record.key, value=record.value, timestamp=None, headers=headers
-                        )
-                        is None
-                    ):
-                        raise BrokerError(
-                            f"a record of {len(record.value)} bytes does not fit "
-                            "in one producer batch"
-                        )
+                    continue
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                append = batch.append
+                if (
+                    append(key=record.key, value=record.value, timestamp=None, headers=header_list)
+                    is not None
+                ):
+                    continue
+                raise BrokerError(
+                    f"a record of {len(record.value)} bytes does not fit in one producer batch"
+                )
             if batch.record_count():
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
     async def send_and_wait(self, records: Iterable[OutRecord]) -> None:
