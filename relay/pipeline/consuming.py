@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
+from relay.kafka import group_options, leave_if_still_member, membership_of
 from relay.observability.metrics import Metrics
 from relay.pipeline.offsets import OffsetTracker
 
@@ -69,8 +70,7 @@ class ConsumerStage(abc.ABC):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
-            session_timeout_ms=self.settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
+            **group_options(self.settings.kafka_session_timeout_ms),
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer
@@ -148,6 +148,8 @@ class ConsumerStage(abc.ABC):
                 await committer
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
+            membership = membership_of(consumer)
             await consumer.stop()
+            await leave_if_still_member(self.settings.kafka_bootstrap, membership)
         if self._failure is not None:
             raise self._failure

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, ensure_topics, make_producer
+from relay.kafka import BatchProducer, ensure_topics, make_producer, session_timeout_for
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
@@ -62,6 +63,7 @@ class Worker:
         if self.stage in ("all", "ingest"):
             topics += list(settings.inputs)
         await ensure_topics(settings.kafka_bootstrap, topics)
+        settings = self.settings = await with_session_timeout(settings)
         producer = make_producer(settings.kafka_bootstrap)
         await producer.start()
         batch_producer = BatchProducer(producer)
@@ -110,6 +112,16 @@ class Worker:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+async def with_session_timeout(settings: Settings) -> Settings:
+    """`settings` with the group session timeout the broker calls for, when unset."""
+    timeout_ms = await session_timeout_for(
+        settings.kafka_bootstrap, settings.kafka_session_timeout_ms
+    )
+    if timeout_ms == settings.kafka_session_timeout_ms:
+        return settings
+    return dataclasses.replace(settings, kafka_session_timeout_ms=timeout_ms)
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:

@@ -17,7 +17,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, OutRecord, make_producer
+from relay.kafka import (
+    BatchProducer,
+    OutRecord,
+    group_options,
+    make_producer,
+    session_timeout_for,
+)
 
 HEADER_PREFIXES: Final = ("relay.error.", "relay.origin.")
 POLL_MS: Final = 500
@@ -66,14 +72,16 @@ async def redrive(
 ) -> RedriveSummary:
     """Read the DLQ up to its current end once, redriving what matches."""
     summary = RedriveSummary()
+    session_ms = await session_timeout_for(
+        settings.kafka_bootstrap, settings.kafka_session_timeout_ms
+    )
     consumer = AIOKafkaConsumer(
         settings.dlq_topic,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group or f"{settings.topic_prefix}-redrive",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=min(3000, settings.kafka_session_timeout_ms // 3),
+        **group_options(session_ms),
     )
     producer = make_producer(settings.kafka_bootstrap)
     await consumer.start()
