@@ -1,9 +1,31 @@
-# The relay worker image: `docker build -t conversion-relay .`
-FROM python:3.11-slim
-WORKDIR /app
+# The relay worker image: `make image` (docker build -t conversion-relay:$(VERSION) .).
+# Two stages: wheels are built and installed from the hash-pinned lock file into a virtualenv,
+# then only that virtualenv is copied onto a clean base. The embedded broker (the `broker`
+# extra) is not in it: production points RELAY_KAFKA_BOOTSTRAP at a real Kafka.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/relay
+WORKDIR /src
+COPY requirements.lock ./
+RUN /opt/relay/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY relay ./relay
-RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home relay
+RUN /opt/relay/bin/pip install --no-deps .
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="conversion-relay" \
+      org.opencontainers.image.description="Relay of conversion events from Kafka to the X Ads API" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/conversion-relay/conversion-relay" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin relay
+COPY --from=build /opt/relay /opt/relay
+ENV PATH=/opt/relay/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 10001
 EXPOSE 9400
 ENTRYPOINT ["relay"]

@@ -4,14 +4,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install demo test lint format bench clean
+.PHONY: all install demo test lint format bench clean lock manifests image
 
 all: test
 
-$(STAMP): pyproject.toml
+# Dependencies come from the lock files (pins resolved by pip-compile from pyproject.toml):
+# requirements-dev.lock here, requirements.lock (runtime only, with hashes) in the image.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet -e '.[dev,broker]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,6 +36,23 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/relay bench throughput --write BENCHMARKS.md
+
+# After a change of pyproject.toml's dependencies: re-resolve both lock files.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra dev --extra broker -o requirements-dev.lock pyproject.toml
+
+# The PrometheusRule and dashboard ConfigMap, from deploy/prometheus/alerts.yaml and
+# grafana/conversion-relay.json.
+manifests: $(STAMP)
+	$(BIN)/python deploy/generate.py
+
+VERSION ?= $(shell $(BIN)/python -c 'import relay; print(relay.__version__)' 2>/dev/null)
+image:
+	docker build --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse --short HEAD) -t conversion-relay:$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

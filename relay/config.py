@@ -64,6 +64,8 @@ EVENT_MAP_KEYS: Final = {
     "branch": "branch_events",
 }
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS: Final = ("text", "json")
+IDEMPOTENCE_MODES: Final = ("auto", "true", "false")
 TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
@@ -392,6 +394,42 @@ class Settings:
         minimum=1,
     )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
+    log_format: str = setting(
+        "RELAY_LOG_FORMAT", "text", "json: one object a line; text", choices=LOG_FORMATS
+    )
+    # The relay's own topics (never the input topics), when it creates them.
+    topic_partitions: int = setting(
+        "RELAY_TOPIC_PARTITIONS", 8, "partitions of the relay's own topics", minimum=1
+    )
+    topic_replication_factor: int = setting(
+        "RELAY_TOPIC_REPLICATION_FACTOR",
+        3,
+        "replication factor of the relay's own topics",
+        minimum=1,
+        maximum=32_767,
+    )
+    topic_retention_ms: int = setting(
+        "RELAY_TOPIC_RETENTION_MS",
+        7 * 86_400_000,
+        "retention of the outbound, attributions and delayed topics",
+        minimum=1,
+    )
+    dlq_retention_ms: int = setting(
+        "RELAY_DLQ_RETENTION_MS", 28 * 86_400_000, "retention of the DLQ", minimum=1
+    )
+    kafka_idempotence: str = setting(
+        "RELAY_KAFKA_IDEMPOTENCE",
+        "auto",
+        "idempotent producers: auto (where the broker serves them), true, false",
+        choices=IDEMPOTENCE_MODES,
+    )
+    metrics_top_accounts: int = setting(
+        "RELAY_METRICS_TOP_ACCOUNTS",
+        10,
+        "accounts with their own metric label; the rest are summed as other",
+        minimum=0,
+        maximum=1_000,
+    )
 
     def __post_init__(self) -> None:
         problems = [*row_problems(SETTINGS, self), *self._relation_problems()]
@@ -627,6 +665,12 @@ def _mapping(env: Mapping[str, str], problems: list[Problem]) -> MappingFile:
     except ConfigError as exc:
         problems.append(Problem("RELAY_CONFIG", str(exc)))
         return MappingFile()
+
+
+def log_format_from(env: Mapping[str, str]) -> str:
+    """`RELAY_LOG_FORMAT`, for logging set up before the settings load (text when invalid)."""
+    fmt = _read("RELAY_LOG_FORMAT", env, [])
+    return str(fmt or BY_NAME["RELAY_LOG_FORMAT"].default)
 
 
 def log_level_from(env: Mapping[str, str]) -> str:

@@ -1,5 +1,8 @@
 """Kafka plumbing shared by the stages: client settings, topic creation, batched producing.
 
+Idempotent producers are used where the broker serves them (`start_producer`); the
+embedded broker answers InitProducerId with an error, so `auto` falls back to plain acks=all.
+
 `BatchProducer.send_many` is the hot path's way to write: records are packed into one
 aiokafka batch per partition (`create_batch`/`send_batch`), so there is no per-record await.
 """
@@ -9,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.group import LeaveGroupRequest
 
-from relay.errors import BrokerError
+from relay.errors import BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +51,22 @@ class OutRecord:
     partition: int | None = None
 
 
-def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
-    # Idempotence off: the embedded broker cannot serve InitProducerId. acks=all keeps the
-    # at-least-once promise: an offset is committed only after the broker has the record.
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic to create when absent."""
+
+    name: str
+    partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int = 1
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+def make_producer(bootstrap: str, *, idempotent: bool = False, **extra: Any) -> AIOKafkaProducer:
+    # acks=all keeps the at-least-once promise: an offset is committed only after the broker
+    # has the record. Idempotence (no duplicates from producer retries) where the broker can.
     options: dict[str, Any] = dict(
         bootstrap_servers=bootstrap,
-        enable_idempotence=False,
+        enable_idempotence=idempotent,
         acks="all",
         linger_ms=5,
         max_batch_size=1024 * 1024,
@@ -63,34 +77,82 @@ def make_producer(bootstrap: str, **extra: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaProducer:
+    """A started producer; `idempotence` is auto (on when the broker serves it), true, false."""
+    if idempotence not in ("auto", "true"):
+        producer = make_producer(bootstrap)
+        await producer.start()
+        return producer
+    producer = make_producer(bootstrap, idempotent=True)
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    if idempotence == "auto":  # a refusal is expected there: no ERROR line for it
+        sender_log.setLevel(logging.CRITICAL)
+    try:
+        await producer.start()  # asks the broker for a producer id (InitProducerId)
+        return producer
+    except KafkaError as exc:
+        await producer.stop()
+        if idempotence == "true":
+            raise ConfigError(
+                f"RELAY_KAFKA_IDEMPOTENCE=true but the broker refuses idempotent producers: {exc}"
+            ) from exc
+        log.warning(
+            "the broker refuses idempotent producers (%s); producing with acks=all only", exc
+        )
+    finally:
+        sender_log.setLevel(level)
+    producer = make_producer(bootstrap)
+    await producer.start()
+    return producer
+
+
+async def existing_topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        return set(await admin.list_topics())
+    except Exception as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap} to list topics: {exc}") from exc
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(
     bootstrap: str,
-    topics: Iterable[str],
+    topics: Iterable[str | TopicSpec],
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics that do not exist yet (an existing topic is fine).
 
-    `configs` gives topic settings by topic name (`cleanup.policy`, `retention.ms`, ...); they
-    apply only to topics created here.
+    A TopicSpec says everything; a plain name gets `partitions`, replication factor 1 (tests,
+    tools) and its entry of `configs` (`cleanup.policy`, `retention.ms`, ...). Settings apply
+    only to topics created here.
     """
     configs = configs or {}
+    specs: dict[str, TopicSpec] = {}
+    for topic in topics:
+        spec = topic if isinstance(topic, TopicSpec) else TopicSpec(topic, partitions)
+        if not isinstance(topic, TopicSpec) and topic in configs:
+            spec = TopicSpec(topic, partitions, configs=configs[topic])
+        specs.setdefault(spec.name, spec)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        missing = [spec for name, spec in specs.items() if name not in existing]
         if not missing:
             return
         response = await admin.create_topics(
             [
                 NewTopic(
-                    t,
-                    num_partitions=partitions,
-                    replication_factor=1,
-                    topic_configs=dict(configs.get(t, {})),
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=s.replication_factor,
+                    topic_configs=dict(s.configs),
                 )
-                for t in missing
+                for s in missing
             ]
         )
         # Some brokers answer "already exists" in the response instead of raising.

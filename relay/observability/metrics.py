@@ -1,18 +1,82 @@
 """The worker's Prometheus metrics, in one registry per worker.
 
-Labels are bounded: stage, topic, format, kind, reason, error class, HTTP status, X's code.
-Never an account, email, device id or event id.
+Labels are bounded: stage, topic, partition, kind, reason, error class, HTTP status, the set
+of identifiers an event carried, and `account` only for the top-N accounts (the rest are
+summed as `account="other"`). Never an email, phone, device id or event id.
+
+Every labelled series that an alert or a panel reads exists from the start at 0 for its
+known label values, so that `increase()` sees the first event too.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import contextlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from relay import __version__
+from relay.observability import coverage
+from relay.observability.accounts import AccountsCollector, AccountSource
+from relay.observability.latency import BatchHistogram
+
+STAGES: Final = ("ingest", "deliver")
+KINDS: Final = ("web", "app")
+DEAD_LETTER_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
+    "ingest": (
+        "invalid_json",
+        "invalid_encoding",
+        "invalid_event",
+        "too_large",
+        "unknown_pixel",
+        "unknown_app",
+    ),
+    "deliver": ("invalid_outbound", "unsupported_kind", "rejected", "retries_exhausted"),
+}
+DROP_REASONS: Final = (
+    "opted_out",
+    "not_a_conversion",
+    "unmapped_event",
+    "limit_ad_tracking",
+    "no_device_id",
+    "zero_device_id",
+)
+ENDPOINTS: Final = ("measurement/conversions", "conversion_event")
+STATUSES: Final = ("200", "400", "401", "403", "404", "429", "500", "503", "error")
+RETRY_REASONS: Final = ("rate_limited", "split", "error")
+ATTRIBUTION_OUTCOMES: Final = ("attributed", "unattributed")
+DEFAULT_TOP_ACCOUNTS: Final = 10
+# Record timestamp to X's 2xx: from sub-second (live) to hours (a backlog after an outage).
+LATENCY_BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        top_accounts: int = DEFAULT_TOP_ACCOUNTS,
+        clock: Any = time.time,
+    ):
         self.registry = registry or CollectorRegistry()
+        self._clock = clock
         r = self.registry
+        # The default registry has these; a worker's own registry needs its own instances.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("relay_build", "The relay's version.", registry=r).info({"version": __version__})
         self.consumed = Counter(
             "relay_events_consumed", "Records read from Kafka.", ["stage"], registry=r
         )
@@ -33,6 +97,26 @@ class Metrics:
         )
         self.delivered = Counter(
             "relay_events_delivered", "Events X accepted (2xx).", ["kind"], registry=r
+        )
+        self.delivery_latency = BatchHistogram(
+            "relay_delivery_latency_seconds",
+            "End to end: the input record's Kafka timestamp to X's 2xx.",
+            "kind",
+            KINDS,
+            LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.identifiers = Counter(
+            "relay_delivered_identifiers",
+            "Delivered events by the set of identifiers they carried (match coverage).",
+            ["kind", "identifiers"],
+            registry=r,
+        )
+        self.attributions = Counter(
+            "relay_attributions",
+            "App conversions by X's attribution outcome.",
+            ["outcome"],
+            registry=r,
         )
         self.api_requests = Counter(
             "relay_api_requests",
@@ -84,6 +168,18 @@ class Metrics:
         self.commits = Counter(
             "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
         )
+        self.lag = Gauge(
+            "relay_consumer_lag_records",
+            "High-water mark minus the group's committed offset, per assigned partition.",
+            ["stage", "topic", "partition"],
+            registry=r,
+        )
+        self.uncommitted = Gauge(
+            "relay_consumer_uncommitted_records",
+            "Records read but not committed yet (read again after a crash), per partition.",
+            ["stage", "topic", "partition"],
+            registry=r,
+        )
         self.ledger_keys = Counter(
             "relay_ledger_keys",
             "Delivered keys by ledger action: recorded, written, rebuilt, evicted.",
@@ -105,7 +201,6 @@ class Metrics:
             "Ledger writes the broker did not acknowledge.",
             registry=r,
         )
-
         self.parked = Counter(
             "relay_events_parked", "Records parked on the delayed topic.", registry=r
         )
@@ -114,11 +209,94 @@ class Metrics:
             "Delayed-topic partitions paused until their head record is due.",
             registry=r,
         )
+        self.accounts = AccountsCollector(top_accounts, registry=r)
+        self._initialise()
+        # total() reads one counter, not the whole registry (process metrics read /proc).
+        self._counters = {
+            next(iter(c.describe())).name: c for c in vars(self).values() if isinstance(c, Counter)
+        }
+
+    def _initialise(self) -> None:
+        for stage in STAGES:
+            self.consumed.labels(stage)
+            self.commits.labels(stage)
+            self.revocations.labels(stage)
+            for error_class in DEAD_LETTER_CLASSES[stage]:
+                self.dead_lettered.labels(stage, error_class)
+        for kind in KINDS:
+            self.ingested.labels(kind)
+            self.delivered.labels(kind)
+            self.batch_size.labels(kind)
+        for label in coverage.all_labels(coverage.WEB_IDENTIFIERS):
+            self.identifiers.labels("web", label)
+        for label in coverage.all_labels(coverage.APP_IDENTIFIERS):
+            self.identifiers.labels("app", label)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for endpoint in ENDPOINTS:
+            self.api_latency.labels(endpoint)
+            for status in STATUSES:
+                self.api_requests.labels(endpoint, status)
+        for reason in RETRY_REASONS:
+            self.retries.labels(reason)
+        for outcome in ATTRIBUTION_OUTCOMES:
+            self.attributions.labels(outcome)
+
+    # -- what the stages call ------------------------------------------------------------
+
+    def observe_delivered(
+        self,
+        kind: str,
+        payloads: Sequence[Mapping[str, Any]],
+        record_timestamps_ms: Iterable[int],
+        *,
+        account: str | None = None,
+    ) -> None:
+        """X accepted `payloads` (2xx): count them, their identifiers and their latency."""
+        self.delivered.labels(kind).inc(len(payloads))
+        now_ms = self._clock() * 1000
+        self.delivery_latency.observe_many(
+            kind,
+            # <= 0: the broker gave no timestamp; a clock behind the broker's counts as 0.
+            (max(0.0, now_ms - ts) / 1000 for ts in record_timestamps_ms if ts > 0),
+        )
+        weak = 0
+        identifier_set = coverage.identifier_set
+        counts: dict[str, int] = {}
+        for payload in payloads:
+            label = identifier_set(kind, payload)
+            counts[label] = counts.get(label, 0) + 1
+        for label, count in counts.items():
+            self.identifiers.labels(kind, label).inc(count)
+            if coverage.is_weak(label):
+                weak += count
+        if account is not None:
+            self.accounts.observe_matches(account, len(payloads), weak)
+
+    def observe_attribution(self, attributed: bool) -> None:
+        """X's answer to one app conversion: attributed (to X or a partner) or not."""
+        self.attributions.labels("attributed" if attributed else "unattributed").inc()
+
+    def set_lag(self, stage: str, topic: str, partition: int, lag: int, uncommitted: int) -> None:
+        self.lag.labels(stage, topic, str(partition)).set(max(lag, 0))
+        self.uncommitted.labels(stage, topic, str(partition)).set(max(uncommitted, 0))
+
+    def forget_partition(self, stage: str, topic: str, partition: int) -> None:
+        """A revoked partition is another worker's now: its lag series go."""
+        for gauge in (self.lag, self.uncommitted):
+            with contextlib.suppress(KeyError):
+                gauge.remove(stage, topic, str(partition))
+
+    def watch_accounts(self, source: AccountSource) -> None:
+        """Where the budget state of the accounts comes from at scrape time."""
+        self.accounts.source = source
 
     def total(self, name: str) -> float:
         """Sum of a counter over all its labels (`relay_events_delivered`, ...)."""
+        counter = self._counters.get(name)
+        families = counter.collect() if counter is not None else self.registry.collect()
         total = 0.0
-        for metric in self.registry.collect():
+        for metric in families:
             if metric.name == name:
                 total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
         return total

@@ -23,6 +23,7 @@ class Pending:
     key: bytes | None
     value: bytes
     payload: dict[str, Any]
+    timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from relay.config import Settings
 from relay.kafka import group_options, leave_if_still_member, membership_of
+from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
 from relay.pipeline.offsets import OffsetTracker
 
@@ -131,6 +132,8 @@ class ConsumerStage(abc.ABC):
         consumer = self.consumer = self.make_consumer()
         await consumer.start()
         committer = asyncio.create_task(self._commit_loop())
+        lag = LagSampler(self.stage, consumer, self.metrics, self.tracker.committed)
+        sampler = asyncio.create_task(lag.run())
         try:
             while not stop.is_set() and self._failure is None:
                 batch = await consumer.getmany(
@@ -144,8 +147,12 @@ class ConsumerStage(abc.ABC):
             log.info("%s: drained in %.1fs", self.stage, time.monotonic() - started)
         finally:
             committer.cancel()
+            sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await committer
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            await lag.close()
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
             membership = membership_of(consumer)

@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
 from relay.kafka import BatchProducer
+from relay.observability.latency import origin_timestamp_ms
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.batching import Batch, Lane, Pending
@@ -70,6 +72,7 @@ class DeliverStage(ConsumerStage):
         self._requests = asyncio.Semaphore(settings.max_in_flight_requests)
         self._progress = asyncio.Event()
         self._draining = False
+        self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer([self.settings.outbound_topic], self.settings.deliver_group)
@@ -91,10 +94,13 @@ class DeliverStage(ConsumerStage):
                     undecodable.append((tp, msg))
                     continue
                 key = routed.budget_key
+                timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
                 self._lane(key).add(
                     routed.kind,
                     routed.target,
-                    Pending(tp, msg.offset, msg.key, msg.value, routed.payload_dict()),
+                    Pending(
+                        tp, msg.offset, msg.key, msg.value, routed.payload_dict(), timestamp_ms
+                    ),
                 )
                 touched.add(key)
         self.metrics.consumed.labels("deliver").inc(count)
@@ -182,7 +188,12 @@ class DeliverStage(ConsumerStage):
             self.metrics.api_latency.labels(WEB_ENDPOINT).observe(time.monotonic() - started)
         self.metrics.api_requests.labels(WEB_ENDPOINT, "200").inc()
         self.metrics.batch_size.labels("web").observe(len(batch.items))
-        self.metrics.delivered.labels("web").inc(len(batch.items))
+        self.metrics.observe_delivered(
+            "web",
+            [p.payload for p in batch.items],
+            [p.timestamp_ms for p in batch.items],
+            account=lane.key,
+        )
         if self.credentials_rejected:
             log.info("X accepts the credentials again; delivery resumes")
             self.credentials_rejected = False
@@ -209,6 +220,7 @@ class DeliverStage(ConsumerStage):
             lane.bucket.block_for(wait)
             lane.ready.appendleft(batch)
             self.metrics.retries.labels("rate_limited").inc()
+            self.ops.rate_limited(lane.key, wait, batch.target)
             return 0.0
         if isinstance(err, BadRequest) and len(batch.items) > 1:
             # No partial success on web batches: bisect until the bad events stand alone.
@@ -216,8 +228,11 @@ class DeliverStage(ConsumerStage):
             lane.ready.appendleft(second)
             lane.ready.appendleft(first)
             self.metrics.retries.labels("split").inc()
+            self.ops.split(lane.key, batch.target, len(batch.items), err.code)
             return 0.0
         if not err.retryable:
+            if err.status in (403, 404):
+                self.ops.target_stopped(lane.key, batch.target, err.status, err.code)
             await self._dead_letter(
                 lane, batch.items, self._failure_for(batch, "rejected", err.message, err)
             )
@@ -282,6 +297,15 @@ class DeliverStage(ConsumerStage):
         ]
         await self.producer.send_and_wait(records)
         self.metrics.dead_lettered.labels("deliver", failure.error_class).inc(len(items))
+        self.ops.dead_lettered(
+            "deliver",
+            failure.error_class,
+            len(items),
+            failure.message,
+            account=lane.key if lane else None,
+            status=failure.http_status,
+            code=failure.api_code,
+        )
         self._finish(lane, items)
 
     def _finish(self, lane: Lane | None, items: list[Pending]) -> None:

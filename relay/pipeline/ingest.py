@@ -26,6 +26,8 @@ from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
 from relay.normalize.device_ids import redact_device_ids
+from relay.observability.latency import origin_timestamp_header
+from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
@@ -67,6 +69,7 @@ class Outcome:
     kind: str | None = None  # of an outbound event
     drop_reason: str | None = None
     dead_letter_class: str | None = None
+    dead_letter_message: str | None = None
 
 
 class Ingestor:
@@ -101,9 +104,12 @@ class Ingestor:
             value = redact_device_ids(value, self.ctx.device_id_hmac_key, self.ctx.device_id_case)
         return dead_letter(self.settings.dlq_topic, value, msg.key, failure, origin)
 
-    def outbound_record(self, event: OutboundEvent) -> OutRecord:
+    def outbound_record(self, event: OutboundEvent, timestamp_ms: int) -> OutRecord:
         return OutRecord(
-            self.settings.outbound_topic, outbound.encode(event), key=event.budget_key.encode()
+            self.settings.outbound_topic,
+            outbound.encode(event),
+            key=event.budget_key.encode(),
+            headers=[origin_timestamp_header(timestamp_ms)],  # end-to-end latency
         )
 
     def process(self, msg: ConsumerRecord) -> Outcome:
@@ -112,8 +118,12 @@ class Ingestor:
         except DroppedEvent as drop:
             return Outcome(drop_reason=drop.reason)
         except InvalidEvent as bad:
-            return Outcome(record=self.dead_letter(msg, bad), dead_letter_class=bad.error_class)
-        return Outcome(record=self.outbound_record(event), kind=event.kind)
+            return Outcome(
+                record=self.dead_letter(msg, bad),
+                dead_letter_class=bad.error_class,
+                dead_letter_message=bad.message,
+            )
+        return Outcome(record=self.outbound_record(event, msg.timestamp), kind=event.kind)
 
 
 @dataclass(slots=True)
@@ -134,6 +144,7 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
         return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
@@ -162,9 +173,21 @@ class IngestStage(ConsumerStage):
                 except InvalidEvent as bad:
                     dead[bad.error_class] += 1
                     records.append(ingestor.dead_letter(msg, bad))
+                    self.ops.dead_lettered(
+                        "ingest",
+                        bad.error_class,
+                        1,
+                        bad.message,
+                        origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
+                    )
                     continue
                 records.append(
-                    OutRecord(outbound_topic, encode(event), key=event.budget_key.encode())
+                    OutRecord(
+                        outbound_topic,
+                        encode(event),
+                        key=event.budget_key.encode(),
+                        headers=[origin_timestamp_header(msg.timestamp)],
+                    )
                 )
                 kinds[event.kind] += 1
             first, last = messages[0].offset, messages[-1].offset

@@ -110,6 +110,10 @@ class OffsetTracker:
                 result[tp] = offset
         return result
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The offset this tracker last committed for `tp` (None before the first commit)."""
+        return self._committed.get(tp)
+
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 

@@ -16,12 +16,14 @@ from aiohttp import web
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, ensure_topics, make_producer, session_timeout_for
+from relay.kafka import BatchProducer, session_timeout_for, start_producer
+from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
+from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,10 @@ class Worker:
                 "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
                 "with pixel tokens in RELAY_CONFIG)"
             )
-        topics = [settings.outbound_topic, settings.dlq_topic, settings.attributions_topic]
-        if self.stage in ("all", "ingest"):
-            topics += list(settings.inputs)
-        await ensure_topics(settings.kafka_bootstrap, topics)
+        await prepare_topics(settings, ingest=self.stage in ("all", "ingest"))
         settings = self.settings = await with_session_timeout(settings)
-        producer = make_producer(settings.kafka_bootstrap)
-        await producer.start()
+        producer = await start_producer(settings.kafka_bootstrap, settings.kafka_idempotence)
+        self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
         pixel_tokens = {p.id: p.pixel_token for p in settings.mapping.pixels.values()}
@@ -79,7 +78,9 @@ class Worker:
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
             if self.stage in ("all", "deliver"):
-                self.stages.append(DeliverStage(settings, batch_producer, client, self.metrics))
+                deliver = DeliverStage(settings, batch_producer, client, self.metrics)
+                self.stages.append(deliver)
+                self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
             try:
                 if self.serve_http:
                     runner = await start_health_server(

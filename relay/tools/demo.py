@@ -14,6 +14,7 @@ from typing import Final
 
 from relay.broker import free_port
 from relay.config import default_mapping_path, load_settings
+from relay.kafka import ensure_topics
 from relay.observability.metrics import Metrics
 from relay.pipeline.worker import Worker
 from relay.tools.produce import ProduceSummary, produce
@@ -94,6 +95,8 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
                 "RELAY_HTTP_PORT": str(free_port()),
             }
         )
+        # The relay never creates input topics; the demo owns its broker, so it does.
+        await ensure_topics(settings.kafka_bootstrap, list(settings.inputs))
         worker = Worker(settings, http_host="127.0.0.1")
         stop = asyncio.Event()
         worker_task = asyncio.create_task(worker.run(stop))
