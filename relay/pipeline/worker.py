@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, session_timeout_for, start_producer
+from relay.kafka import BatchProducer, admin_client, session_timeout_for, start_producer
 from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
@@ -61,9 +63,8 @@ class Worker:
                 "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
                 "with pixel tokens in RELAY_CONFIG)"
             )
-        await prepare_topics(settings, ingest=self.stage in ("all", "ingest"))
-        settings = self.settings = await with_session_timeout(settings)
-        producer = await start_producer(settings.kafka_bootstrap, settings.kafka_idempotence)
+        settings, producer = await self._prepare(settings)
+        self.settings = settings
         self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
@@ -99,6 +100,23 @@ class Worker:
             self.metrics.total("relay_events_dropped"),
         )
 
+    async def _prepare(self, settings: Settings) -> tuple[Settings, AIOKafkaProducer]:
+        """Topics, the session timeout and a started producer; the producer starts alongside
+        (it needs no topic), and all the topic work shares one admin connection."""
+        async with admin_client(settings.kafka_bootstrap) as admin:  # the broker answers
+            producing = asyncio.create_task(
+                start_producer(settings.kafka_bootstrap, settings.kafka_idempotence)
+            )
+            try:
+                await prepare_topics(settings, ingest=self.stage in ("all", "ingest"), admin=admin)
+                settings = await with_session_timeout(settings, admin)
+            except BaseException:
+                # Let it finish starting, then stop it: a producer cancelled mid-start leaks.
+                with contextlib.suppress(Exception):
+                    await (await producing).stop()
+                raise
+        return settings, await producing
+
     async def _run_stages(self, stop: asyncio.Event) -> None:
         # Both stages stop together; what ingest finished but delivery has not read yet waits
         # on the outbound topic (committed) for the next run.
@@ -115,10 +133,12 @@ class Worker:
                 raise result
 
 
-async def with_session_timeout(settings: Settings) -> Settings:
+async def with_session_timeout(
+    settings: Settings, admin: AIOKafkaAdminClient | None = None
+) -> Settings:
     """`settings` with the group session timeout the broker calls for, when unset."""
     timeout_ms = await session_timeout_for(
-        settings.kafka_bootstrap, settings.kafka_session_timeout_ms
+        settings.kafka_bootstrap, settings.kafka_session_timeout_ms, admin
     )
     if timeout_ms == settings.kafka_session_timeout_ms:
         return settings
