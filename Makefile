@@ -34,8 +34,12 @@ format: $(STAMP)
 	$(BIN)/ruff format relay tests
 	$(BIN)/ruff check --fix relay tests
 
+# The throughput scenarios, then BENCHMARKS.md and its charts from every result in bench/results.
 bench: $(STAMP)
-	$(BIN)/relay bench throughput --write BENCHMARKS.md
+	$(BIN)/python -m pip install --quiet -e '.[dev,broker,bench]'
+	$(BIN)/relay bench throughput
+	$(BIN)/relay bench throughput --kind mobile
+	$(BIN)/relay bench report
 
 # After a change of pyproject.toml's dependencies: re-resolve both lock files.
 lock: $(STAMP)

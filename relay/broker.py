@@ -11,14 +11,15 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
+import sys
 import time
+from collections import deque
 from types import TracebackType
 from typing import Final
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from relay.errors import BrokerError, ClosedError
+from relay.kafka import make_admin
+from relay.signals import die_with_parent, run_until_signalled
 
 START_TIMEOUT_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 10.0
@@ -44,9 +45,34 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def broker_command(host: str, port: int) -> list[str]:
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port (then the broker could not)."""
+    with socket.socket() as sock:
+        # As the broker binds: connections of a previous broker in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def broker_command(host: str, port: int, *, advertised: str | None = None) -> list[str]:
+    """Tansu listening on host:port, telling clients to connect to `advertised` (host:port).
+
+    A different advertised address puts something in front of the broker, e.g. a TLS
+    terminator: clients then reach every broker through it.
+    """
     url = f"tcp://{host}:{port}"
-    return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised_url = f"tcp://{advertised}" if advertised else url
+    return [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised_url,
+    ]
 
 
 async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
@@ -66,7 +92,7 @@ async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
         await writer.wait_closed()
         break
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = make_admin(bootstrap, request_timeout_ms=2000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -92,6 +118,8 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.quiet = quiet
         self._process: asyncio.subprocess.Process | None = None
+        self._output: asyncio.Task[None] | None = None
+        self._started = False
         self._closed = False
 
     @property
@@ -103,25 +131,64 @@ class EmbeddedBroker:
             raise ClosedError("EmbeddedBroker is closed")
         if self._process is not None:
             return
-        out = asyncio.subprocess.DEVNULL if self.quiet else None
-        self._process = await asyncio.create_subprocess_exec(
+        if port_in_use(self.host, self.port):
+            raise BrokerError(f"cannot start the broker: {self.bootstrap} is already in use")
+        # Its output is read here: quiet, dropped; else passed on once the broker is up, so a
+        # failed start is one line (with the broker's last words), not a panic dump.
+        self._process = process = await asyncio.create_subprocess_exec(
             *broker_command(self.host, self.port),
-            stdout=out,
-            stderr=out,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            preexec_fn=die_with_parent,
         )
+        tail: deque[str] = deque(maxlen=3)
+        self._output = asyncio.create_task(self._read_output(process, tail))
+        answering = asyncio.create_task(wait_until_answering(self.bootstrap, START_TIMEOUT_S))
+        exited = asyncio.create_task(process.wait())
         try:
-            await wait_until_answering(self.bootstrap, START_TIMEOUT_S)
+            await asyncio.wait([answering, exited], return_when=asyncio.FIRST_COMPLETED)
+            if not answering.done():
+                await asyncio.sleep(0.1)  # let the last words arrive
+                last = (" (" + " | ".join(tail) + ")") if tail else ""
+                raise BrokerError(
+                    f"the broker exited with code {process.returncode} at start{last}"
+                )
+            answering.result()
+            self._started = True
         except BaseException:
+            answering.cancel()
             await self.stop()
             raise
-        if self._process.returncode is not None:
-            raise BrokerError(f"broker exited with code {self._process.returncode} at start")
+        finally:
+            exited.cancel()
+
+    async def _read_output(self, process: asyncio.subprocess.Process, tail: deque[str]) -> None:
+        if process.stderr is None:
+            return
+        async for raw in process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            tail.append(line[:200])
+            if self._started and not self.quiet:
+                print(line, file=sys.stderr, flush=True)
+
+    @property
+    def returncode(self) -> int | None:
+        """The broker's exit code once it exited by itself, else None."""
+        return self._process.returncode if self._process is not None else None
+
+    async def wait(self) -> int:
+        """Until the broker process exits; its exit code."""
+        if self._process is None:
+            raise ClosedError("EmbeddedBroker is not running")
+        return await self._process.wait()
 
     async def stop(self) -> None:
         self._closed = True
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
+            if self._output is not None:
+                self._output.cancel()
             return
         process.send_signal(signal.SIGTERM)
         try:
@@ -129,6 +196,8 @@ class EmbeddedBroker:
         except TimeoutError:
             process.kill()
             await process.wait()
+        if self._output is not None:
+            self._output.cancel()
 
     async def __aenter__(self) -> EmbeddedBroker:
         await self.start()
@@ -144,11 +213,22 @@ class EmbeddedBroker:
 
 
 def run_broker(host: str, port: int) -> int:
-    """`relay broker`: the broker in the foreground until interrupted."""
-    process = subprocess.Popen(broker_command(host, port))
-    print(f"embedded broker (Tansu, memory only) on {host}:{port}; Ctrl-C stops it", flush=True)
+    """`relay broker`: the broker in the foreground until SIGTERM or SIGINT, which stop it
+    (child included). A busy port or a failed start: one line on stderr, exit 1."""
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGTERM)
-        return process.wait()
+        return run_until_signalled(_serve_broker(host, port))
+    except BrokerError as exc:
+        print(f"relay broker: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve_broker(host: str, port: int) -> int:
+    async with EmbeddedBroker(host, port, quiet=False) as broker:
+        print(
+            f"embedded broker (Tansu, memory only) listening on {broker.bootstrap}; "
+            "Ctrl-C or SIGTERM stops it",
+            flush=True,
+        )
+        code = await broker.wait()
+    print(f"relay broker: the broker exited by itself with code {code}", file=sys.stderr)
+    return code if code > 0 else 1

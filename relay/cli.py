@@ -21,7 +21,7 @@ from relay.config import (
     log_level_from,
     offline_settings,
 )
-from relay.errors import RelayError
+from relay.errors import ConfigError, RelayError
 from relay.observability.logs import configure_logging
 from relay.settings_table import help_text
 
@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", default=None, help="default: the format's RELAY_INPUTS topic")
     produce.add_argument("--invalid-ratio", type=float, default=0.0)
     produce.add_argument("--opt-out-ratio", type=float, default=0.0)
-    produce.add_argument("--seed", type=int, default=1)
+    produce.add_argument(
+        "--seed", type=int, default=None, help="repeat a run (default: random, printed)"
+    )
 
     validate = sub.add_parser(
         "validate",
@@ -119,24 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", nargs="?", default="-", help="JSON lines (default: stdin)")
     validate.add_argument("--config", type=Path, default=None, help="mapping file (TOML/YAML)")
 
-    dlq = sub.add_parser("dlq", help="the dead-letter topic")
+    dlq = sub.add_parser("dlq", help="the dead-letter topic: show, redrive")
     dlq_sub = dlq.add_subparsers(dest="dlq", required=True, metavar="ACTION")
-    redrive = dlq_sub.add_parser(
-        "redrive",
-        help="send dead letters back to their origin topic (or --to)",
-        description="Each dead letter goes back once (the redrive group commits what it read).",
-    )
-    redrive.add_argument("--to", default=None, help="target topic (default: the origin topic)")
-    redrive.add_argument(
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
         "--filter",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="match a header, e.g. class=invalid_json, stage=deliver, "
-        "api_code=INVALID_PARAMETER (repeatable: all must match)",
+        help="match a header, e.g. class=invalid_json, stage=deliver, field=email, "
+        "api_code=INVALID_PARAMETER, redrive_count=1 (repeatable: all must match)",
     )
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        parents=[filters],
+        help="send dead letters back to their origin topic (or --to)",
+        description="Reads the DLQ up to the end it had at start and sends each matching dead "
+        "letter back once, with a relay.redrive.count header; one already redriven "
+        "RELAY_DLQ_MAX_REDRIVES times (default 3) is left alone unless --force. The redrive "
+        "group commits what it read.",
+    )
+    redrive.add_argument("--to", default=None, help="target topic (default: the origin topic)")
     redrive.add_argument("--group", default=None, help="consumer group (default <prefix>-redrive)")
-    redrive.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent; send and commit nothing"
+    )
+    redrive.add_argument(
+        "--force", action="store_true", help="send even those redriven too often already"
+    )
+    redrive.set_defaults(dlq="redrive")
+    show = dlq_sub.add_parser(
+        "show",
+        aliases=["inspect"],
+        parents=[filters],
+        help="counts by stage, class and field, and sample records (read-only)",
+        description="Reads the DLQ up to its end at start, commits nothing. Identifier values "
+        "(emails, phones, device ids, IPs) in the samples are masked unless --show-pii.",
+    )
+    show.add_argument("--samples", type=int, default=3, help="records to show (default 3)")
+    show.add_argument("--show-pii", action="store_true", help="show identifier values as stored")
+    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.set_defaults(dlq="show")
 
     from relay.tools.api import add_api_parser
     from relay.tools.config_check import add_config_parser
@@ -144,15 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_parser(sub)
     add_config_parser(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks (results in BENCHMARKS.md)")
-    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    throughput = bench_sub.add_parser(
-        "throughput", help="web path end to end vs. a Kafka consume+produce floor"
-    )
-    throughput.add_argument("--events", type=int, default=200_000)
-    throughput.add_argument(
-        "--write", type=Path, default=None, help="append the results to this markdown file"
-    )
+    from relay.tools.bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -161,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or log_level_from(os.environ), log_format_from(os.environ))
     try:
         return dispatch(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"relay: error: {line}", file=sys.stderr)
+        return 2
     except RelayError as exc:
         print(f"relay: error: {exc}", file=sys.stderr)
         return 2
@@ -171,8 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from relay.pipeline.worker import run_worker
+        from relay.tools.config_check import raise_on_problems
 
-        return run_worker(load_settings(), args.stage)
+        settings = load_settings()
+        raise_on_problems(settings)
+        return run_worker(settings, args.stage)
     if args.command == "broker":
         from relay.broker import run_broker
 
@@ -189,34 +215,21 @@ def dispatch(args: argparse.Namespace) -> int:
             drop_rate=args.drop_rate,
             seed=args.seed,
         )
-        run_sandbox(args.host, args.port, args.config, faults)
+        try:
+            run_sandbox(args.host, args.port, args.config, faults)
+        except OSError as exc:  # the port is taken, or the host is not ours
+            print(
+                f"relay sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     if args.command == "demo":
         from relay.tools.demo import run_demo
 
         return run_demo(args.count, args.invalid_ratio, args.opt_out_ratio, args.timeout)
     if args.command == "produce":
-        from relay.tools.produce import produce
-
-        summary = asyncio.run(
-            produce(
-                load_settings(),
-                fmt=args.fmt,
-                count=args.count,
-                topic=args.topic,
-                rate=args.rate,
-                accounts=args.accounts,
-                invalid_ratio=args.invalid_ratio,
-                opt_out_ratio=args.opt_out_ratio,
-                seed=args.seed,
-                progress=lambda s: print(f"\rproduced {s.produced:,}", end="", file=sys.stderr),
-            )
-        )
-        print(
-            f"\nproduced {summary.produced:,}: {summary.deliver:,} valid, "
-            f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out"
-        )
-        return 0
+        return run_produce(args)
     if args.command == "validate":
         from relay.tools.validate import run_validate
 
@@ -229,30 +242,102 @@ def dispatch(args: argparse.Namespace) -> int:
             default_phone_region=settings.default_phone_region,
         )
     if args.command == "dlq":
-        from relay.tools.redrive import parse_filters, redrive
-
-        result = asyncio.run(
-            redrive(
-                load_settings(),
-                to=args.to,
-                filters=parse_filters(args.filter),
-                group=args.group,
-                dry_run=args.dry_run,
-            )
-        )
-        verb = "would redrive" if args.dry_run else "redriven"
-        print(f"read {result.read:,}, {verb} {result.redriven:,}, skipped {result.skipped:,}")
-        return 0
+        return run_dlq(args)
     if args.command == "api":
-        from relay.tools.api import run_api
+        from relay.tools.api import EXIT_USAGE, report_failure, run_api
 
-        return run_api(args, load_settings())
+        try:
+            settings = load_settings()
+        except ConfigError as exc:  # --json: the settings' problems as JSON too
+            return report_failure(args.json, EXIT_USAGE, "bad_settings", str(exc))
+        return run_api(args, settings)
     if args.command == "config":
         from relay.tools.config_check import run_config
 
         return run_config(args)
-    if args.command == "bench":
-        from relay.tools.bench import run_throughput_bench
+    if args.command == "bench" and args.bench == "sandbox":
+        from relay.tools.bench_sandbox import run_from_args
 
-        return run_throughput_bench(args.events, args.write)
+        return run_from_args(args)
+    if args.command == "bench":
+        from relay.tools.bench import run_bench
+
+        return run_bench(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+def run_dlq(args: argparse.Namespace) -> int:
+    from relay.tools.redrive import parse_filters
+
+    settings = load_settings()
+    filters = parse_filters(args.filter)
+    if args.dlq == "show":
+        import orjson
+
+        from relay.tools.dlq_show import inspect_dlq, render_report
+
+        report = asyncio.run(
+            inspect_dlq(settings, filters=filters, samples=args.samples, show_pii=args.show_pii)
+        )
+        if args.json:
+            print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(render_report(report, settings.dlq_topic))
+        return 0
+    from relay.tools.progress import ProgressLine
+    from relay.tools.redrive import describe, redrive
+
+    result = asyncio.run(
+        redrive(
+            settings,
+            to=args.to,
+            filters=filters,
+            group=args.group,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=ProgressLine(),
+        )
+    )
+    for line in describe(result, dry_run=args.dry_run, max_redrives=settings.dlq_max_redrives):
+        print(line)
+    return 0
+
+
+def run_produce(args: argparse.Namespace) -> int:
+    import secrets
+
+    from relay.tools.produce import produce
+    from relay.tools.progress import ProgressLine
+
+    settings = load_settings()
+    if not (settings.mapping.pixels or settings.mapping.apps):
+        raise ConfigError(
+            "no pixels or apps configured: name a mapping file in RELAY_CONFIG "
+            "(e.g. relay/data/defaults.toml), or point RELAY_API_BASE_URL at a local sandbox "
+            "to use its packaged defaults"
+        )
+    # A fresh seed by default: the same seed repeats the same conversion ids, which X
+    # discards as duplicates.
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    print(f"seed {seed} (--seed {seed} repeats this run)", file=sys.stderr)
+    progress = ProgressLine()
+    summary = asyncio.run(
+        produce(
+            settings,
+            fmt=args.fmt,
+            count=args.count,
+            topic=args.topic,
+            rate=args.rate,
+            accounts=args.accounts,
+            invalid_ratio=args.invalid_ratio,
+            opt_out_ratio=args.opt_out_ratio,
+            seed=seed,
+            progress=lambda s: progress.show(f"produced {s.produced:,}"),
+        )
+    )
+    progress.done()
+    print(
+        f"produced {summary.produced:,}: {summary.deliver:,} valid, "
+        f"{summary.dead_letter:,} invalid, {summary.drop:,} opted out (seed {seed})"
+    )
+    return 0

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -25,7 +26,7 @@ import yaml
 
 from relay.errors import ConfigError, Problem
 from relay.normalize.device_ids import DEVICE_ID_CASES, DeviceIdCase
-from relay.secret import Secret
+from relay.secret import MASK, Secret
 from relay.settings_table import (
     Setting,
     assembled,
@@ -34,6 +35,7 @@ from relay.settings_table import (
     row_problems,
     rows_of,
     setting,
+    value_problem,
 )
 
 __all__ = [
@@ -67,15 +69,24 @@ LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS: Final = ("text", "json")
 IDEMPOTENCE_MODES: Final = ("auto", "true", "false")
 TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+# Built-in OAUTHBEARER token providers (relay.kafka_oauth); else `module:factory`.
+TOKEN_PROVIDERS: Final = ("oidc", "aws-msk-iam")
+LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """OAuth 1.0a user-context credentials."""
+    """OAuth 1.0a user-context credentials.
 
-    consumer_key: str
+    The key and the token are identifiers X sees in every Authorization header, not secrets,
+    but they come from the same secret store: kept out of reprs as well.
+    """
+
+    consumer_key: str = field(repr=False)
     consumer_secret: Secret
-    access_token: str
+    access_token: str = field(repr=False)
     access_token_secret: Secret
 
     @classmethod
@@ -206,6 +217,28 @@ def _region_problem(region: str) -> str | None:
     return None if re.fullmatch(r"[A-Z]{2}", region) else "must be a two-letter region, e.g. US"
 
 
+def _token_provider_problem(name: str) -> str | None:
+    if name in TOKEN_PROVIDERS or re.fullmatch(r"[\w.]+:[\w.]+", name):
+        return None
+    return f"must be {' or '.join(TOKEN_PROVIDERS)}, or module:factory"
+
+
+def _https_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
+        return None
+    return "must be an https:// URL (http:// only on loopback)"
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def _base64_problem(key: Secret) -> str | None:
     try:
         base64.b64decode(key.reveal(), validate=True)
@@ -214,11 +247,12 @@ def _base64_problem(key: Secret) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything the worker needs, validated when built. Units are in the names.
 
     Each field is one row of the settings table: `setting(variable, default, help, bounds)`.
+    The repr masks secrets and the identifiers read from secret files (`from_file`).
     """
 
     kafka_bootstrap: str = setting(
@@ -238,6 +272,77 @@ class Settings:
         minimum=1_000,
         maximum=3_600_000,
     )
+    kafka_client_id: str = setting(
+        "RELAY_KAFKA_CLIENT_ID",
+        "conversion-relay",
+        "client id the brokers see (quotas, request logs, ACL audits)",
+    )
+    kafka_security_protocol: str = setting(
+        "RELAY_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "how every Kafka client of the relay reaches the brokers",
+        choices=SECURITY_PROTOCOLS,
+    )
+    kafka_ssl_ca_file: str | None = setting(
+        "RELAY_KAFKA_SSL_CA_FILE",
+        None,
+        "PEM CA bundle the brokers' certificates are checked against (default: the system's)",
+        path=True,
+    )
+    kafka_ssl_cert_file: str | None = setting(
+        "RELAY_KAFKA_SSL_CERT_FILE", None, "PEM client certificate (mutual TLS)", path=True
+    )
+    kafka_ssl_key_file: str | None = setting(
+        "RELAY_KAFKA_SSL_KEY_FILE", None, "PEM private key of the client certificate", path=True
+    )
+    kafka_ssl_key_password: Secret = setting(
+        "RELAY_KAFKA_SSL_KEY_PASSWORD", "", "password of an encrypted client key", secret=True
+    )
+    kafka_ssl_check_hostname: bool = setting(
+        "RELAY_KAFKA_SSL_CHECK_HOSTNAME",
+        True,
+        "the broker's certificate must name the host connected to",
+    )
+    kafka_sasl_mechanism: str | None = setting(
+        "RELAY_KAFKA_SASL_MECHANISM",
+        None,
+        "SASL mechanism, with SASL_PLAINTEXT or SASL_SSL",
+        choices=SASL_MECHANISMS,
+    )
+    kafka_sasl_username: str | None = setting(
+        "RELAY_KAFKA_SASL_USERNAME", None, "PLAIN / SCRAM user name", from_file=True
+    )
+    kafka_sasl_password: Secret = setting(
+        "RELAY_KAFKA_SASL_PASSWORD", "", "PLAIN / SCRAM password", secret=True
+    )
+    kafka_oauth_token_provider: str | None = setting(
+        "RELAY_KAFKA_OAUTH_TOKEN_PROVIDER",
+        None,
+        "OAUTHBEARER tokens: oidc (client credentials grant), aws-msk-iam (the msk extra), "
+        "or module:factory (a callable taking the settings, returning an aiokafka "
+        "AbstractTokenProvider)",
+        check=_token_provider_problem,
+        type_label="oidc \\| aws-msk-iam \\| module:factory",
+    )
+    kafka_oauth_token_url: str | None = setting(
+        "RELAY_KAFKA_OAUTH_TOKEN_URL",
+        None,
+        "token endpoint of the identity provider (oidc)",
+        check=_https_problem,
+        type_label="URL",
+    )
+    kafka_oauth_client_id: str | None = setting(
+        "RELAY_KAFKA_OAUTH_CLIENT_ID", None, "OAuth client id (oidc)", from_file=True
+    )
+    kafka_oauth_client_secret: Secret = setting(
+        "RELAY_KAFKA_OAUTH_CLIENT_SECRET", "", "OAuth client secret (oidc)", secret=True
+    )
+    kafka_oauth_scope: str | None = setting(
+        "RELAY_KAFKA_OAUTH_SCOPE", None, "OAuth scope to ask for (oidc), if the provider needs one"
+    )
+    kafka_aws_region: str | None = setting(
+        "RELAY_KAFKA_AWS_REGION", None, "AWS region of the MSK cluster (aws-msk-iam)"
+    )
     api_base_url: str = setting(
         "RELAY_API_BASE_URL",
         "https://ads-api.x.com",
@@ -245,6 +350,39 @@ class Settings:
         parse=_base_url,
         check=_base_url_problem,
         type_label="URL",
+    )
+    api_ca_file: str | None = setting(
+        "RELAY_API_CA_FILE",
+        None,
+        "PEM CA bundle X's (or a TLS proxy's) certificate is checked against (default: the "
+        "system's); verification is always on",
+        path=True,
+    )
+    api_allow_http: bool = setting(
+        "RELAY_API_ALLOW_HTTP",
+        False,
+        "allow an http:// RELAY_API_BASE_URL on a host other than loopback",
+    )
+    api_connect_timeout_s: float = setting(
+        "RELAY_API_CONNECT_TIMEOUT_S",
+        10.0,
+        "timeout of opening a connection to X (TCP and TLS)",
+        above=0,
+        maximum=600,
+    )
+    api_read_timeout_s: float = setting(
+        "RELAY_API_READ_TIMEOUT_S",
+        30.0,
+        "longest wait for X's next bytes once connected",
+        above=0,
+        maximum=600,
+    )
+    api_max_connections: int = setting(
+        "RELAY_API_MAX_CONNECTIONS",
+        32,
+        "size of the connection pool to X",
+        minimum=1,
+        maximum=1_024,
     )
     credentials: Credentials = assembled(
         Credentials.empty,
@@ -303,7 +441,9 @@ class Settings:
             "RELAY_CONFIG",
             None,
             "TOML or YAML: pixels (id, account_id, event_ids, pixel_token, segment_events), apps"
-            " (id, os_type, account_id, event maps), branch_apps, credentials",
+            " (id, os_type, account_id, event maps), branch_apps, credentials; unset with "
+            "RELAY_API_BASE_URL on a loopback address (a local sandbox): the packaged "
+            "relay/data/defaults.toml, as the sandbox uses",
             kind="path",
         ),
     )
@@ -374,6 +514,24 @@ class Settings:
         minimum=0,
         maximum=3_600,
     )
+    broker_lost_exit_s: float = setting(
+        "RELAY_BROKER_LOST_EXIT_S",
+        120.0,
+        "a worker without Kafka this long exits with code 75 (to be restarted)",
+        above=0,
+    )
+    dlq_max_redrives: int = setting(
+        "RELAY_DLQ_MAX_REDRIVES",
+        3,
+        "relay dlq redrive leaves alone a record redriven this often (unless --force)",
+        minimum=1,
+    )
+    dlq_redact: bool = setting(
+        "RELAY_DLQ_REDACT",
+        False,
+        "dead letters of ingest failures: emails, phones and device ids replaced by their "
+        "hashes, IP and user agent dropped (default: the original bytes)",
+    )
     ledger_window_s: float = setting(
         "RELAY_LEDGER_WINDOW_S",
         3600.0,
@@ -436,8 +594,17 @@ class Settings:
         if problems:
             raise ConfigError(problems=problems)
 
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            row = BY_NAME_OF_FIELD.get(f.name)
+            value = getattr(self, f.name)
+            shown = MASK if row is not None and row.from_file and value else repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
     def _relation_problems(self) -> list[Problem]:
-        problems = []
+        problems = [*self._kafka_problems(), *self._api_problems()]
         if self.retry_base_s > self.retry_max_s:
             problems.append(Problem("RELAY_RETRY_BASE_S", "must not exceed RELAY_RETRY_MAX_S"))
         app_inputs = sorted(t for t, f in self.inputs.items() if f in APP_FORMATS)
@@ -450,6 +617,64 @@ class Settings:
                 )
             )
         return problems
+
+    def _kafka_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+
+        def needs(name: str, what: str) -> None:
+            problems.append(Problem(name, f"is needed {what}"))
+
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+        if sasl and not mechanism:
+            needs("RELAY_KAFKA_SASL_MECHANISM", f"with RELAY_KAFKA_SECURITY_PROTOCOL={protocol}")
+        if mechanism and not sasl:
+            problems.append(
+                Problem(
+                    "RELAY_KAFKA_SASL_MECHANISM",
+                    "needs RELAY_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)",
+                )
+            )
+        if sasl and mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            if not self.kafka_sasl_username:
+                needs("RELAY_KAFKA_SASL_USERNAME", f"for {mechanism}")
+            if not self.kafka_sasl_password:
+                needs("RELAY_KAFKA_SASL_PASSWORD", f"for {mechanism}")
+        provider = self.kafka_oauth_token_provider
+        if sasl and mechanism == "OAUTHBEARER" and not provider:
+            needs("RELAY_KAFKA_OAUTH_TOKEN_PROVIDER", "for OAUTHBEARER")
+        if provider == "oidc":
+            if not self.kafka_oauth_token_url:
+                needs("RELAY_KAFKA_OAUTH_TOKEN_URL", "for the oidc token provider")
+            if not self.kafka_oauth_client_id:
+                needs("RELAY_KAFKA_OAUTH_CLIENT_ID", "for the oidc token provider")
+            if not self.kafka_oauth_client_secret:
+                needs("RELAY_KAFKA_OAUTH_CLIENT_SECRET", "for the oidc token provider")
+        if provider == "aws-msk-iam" and not self.kafka_aws_region:
+            needs("RELAY_KAFKA_AWS_REGION", "for the aws-msk-iam token provider")
+        if not tls:
+            for name, value in (
+                ("RELAY_KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file),
+                ("RELAY_KAFKA_SSL_CERT_FILE", self.kafka_ssl_cert_file),
+                ("RELAY_KAFKA_SSL_KEY_FILE", self.kafka_ssl_key_file),
+            ):
+                if value:
+                    problems.append(
+                        Problem(name, "needs RELAY_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+                    )
+        if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
+            problems.append(Problem("RELAY_KAFKA_SSL_KEY_FILE", "needs RELAY_KAFKA_SSL_CERT_FILE"))
+        return problems
+
+    def _api_problems(self) -> list[Problem]:
+        parts = urlsplit(self.api_base_url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname) and not self.api_allow_http:
+            message = (
+                "http:// is refused for a host other than loopback (X's API is https); "
+                "set RELAY_API_ALLOW_HTTP=true to allow it"
+            )
+            return [Problem("RELAY_API_BASE_URL", message)]
+        return []
 
     @property
     def outbound_topic(self) -> str:
@@ -482,6 +707,7 @@ class Settings:
 
 SETTINGS: Final = rows_of(Settings)
 BY_NAME: Final = {row.name: row for row in SETTINGS}
+BY_NAME_OF_FIELD: Final = {row.field: row for row in SETTINGS if row.field}
 # The sandbox budgets default to the relay's.
 DEFAULT_ACCOUNT_LIMIT: Final = int(BY_NAME["RELAY_ACCOUNT_LIMIT"].default or 0)
 DEFAULT_ACCOUNT_WINDOW_S: Final = float(BY_NAME["RELAY_ACCOUNT_WINDOW_S"].default or 0)
@@ -656,8 +882,18 @@ def env_credentials(env: Mapping[str, str]) -> Credentials | None:
     return credentials
 
 
-def _mapping(env: Mapping[str, str], problems: list[Problem]) -> MappingFile:
+def mapping_path_for(env: Mapping[str, str], problems: list[Problem]) -> Path | None:
+    """`RELAY_CONFIG`; else, when the API is a local sandbox, the packaged defaults that the
+    sandbox itself starts with (so `relay sandbox` + `relay run` work with no file at all)."""
     path = _read("RELAY_CONFIG", env, problems)
+    if path is not None:
+        return Path(path)
+    url = _read("RELAY_API_BASE_URL", env, []) or BY_NAME["RELAY_API_BASE_URL"].default
+    return default_mapping_path() if urlsplit(str(url)).hostname in LOOPBACK_HOSTS else None
+
+
+def _mapping(env: Mapping[str, str], problems: list[Problem]) -> MappingFile:
+    path = mapping_path_for(env, problems)
     if path is None:
         return MappingFile()
     try:
@@ -671,6 +907,21 @@ def log_format_from(env: Mapping[str, str]) -> str:
     """`RELAY_LOG_FORMAT`, for logging set up before the settings load (text when invalid)."""
     fmt = _read("RELAY_LOG_FORMAT", env, [])
     return str(fmt or BY_NAME["RELAY_LOG_FORMAT"].default)
+
+
+def setting_value(env: Mapping[str, str], name: str) -> Any:
+    """One variable's typed, checked value (its default when unset), for code that reads a
+    relay variable without building `Settings` (the sandbox's budgets); ConfigError names it."""
+    row = BY_NAME[name]
+    problems: list[Problem] = []
+    value = _read(name, env, problems)
+    value = row.default_value() if value is None and not problems else value
+    message = None if problems else value_problem(row, value)
+    if message is not None:
+        problems.append(Problem(name, message))
+    if problems:
+        raise ConfigError(problems=problems)
+    return value
 
 
 def log_level_from(env: Mapping[str, str]) -> str:

@@ -1,4 +1,8 @@
-"""Kafka plumbing shared by the stages: client settings, topic creation, batched producing.
+"""Kafka plumbing shared by the stages: clients, topic creation, batched producing.
+
+Every client is made here from a `KafkaTarget`: the settings (TLS, SASL and client id from
+`relay.kafka_security.kafka_options`), or a bare bootstrap string for the embedded,
+plaintext broker of the demo and the tests.
 
 Idempotent producers are used where the broker serves them (`start_producer`); the
 embedded broker answers InitProducerId with an error, so `auto` falls back to plain acks=all.
@@ -23,7 +27,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.group import LeaveGroupRequest
 
+from relay.config import Settings
 from relay.errors import BrokerError, ConfigError
+from relay.kafka_security import explain_failure, kafka_options
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,17 @@ MAX_HEARTBEAT_INTERVAL_MS: Final = 3_000
 FETCH_MAX_WAIT_MS: Final = 100
 
 Header = tuple[str, bytes]
+KafkaTarget = Settings | str  # a str: bootstrap servers of a plaintext broker (embedded)
+
+
+def connection_options(kafka: KafkaTarget) -> dict[str, Any]:
+    return {"bootstrap_servers": kafka} if isinstance(kafka, str) else kafka_options(kafka)
+
+
+async def _unreachable(kafka: KafkaTarget, exc: Exception, doing: str) -> BrokerError:
+    if isinstance(kafka, str):
+        return BrokerError(f"cannot reach Kafka at {kafka} to {doing}: {exc}")
+    return await explain_failure(kafka, exc, doing)
 
 
 # Not frozen: one is built per produced record, and frozen init costs ~2 us more.
@@ -63,11 +80,13 @@ class TopicSpec:
     configs: Mapping[str, str] = field(default_factory=dict)
 
 
-def make_producer(bootstrap: str, *, idempotent: bool = False, **extra: Any) -> AIOKafkaProducer:
+def make_producer(
+    kafka: KafkaTarget, *, idempotent: bool = False, **extra: Any
+) -> AIOKafkaProducer:
     # acks=all keeps the at-least-once promise: an offset is committed only after the broker
     # has the record. Idempotence (no duplicates from producer retries) where the broker can.
     options: dict[str, Any] = dict(
-        bootstrap_servers=bootstrap,
+        **connection_options(kafka),
         enable_idempotence=idempotent,
         acks="all",
         linger_ms=5,
@@ -79,13 +98,24 @@ def make_producer(bootstrap: str, *, idempotent: bool = False, **extra: Any) -> 
     return AIOKafkaProducer(**options)
 
 
-async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaProducer:
-    """A started producer; `idempotence` is auto (on when the broker serves it), true, false."""
+def make_consumer(kafka: KafkaTarget, *topics: str, **extra: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **connection_options(kafka), **extra)
+
+
+def make_admin(kafka: KafkaTarget, **extra: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_options(kafka), **extra)
+
+
+async def start_producer(
+    kafka: KafkaTarget, idempotence: str = "auto", **extra: Any
+) -> AIOKafkaProducer:
+    """A started producer; `idempotence` is auto (on when the broker serves it), true, false;
+    `extra`: aiokafka producer options."""
     if idempotence not in ("auto", "true"):
-        producer = make_producer(bootstrap)
+        producer = make_producer(kafka, **extra)
         await producer.start()
         return producer
-    producer = make_producer(bootstrap, idempotent=True)
+    producer = make_producer(kafka, idempotent=True, **extra)
     sender_log = logging.getLogger("aiokafka.producer.sender")
     level = sender_log.level
     if idempotence == "auto":  # a refusal is expected there: no ERROR line for it
@@ -104,14 +134,14 @@ async def start_producer(bootstrap: str, idempotence: str = "auto") -> AIOKafkaP
         )
     finally:
         sender_log.setLevel(level)
-    producer = make_producer(bootstrap)
+    producer = make_producer(kafka, **extra)
     await producer.start()
     return producer
 
 
 @contextlib.asynccontextmanager
 async def admin_client(
-    bootstrap: str, shared: AIOKafkaAdminClient | None = None
+    kafka: KafkaTarget, shared: AIOKafkaAdminClient | None = None
 ) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed after; `shared` (already started) is lent, not closed.
 
@@ -121,27 +151,29 @@ async def admin_client(
     if shared is not None:
         yield shared
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(kafka)
     try:
         try:
             await admin.start()
         except Exception as exc:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+            raise await _unreachable(kafka, exc, "connect") from exc
         yield admin
     finally:
         await admin.close()
 
 
-async def existing_topics(bootstrap: str, admin: AIOKafkaAdminClient | None = None) -> set[str]:
+async def existing_topics(kafka: KafkaTarget, admin: AIOKafkaAdminClient | None = None) -> set[str]:
     try:
-        async with admin_client(bootstrap, admin) as client:
+        async with admin_client(kafka, admin) as client:
             return set(await client.list_topics())
+    except BrokerError:
+        raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to list topics: {exc}") from exc
+        raise await _unreachable(kafka, exc, "list topics") from exc
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topics: Iterable[str | TopicSpec],
     partitions: int = DEFAULT_PARTITIONS,
     configs: Mapping[str, Mapping[str, str]] | None = None,
@@ -161,7 +193,7 @@ async def ensure_topics(
             spec = TopicSpec(topic, partitions, configs=configs[topic])
         specs.setdefault(spec.name, spec)
     try:
-        async with admin_client(bootstrap, admin) as client:
+        async with admin_client(kafka, admin) as client:
             existing = set(await client.list_topics())
             missing = [spec for name, spec in specs.items() if name not in existing]
             if not missing:
@@ -184,21 +216,23 @@ async def ensure_topics(
     except BrokerError:
         raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}") from exc
+        raise await _unreachable(kafka, exc, "create topics") from exc
 
 
 async def partition_count(
-    bootstrap: str, topic: str, admin: AIOKafkaAdminClient | None = None
+    kafka: KafkaTarget, topic: str, admin: AIOKafkaAdminClient | None = None
 ) -> int | None:
     """How many partitions `topic` has, None when it does not exist."""
     try:
-        async with admin_client(bootstrap, admin) as client:
+        async with admin_client(kafka, admin) as client:
             # Listed first: describing a missing topic may create it (auto.create.topics.enable).
             if topic not in set(await client.list_topics()):
                 return None
             described = await client.describe_topics([topic])
+    except BrokerError:
+        raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap} to describe {topic}: {exc}") from exc
+        raise await _unreachable(kafka, exc, f"describe {topic}") from exc
     for entry in described:
         if entry.get("topic") == topic and entry.get("error_code", 0) == 0:
             return len(entry.get("partitions", [])) or None
@@ -206,17 +240,17 @@ async def partition_count(
 
 
 async def ensure_topic_like(
-    bootstrap: str, topic: str, like: str, configs: Mapping[str, str] | None = None
+    kafka: KafkaTarget, topic: str, like: str, configs: Mapping[str, str] | None = None
 ) -> int:
     """Create `topic` with as many partitions as `like` (created first when absent), so that
     partition p of both holds the same keys; refuses an existing `topic` whose count differs.
     Returns the partition count."""
-    await ensure_topics(bootstrap, [like])
-    count = await partition_count(bootstrap, like)
+    await ensure_topics(kafka, [like])
+    count = await partition_count(kafka, like)
     if count is None:
         raise BrokerError(f"topic {like} does not exist")
-    await ensure_topics(bootstrap, [topic], partitions=count, configs={topic: configs or {}})
-    actual = await partition_count(bootstrap, topic)
+    await ensure_topics(kafka, [topic], partitions=count, configs={topic: configs or {}})
+    actual = await partition_count(kafka, topic)
     if actual != count:
         raise BrokerError(f"topic {topic} has {actual} partitions, {like} has {count}")
     return count
@@ -232,16 +266,18 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 
 
 async def session_timeout_for(
-    bootstrap: str, configured: int | None, admin: AIOKafkaAdminClient | None = None
+    kafka: KafkaTarget, configured: int | None, admin: AIOKafkaAdminClient | None = None
 ) -> int:
     """The consumer group session timeout: as configured, else chosen by the broker."""
     if configured is not None:
         return configured
     try:
-        async with admin_client(bootstrap, admin) as client:
+        async with admin_client(kafka, admin) as client:
             cluster = await client.describe_cluster()
+    except BrokerError:
+        raise
     except Exception as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise await _unreachable(kafka, exc, "describe the cluster") from exc
     if cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID:
         return EMBEDDED_SESSION_TIMEOUT_MS
     return DEFAULT_SESSION_TIMEOUT_MS
@@ -277,7 +313,7 @@ def membership_of(consumer: AIOKafkaConsumer) -> Membership | None:
     return Membership(coordinator.group_id, member_id, coordinator.generation)
 
 
-async def leave_if_still_member(bootstrap: str, membership: Membership | None) -> None:
+async def leave_if_still_member(kafka: KafkaTarget, membership: Membership | None) -> None:
     """Leave the group where a stopped consumer did not (best effort).
 
     aiokafka leaves its group on stop only at generation > 0 (real Kafka's first); the
@@ -286,15 +322,17 @@ async def leave_if_still_member(bootstrap: str, membership: Membership | None) -
     """
     if membership is None or membership.generation != 0:
         return
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    client: AIOKafkaClient | None = None
     try:
+        client = AIOKafkaClient(**connection_options(kafka))
         await client.bootstrap()
         node = await client.coordinator_lookup(0, membership.group_id)  # 0: a group
         await client.send(node, LeaveGroupRequest(membership.group_id, membership.member_id))
     except Exception as exc:  # the session ends by itself; only the restart is slower
         log.warning("could not leave group %s: %s", membership.group_id, exc)
     finally:
-        await client.close()
+        if client is not None:
+            await client.close()
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:

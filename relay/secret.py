@@ -46,3 +46,9 @@ class Secret:
     def __reduce__(self) -> tuple[object, ...]:
         # Pickling would carry the value out of the process unmasked.
         raise TypeError("a Secret cannot be pickled")
+
+    def __copy__(self) -> Secret:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Secret:
+        return self

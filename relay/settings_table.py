@@ -221,13 +221,18 @@ def row_problems(rows: Iterable[Setting], values: Any) -> list[Problem]:
     for row in rows:
         if not row.field:
             continue
-        value = getattr(values, row.field)
-        message = _bounds_problem(row, value)
-        if message is None and row.check is not None and value not in (None, ""):
-            message = row.check(value)
+        message = value_problem(row, getattr(values, row.field))
         if message is not None:
             problems.append(Problem(row.name, message))
     return problems
+
+
+def value_problem(row: Setting, value: Any) -> str | None:
+    """What is wrong with one typed value of the row (bounds, choices, check), or None."""
+    message = _bounds_problem(row, value)
+    if message is None and row.check is not None and value not in (None, ""):
+        message = row.check(value)
+    return message
 
 
 def _bounds_problem(row: Setting, value: Any) -> str | None:

@@ -56,7 +56,7 @@ def own_topics(settings: Settings, outbound_partitions: int | None = None) -> li
 
 async def check_inputs(settings: Settings, admin: AIOKafkaAdminClient | None = None) -> None:
     """ConfigError naming every input topic that does not exist."""
-    existing = await existing_topics(settings.kafka_bootstrap, admin)
+    existing = await existing_topics(settings, admin)
     missing = sorted(t for t in settings.inputs if t not in existing)
     if missing:
         raise ConfigError(
@@ -70,11 +70,10 @@ async def prepare_topics(
     settings: Settings, *, ingest: bool, admin: AIOKafkaAdminClient | None = None
 ) -> None:
     """Check the inputs (when this process ingests) and create the relay's own topics."""
-    bootstrap = settings.kafka_bootstrap
-    async with admin_client(bootstrap, admin) as client:  # one connection for all of it
+    async with admin_client(settings, admin) as client:  # one connection for all of it
         if ingest:
             await check_inputs(settings, client)
         outbound = own_topics(settings)[0]
-        await ensure_topics(bootstrap, [outbound], admin=client)
-        partitions = await partition_count(bootstrap, settings.outbound_topic, client)
-        await ensure_topics(bootstrap, own_topics(settings, partitions)[1:], admin=client)
+        await ensure_topics(settings, [outbound], admin=client)
+        partitions = await partition_count(settings, settings.outbound_topic, client)
+        await ensure_topics(settings, own_topics(settings, partitions)[1:], admin=client)

@@ -13,8 +13,8 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from relay.config import Secret, default_mapping_path, read_document
-from relay.sandbox.config import SandboxConfig, SandboxPixel, load_sandbox_config
+from relay.config import default_mapping_path, read_document
+from relay.sandbox.config import SandboxConfig, SandboxPixel, Secret, load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.sandbox.state import Clock
 from relay.xads import oauth

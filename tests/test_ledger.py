@@ -319,7 +319,9 @@ async def test_misuse_and_mismatched_partitions_are_refused(
     with pytest.raises(ClosedError):
         ledger.record(0, keys("y", 1))
 
-    other = make_settings(settings.kafka_bootstrap, settings.topic_prefix + "m", "http://x")
+    other = make_settings(
+        settings.kafka_bootstrap, settings.topic_prefix + "m", "http://127.0.0.1:1"
+    )
     await ensure_topics(other.kafka_bootstrap, [other.outbound_topic], partitions=2)
     await ensure_topics(other.kafka_bootstrap, [other.delivered_topic], partitions=5)
     with pytest.raises(BrokerError, match="partitions"):

@@ -137,6 +137,18 @@ async def test_a_429_storm_then_recovery_by_the_clock() -> None:
         assert (await sandbox.stats())["faults"] == {"storm_429": 3}
 
 
+async def test_requests_before_an_announced_reset_are_counted() -> None:
+    now = [time.time()]
+    async with running_sandbox(clock=lambda: now[0]) as sandbox:
+        await must_set(sandbox, storm_s=10)
+        assert await send(sandbox) == 429  # announces the account's reset
+        assert await send(sandbox) == 429  # too early: counted
+        assert (await sandbox.stats())["requests_before_reset"] == 1
+        now[0] = math.ceil(now[0] + 10)  # the reset the 429 announced
+        assert await send(sandbox) == 200
+        assert (await sandbox.stats())["requests_before_reset"] == 1
+
+
 async def test_an_injected_429_carries_reset_headers(sandbox: SandboxClient) -> None:
     await must_set(sandbox, error_rates={"429": 1.0}, retry_after_s=5)
     reply = await sandbox.post_conversions({"conversions": [conversion()]})

@@ -82,7 +82,10 @@ async def test_documented_example_request(sandbox: SandboxClient) -> None:
             "twitter_attribution": EXAMPLE_ATTRIBUTION,
             "tpn_attribution": None,
         },
-        "request": {"params": EXAMPLE_PARAMS},
+        # X echoes its version_number and the defaults that applied (seed 000's example).
+        "request": {
+            "params": {"version_number": "1", **EXAMPLE_PARAMS, "limit_ad_tracking": "false"}
+        },
     }
     journal = await app_journal(sandbox)
     assert journal["total"] == 1
@@ -150,7 +153,7 @@ async def test_every_optional_parameter_is_echoed_typed(sandbox: SandboxClient) 
     assert data["conversion_value_micro"] == 123450000
     assert data["non_twitter_engagement_type"] == "VIEW"
     assert (data["click_window"], data["view_through_window"]) == (30, 30)
-    assert reply.body["request"]["params"] == {**EXAMPLE_PARAMS, **optional}
+    assert reply.body["request"]["params"] == {"version_number": "1", **EXAMPLE_PARAMS, **optional}
 
 
 # -- conversion_event: each rule broken once --------------------------------------------------

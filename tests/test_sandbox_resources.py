@@ -18,7 +18,7 @@ from relay.tools.api import run_api
 from relay.xads.client import XAdsClient
 from relay.xads.errors import BadRequest, Forbidden, NotFound, Unauthorized
 
-ACCOUNT = "18ce54d4x5t"
+ACCOUNT = "18ce552mlaq"  # no seeded resources: the tests start from empty stores
 TAG = dict(
     app_store_identifier="333903271",
     conversion_type="PURCHASE",
@@ -122,8 +122,8 @@ async def test_app_lists_and_their_limits(sandbox: SandboxServer) -> None:
             ACCOUNT, name="games", app_store_identifiers=["333903271", "com.vine.android"]
         )
         assert made["apps"] == [
-            {"app_store_identifier": "333903271", "os_type": "IOS"},
-            {"app_store_identifier": "com.vine.android", "os_type": "ANDROID"},
+            {"app_store_identifier": "333903271", "os_type": "iOS"},  # as X shows them
+            {"app_store_identifier": "com.vine.android", "os_type": "Android"},
         ]
         listed = await x.app_lists.list(ACCOUNT)
         assert listed.data == [{"id": made["id"], "name": "games"}]

@@ -117,3 +117,23 @@ def test_run_help_lists_every_setting_with_its_default() -> None:
         assert f"{row.name}  [" in out, row.name
         assert f"default: {describe_default(row)}]" in out
     assert "RELAY_LOG_LEVEL" in out
+
+
+def test_settings_copy_and_refuse_pickling() -> None:
+    import copy
+    import pickle
+
+    settings = load_settings({"RELAY_CONSUMER_SECRET": "s", "RELAY_CONSUMER_KEY": "k"})
+    assert copy.deepcopy(settings).credentials.consumer_secret.reveal() == "s"
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(settings.credentials.consumer_secret)
+
+
+def test_one_variable_can_be_read_alone_with_the_same_rules() -> None:
+    from relay.config import setting_value
+
+    assert setting_value({}, "RELAY_ACCOUNT_LIMIT") == 60_000
+    assert setting_value({"RELAY_ACCOUNT_WINDOW_S": "2"}, "RELAY_ACCOUNT_WINDOW_S") == 2.0
+    for bad in ("inf", "0", "x"):
+        with pytest.raises(ConfigError, match="RELAY_ACCOUNT_LIMIT"):
+            setting_value({"RELAY_ACCOUNT_LIMIT": bad}, "RELAY_ACCOUNT_LIMIT")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from relay.config import MappingFile
@@ -15,7 +15,7 @@ class NormalizeContext:
 
     mapping: MappingFile
     default_phone_region: str | None = None
-    device_id_hmac_key: bytes = b""
+    device_id_hmac_key: bytes = field(default=b"", repr=False)  # a secret
     device_id_case: DeviceIdCase = "as_received"
     extra_device_ids: bool = False
 

@@ -24,6 +24,7 @@ class Pending:
     value: bytes
     payload: dict[str, Any]
     timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
+    headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
 
 
 @dataclass(slots=True)

@@ -11,22 +11,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
-from relay.kafka import group_options, leave_if_still_member, membership_of
+from relay.kafka import group_options, leave_if_still_member, make_consumer, membership_of
 from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
+from relay.pipeline.broker_watch import close_without_broker
 from relay.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COMMIT_INTERVAL_S: Final = 0.5
 POLL_TIMEOUT_MS: Final = 200
 MAX_RECORDS_PER_POLL: Final = 5000
+CLOSE_WITHOUT_BROKER_S: Final = 2.0  # closing would wait for the broker: don't, for long
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -38,6 +42,26 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.stage.on_assigned(set(assigned))
+
+
+async def unless_stopped(work: Coroutine[Any, Any, T], stopped: asyncio.Task[Any]) -> T | None:
+    """`work`'s result, or None (`work` cancelled) once `stopped` is done first."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled, not just the work
+        return None
+
+
+async def _started(consumer: AIOKafkaConsumer) -> bool:
+    await consumer.start()
+    return True
 
 
 class ConsumerStage(abc.ABC):
@@ -52,6 +76,8 @@ class ConsumerStage(abc.ABC):
         self.ready = False
         self._failure: BaseException | None = None
         self._paused = False
+        # The worker's broker watch: while the broker is gone, commits would only wait.
+        self.broker_ok: Callable[[], bool] = lambda: True
 
     @abc.abstractmethod
     def make_consumer(self) -> AIOKafkaConsumer: ...
@@ -64,8 +90,8 @@ class ConsumerStage(abc.ABC):
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
     def new_consumer(self, topics: list[str], group_id: str) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = make_consumer(
+            self.settings,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -97,7 +123,7 @@ class ConsumerStage(abc.ABC):
 
     async def commit(self) -> None:
         consumer = self.consumer
-        if consumer is None:
+        if consumer is None or not self.broker_ok():
             return
         offsets = {tp: o for tp, o in self.tracker.to_commit().items() if tp in self.assigned}
         if not offsets:
@@ -130,14 +156,22 @@ class ConsumerStage(abc.ABC):
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain within the grace period, commit, close."""
         consumer = self.consumer = self.make_consumer()
-        await consumer.start()
+        stopped = asyncio.create_task(stop.wait())
+        # aiokafka's start, and getmany during a rebalance, wait for the broker whatever the
+        # timeout says (forever, if it is gone meanwhile): `stop` ends those waits.
+        if not await unless_stopped(_started(consumer), stopped):
+            stopped.cancel()
+            self.consumer = None
+            await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
+            return
         committer = asyncio.create_task(self._commit_loop())
         lag = LagSampler(self.stage, consumer, self.metrics, self.tracker.committed)
         sampler = asyncio.create_task(lag.run())
         try:
             while not stop.is_set() and self._failure is None:
-                batch = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL
+                batch = await unless_stopped(
+                    consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_RECORDS_PER_POLL),
+                    stopped,
                 )
                 if batch:
                     await self.handle(batch)
@@ -146,17 +180,21 @@ class ConsumerStage(abc.ABC):
             await self.drain(self.settings.shutdown_grace_s)
             log.info("%s: drained in %.1fs", self.stage, time.monotonic() - started)
         finally:
-            committer.cancel()
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            await lag.close()
+            for task in (committer, sampler, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self.broker_ok():
+                await lag.close()
+            else:
+                await close_without_broker(lag.close(), CLOSE_WITHOUT_BROKER_S)
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
-            membership = membership_of(consumer)
-            await consumer.stop()
-            await leave_if_still_member(self.settings.kafka_bootstrap, membership)
+            if self.broker_ok():
+                membership = membership_of(consumer)
+                await consumer.stop()
+                await leave_if_still_member(self.settings, membership)
+            else:
+                await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
         if self._failure is not None:
             raise self._failure

@@ -30,7 +30,7 @@ from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.batching import Batch, Lane, Pending
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.retry import full_jitter_delay
 from relay.xads.client import XAdsClient
@@ -99,7 +99,13 @@ class DeliverStage(ConsumerStage):
                     routed.kind,
                     routed.target,
                     Pending(
-                        tp, msg.offset, msg.key, msg.value, routed.payload_dict(), timestamp_ms
+                        tp,
+                        msg.offset,
+                        msg.key,
+                        msg.value,
+                        routed.payload_dict(),
+                        timestamp_ms,
+                        carried_headers(msg.headers),
                     ),
                 )
                 touched.add(key)
@@ -292,7 +298,14 @@ class DeliverStage(ConsumerStage):
     async def _dead_letter(self, lane: Lane | None, items: list[Pending], failure: Failure) -> None:
         dlq = self.settings.dlq_topic
         records = [
-            dead_letter(dlq, p.value, p.key, failure, Origin(p.tp.topic, p.tp.partition, p.offset))
+            dead_letter(
+                dlq,
+                p.value,
+                p.key,
+                failure,
+                Origin(p.tp.topic, p.tp.partition, p.offset),
+                p.headers,
+            )
             for p in items
         ]
         await self.producer.send_and_wait(records)

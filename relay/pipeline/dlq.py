@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from relay.kafka import Header, OutRecord
 
 MAX_HEADER_MESSAGE = 1000
+# How often `relay dlq redrive` sent this record back; it travels with the record through
+# ingest and delivery, so a record that fails again is dead-lettered with its count.
+REDRIVE_COUNT_HEADER: Final = "relay.redrive.count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,30 @@ def iso_ms(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def carried_headers(headers: Sequence[Header] | None) -> tuple[Header, ...]:
+    """The headers a record keeps through the stages: the redrive count."""
+    if not headers:
+        return ()
+    return tuple(h for h in headers if h[0] == REDRIVE_COUNT_HEADER)
+
+
+def redrive_count(headers: Sequence[Header] | None) -> int:
+    for name, value in headers or ():
+        if name == REDRIVE_COUNT_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
 def dead_letter(
-    topic: str, value: bytes, key: bytes | None, failure: Failure, origin: Origin
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    failure: Failure,
+    origin: Origin,
+    extra_headers: Sequence[Header] = (),
 ) -> OutRecord:
     headers: list[Header] = [
         ("relay.error.stage", failure.stage.encode()),
@@ -63,6 +90,7 @@ def dead_letter(
         ("relay.origin.topic", origin.topic.encode()),
         ("relay.origin.partition", str(origin.partition).encode()),
         ("relay.origin.offset", str(origin.offset).encode()),
+        *extra_headers,
     ]
     # Keyed like the original so a redrive lands on the same partition key.
     return OutRecord(topic=topic, value=value, key=key, headers=headers)

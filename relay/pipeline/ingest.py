@@ -24,18 +24,28 @@ from relay.config import APP_FORMATS, Settings
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
-from relay.kafka import BatchProducer, OutRecord
+from relay.kafka import BatchProducer, Header, OutRecord
 from relay.normalize.device_ids import redact_device_ids
 from relay.observability.latency import origin_timestamp_header
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, Origin, dead_letter
+from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
+
+
+def outbound_headers(msg: ConsumerRecord) -> list[Header]:
+    """The input's timestamp (end-to-end latency) and the headers that travel on (the redrive
+    count); a list, the producer's record builder takes no other sequence."""
+    headers = [origin_timestamp_header(msg.timestamp)]
+    if msg.headers:  # most input records have none
+        headers.extend(carried_headers(msg.headers))
+    return headers
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> Any:
@@ -97,19 +107,25 @@ class Ingestor:
         return self._adapters[topic](decode_record(value, self.settings.max_event_bytes), self.ctx)
 
     def dead_letter(self, msg: ConsumerRecord, bad: InvalidEvent) -> OutRecord:
+        settings = self.settings
         failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
         origin = Origin(msg.topic, msg.partition, msg.offset)
         value = msg.value or b""
         if msg.topic in self._app_topics:  # no raw device id on any topic we write
             value = redact_device_ids(value, self.ctx.device_id_hmac_key, self.ctx.device_id_case)
-        return dead_letter(self.settings.dlq_topic, value, msg.key, failure, origin)
+        headers = list(carried_headers(msg.headers))
+        if settings.dlq_redact:
+            value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
+            if rewritten:
+                headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
+        return dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
 
-    def outbound_record(self, event: OutboundEvent, timestamp_ms: int) -> OutRecord:
+    def outbound_record(self, event: OutboundEvent, msg: ConsumerRecord) -> OutRecord:
         return OutRecord(
             self.settings.outbound_topic,
             outbound.encode(event),
             key=event.budget_key.encode(),
-            headers=[origin_timestamp_header(timestamp_ms)],  # end-to-end latency
+            headers=outbound_headers(msg),
         )
 
     def process(self, msg: ConsumerRecord) -> Outcome:
@@ -123,7 +139,7 @@ class Ingestor:
                 dead_letter_class=bad.error_class,
                 dead_letter_message=bad.message,
             )
-        return Outcome(record=self.outbound_record(event, msg.timestamp), kind=event.kind)
+        return Outcome(record=self.outbound_record(event, msg), kind=event.kind)
 
 
 @dataclass(slots=True)
@@ -186,7 +202,7 @@ class IngestStage(ConsumerStage):
                         outbound_topic,
                         encode(event),
                         key=event.budget_key.encode(),
-                        headers=[origin_timestamp_header(msg.timestamp)],
+                        headers=outbound_headers(msg),
                     )
                 )
                 kinds[event.kind] += 1

@@ -42,7 +42,7 @@ from aiokafka.errors import KafkaError
 
 from relay.config import Settings
 from relay.errors import BrokerError, ClosedError
-from relay.kafka import BatchProducer, OutRecord, ensure_topic_like
+from relay.kafka import BatchProducer, OutRecord, ensure_topic_like, make_consumer
 from relay.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -349,8 +349,8 @@ class DeliveredLedger:
         return stats
 
     async def _read_window(self, partitions: list[int]) -> tuple[int, int]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = make_consumer(
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -443,7 +443,7 @@ async def ensure_ledger_topic(settings: Settings) -> int:
     """`<prefix>.delivered`, partitioned like the outbound topic; returns the count."""
     retention_ms = int(2 * settings.ledger_window_s * 1000)
     return await ensure_topic_like(
-        settings.kafka_bootstrap,
+        settings,
         settings.delivered_topic,
         settings.outbound_topic,
         {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},

@@ -142,7 +142,7 @@ class Parking:
         if self._state is not _State.NEW:
             raise ClosedError(f"parking is {self._state.value}")
         self._partitions = await ensure_topic_like(
-            self.settings.kafka_bootstrap, self.topic, self.settings.outbound_topic
+            self.settings, self.topic, self.settings.outbound_topic
         )
         self._state = _State.OPEN
 

@@ -19,14 +19,23 @@ from aiokafka.admin import AIOKafkaAdminClient
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import BatchProducer, admin_client, session_timeout_for, start_producer
+from relay.kafka_security import broker_tls
 from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
 from relay.observability.metrics import Metrics
+from relay.pipeline.broker_watch import (
+    EXIT_BROKER_LOST,
+    BrokerLost,
+    BrokerWatch,
+    close_without_broker,
+    kafka_probe,
+)
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ingest import IngestStage
 from relay.topics import prepare_topics
 from relay.xads.client import XAdsClient
+from relay.xads.egress import Egress
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +52,13 @@ class Worker:
     serve_http: bool = True
     http_host: str = "0.0.0.0"
     stages: list[ConsumerStage] = field(default_factory=list)
+    broker_watch: BrokerWatch | None = None
 
     def readiness(self) -> tuple[bool, str]:
         if not self.stages:
             return False, "starting"
+        if self.broker_watch is not None and (gone := self.broker_watch.readiness()):
+            return gone
         for stage in self.stages:
             if isinstance(stage, DeliverStage) and stage.credentials_rejected:
                 return False, "X rejects the credentials (401)"
@@ -63,7 +75,21 @@ class Worker:
                 "RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or RELAY_USE_PIXEL_TOKEN=true "
                 "with pixel tokens in RELAY_CONFIG)"
             )
-        settings, producer = await self._prepare(settings)
+        ingest = self.stage in ("all", "ingest")
+        watch = self.broker_watch = BrokerWatch(
+            settings.kafka_bootstrap,
+            settings.broker_lost_exit_s,
+            probe=kafka_probe(settings.kafka_bootstrap, tls=broker_tls(settings)),
+            # Back: recreate the relay's own topics (a restarted embedded broker is empty);
+            # input topics are the producers' to create.
+            on_back=lambda: prepare_topics(settings, ingest=False),
+        )
+        if not await watch.wait_until_reachable(stop):
+            return  # stopped while waiting
+        # Records held while the broker is gone wait for it as long as the watch does,
+        # rather than failing the stage after aiokafka's default 30 s.
+        lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
+        settings, producer = await self._prepare(settings, ingest, lost_ms)
         self.settings = settings
         self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
@@ -72,9 +98,8 @@ class Worker:
         async with XAdsClient(
             settings.api_base_url,
             settings.credentials,
-            timeout_s=settings.request_timeout_s,
-            max_connections=settings.max_in_flight_requests * 2,
             pixel_tokens=pixel_tokens,
+            egress=Egress.from_settings(settings),
         ) as client:
             if self.stage in ("all", "ingest"):
                 self.stages.append(IngestStage(settings, batch_producer, self.metrics))
@@ -82,16 +107,27 @@ class Worker:
                 deliver = DeliverStage(settings, batch_producer, client, self.metrics)
                 self.stages.append(deliver)
                 self.metrics.watch_accounts(lambda: lane_states(deliver.lanes))
+            for stage in self.stages:
+                stage.broker_ok = lambda: watch.connected
             try:
                 if self.serve_http:
-                    runner = await start_health_server(
-                        self.metrics, self.readiness, self.http_host, settings.http_port
-                    )
-                await self._run_stages(stop)
+                    try:
+                        runner = await start_health_server(
+                            self.metrics, self.readiness, self.http_host, settings.http_port
+                        )
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"RELAY_HTTP_PORT: cannot listen on {self.http_host}:"
+                            f"{settings.http_port}: {exc.strerror or exc}"
+                        ) from exc
+                await self._run_stages(stop, watch)
             finally:
                 if runner is not None:
                     await runner.cleanup()
-                await producer.stop()
+                if watch.connected:
+                    await producer.stop()
+                else:  # flushing would wait for the broker
+                    await close_without_broker(producer.stop())
         log.info(
             "relay stopped: ingested=%d delivered=%d dead_lettered=%d dropped=%d",
             self.metrics.total("relay_events_ingested"),
@@ -100,15 +136,19 @@ class Worker:
             self.metrics.total("relay_events_dropped"),
         )
 
-    async def _prepare(self, settings: Settings) -> tuple[Settings, AIOKafkaProducer]:
+    async def _prepare(
+        self, settings: Settings, ingest: bool, request_timeout_ms: int
+    ) -> tuple[Settings, AIOKafkaProducer]:
         """Topics, the session timeout and a started producer; the producer starts alongside
         (it needs no topic), and all the topic work shares one admin connection."""
-        async with admin_client(settings.kafka_bootstrap) as admin:  # the broker answers
+        async with admin_client(settings) as admin:  # the broker answers
             producing = asyncio.create_task(
-                start_producer(settings.kafka_bootstrap, settings.kafka_idempotence)
+                start_producer(
+                    settings, settings.kafka_idempotence, request_timeout_ms=request_timeout_ms
+                )
             )
             try:
-                await prepare_topics(settings, ingest=self.stage in ("all", "ingest"), admin=admin)
+                await prepare_topics(settings, ingest=ingest, admin=admin)
                 settings = await with_session_timeout(settings, admin)
             except BaseException:
                 # Let it finish starting, then stop it: a producer cancelled mid-start leaks.
@@ -117,10 +157,11 @@ class Worker:
                 raise
         return settings, await producing
 
-    async def _run_stages(self, stop: asyncio.Event) -> None:
+    async def _run_stages(self, stop: asyncio.Event, watch: BrokerWatch) -> None:
         # Both stages stop together; what ingest finished but delivery has not read yet waits
         # on the outbound topic (committed) for the next run.
         tasks = [asyncio.create_task(s.run(stop), name=s.stage) for s in self.stages]
+        tasks.append(asyncio.create_task(watch.run(stop), name="broker-watch"))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one stage failing stops the others
@@ -129,7 +170,13 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await stopper
         for result in results:
+            if isinstance(result, BrokerLost):
+                raise result
+        for result in results:
             if isinstance(result, BaseException):
+                gone = watch.readiness()
+                if gone is not None:  # a stage failing for want of a broker
+                    raise BrokerLost(f"{gone[1]}: {result!r}") from result
                 raise result
 
 
@@ -137,9 +184,7 @@ async def with_session_timeout(
     settings: Settings, admin: AIOKafkaAdminClient | None = None
 ) -> Settings:
     """`settings` with the group session timeout the broker calls for, when unset."""
-    timeout_ms = await session_timeout_for(
-        settings.kafka_bootstrap, settings.kafka_session_timeout_ms, admin
-    )
+    timeout_ms = await session_timeout_for(settings, settings.kafka_session_timeout_ms, admin)
     if timeout_ms == settings.kafka_session_timeout_ms:
         return settings
     return dataclasses.replace(settings, kafka_session_timeout_ms=timeout_ms)
@@ -155,5 +200,9 @@ def run_worker(settings: Settings, stage: Stage) -> int:
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, stage).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BrokerLost as exc:
+        log.error("%s", exc)
+        return EXIT_BROKER_LOST
     return 0

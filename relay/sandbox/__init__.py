@@ -1,15 +1,21 @@
 """The X Ads API sandbox: an aiohttp emulator of X that the relay, the demo and tests call.
 
-config.py           SandboxConfig: accounts, pixels, apps, engagements, credentials, budgets
-auth.py             OAuth 1.0a verification, X-Pixel-Token, account access
+config.py           SandboxConfig: accounts, pixels, apps, engagements, credentials, budgets,
+                    read by the sandbox itself (never with the relay's parser)
+seeds.py            the management resources the config starts with (tags, lists, providers)
+oauth1.py           OAuth 1.0a HMAC-SHA1 verification from RFC 5849 (not the relay's signer)
+auth.py             who may call: OAuth 1.0a, X-Pixel-Token, account access and lock-out
 replay.py           OAuth timestamp freshness and nonce replay memory
 validation.py       X's rules for web conversions
 mact_params.py      X's rules for the MACT query parameters
+currencies.py       ISO 4217 codes
 web_conversions.py  POST /12/measurement/conversions/:pixel_id
 mact.py             POST /12/conversion_event, GET /12/conversion_attribution
+resources.py        app event tags, app lists, app event provider configurations
 attribution.py      the deterministic attribution model (engagements, windows)
 limits.py           per-account event budgets and per-token request budgets
 metering.py         the rate-limit headers and 429s on X's routes
+capacity.py         503 OVER_CAPACITY past the requests served at once
 faults.py           Faults: what to inject, and the seeded dice
 fault_middleware.py injecting them on X's routes (never on /_sandbox/*)
 state.py            journals, dedup memory, counters

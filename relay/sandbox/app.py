@@ -3,8 +3,9 @@
 Every answer carries `x-current-api-version`; every error, X's error body. Requests to X's
 routes are counted by endpoint and status, rejections by X's error code.
 
-Middlewares, outermost first: injected faults (fault_middleware.py), X's error bodies and
-counters (here), the user token's budget (metering.py).
+Middlewares, outermost first: X's capacity (capacity.py: 503 OVER_CAPACITY), injected
+faults (fault_middleware.py), X's error bodies and counters (here), the user token's budget
+(metering.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.sandbox import (
+    capacity,
     control,
     fault_middleware,
     mact,
@@ -43,13 +45,19 @@ def create_app(
     config: SandboxConfig, *, clock: Clock = time.time, faults: Faults | None = None
 ) -> web.Application:
     app = web.Application(
-        middlewares=[fault_middleware.inject_faults, x_errors, metering.charge_token],
+        middlewares=[
+            capacity.limit_in_flight,
+            fault_middleware.inject_faults,
+            x_errors,
+            metering.charge_token,
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG_KEY] = config
     state = app[STATE_KEY] = SandboxState(config, clock)
     if faults is not None:
         state.faults.set(faults, clock())
+    capacity.setup(app)
     fault_middleware.setup(app)
     web_conversions.add_routes(app)
     mact.add_routes(app)

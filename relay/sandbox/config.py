@@ -1,30 +1,32 @@
-"""What the sandbox knows: its ad accounts, pixels, apps, engagements, credentials, budgets.
+"""What the sandbox knows: its ad accounts, pixels, apps, engagements, credentials, budgets,
+and the management resources it starts with (app event tags, app lists, provider configs).
 
-Read from the same mapping file the relay uses (default: the packaged `defaults.toml`), with
-the `RELAY_*` credentials winning over the file's, so that one environment configures both
-the relay and the sandbox. `load_sandbox_config` takes any mapping as the environment.
+Read from the same file the relay uses (default: the packaged `defaults.toml`), with the
+`RELAY_*` credentials winning over the file's, so that one environment configures both the
+relay and the sandbox. The sandbox reads that file and that environment itself, never with
+the relay's parser (`relay.config`): the sandbox is the relay's oracle and must not share
+the code it judges. `load_sandbox_config` takes any mapping as the environment.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from relay.config import (
-    DEFAULT_ACCOUNT_LIMIT,
-    DEFAULT_ACCOUNT_WINDOW_S,
-    Credentials,
-    Secret,
-    default_mapping_path,
-    env_credentials,
-    parse_mapping,
-    read_document,
-)
-from relay.errors import ConfigError
-from relay.sandbox.attribution import Engagement, parse_engagements
+import yaml
 
+from relay.errors import ConfigError
+from relay.sandbox import seeds
+from relay.sandbox.attribution import Engagement, parse_engagements
+from relay.sandbox.oauth1 import signing_key
+from relay.sandbox.seeds import Seed
+
+DEFAULT_ACCOUNT_LIMIT: Final = 60_000  # X's events per ad account per 15 minutes
+DEFAULT_ACCOUNT_WINDOW_S: Final = 900.0
 DEFAULT_JOURNAL_MAX_ENTRIES: Final = 2_000_000
 DEFAULT_DEDUP_MAX_KEYS: Final = 2_000_000
 DEDUP_WINDOW_S: Final = 48 * 3600.0  # X counts the same event + conversion_id once in 48 h
@@ -35,12 +37,50 @@ OAUTH_WINDOW_S: Final = 300.0  # X refuses an oauth_timestamp further than this 
 DEFAULT_NONCE_MAX_KEYS: Final = 1_000_000
 DEFAULT_MAX_ENGAGEMENTS: Final = 1_000_000
 OS_TYPES: Final = ("IOS", "ANDROID")
+# X's lower limit for list requests with `with_total_count=true`, per user token.
+DEFAULT_TOTAL_COUNT_LIMIT: Final = 200
+DEFAULT_TOTAL_COUNT_WINDOW_S: Final = 900.0
+# Requests X's routes serve at once; more answer 503 OVER_CAPACITY.
+DEFAULT_MAX_IN_FLIGHT: Final = 1024
+_CREDENTIAL_VARIABLES: Final = (
+    "RELAY_CONSUMER_KEY",
+    "RELAY_CONSUMER_SECRET",
+    "RELAY_ACCESS_TOKEN",
+    "RELAY_ACCESS_TOKEN_SECRET",
+)
+
+
+class Secret:
+    """A secret string whose repr and str are masked; `.reveal()` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxAccount:
     id: str
     name: str = ""
+    locked: bool = False  # every call on it answers 403 ACCOUNT_LOCKED_OUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +112,13 @@ class SandboxCredentials:
     access_token: str
     access_token_secret: Secret
     accounts: frozenset[str]
+    # False: the developer app has no Ads API access (403 UNAUTHORIZED_CLIENT_APPLICATION).
+    ads_api_access: bool = True
+    signing_key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = signing_key(self.consumer_secret.reveal(), self.access_token_secret.reveal())
+        object.__setattr__(self, "signing_key", key)
 
 
 @dataclass(frozen=True)
@@ -93,8 +140,19 @@ class SandboxConfig:
     token_window_s: float = DEFAULT_TOKEN_WINDOW_S
     oauth_window_s: float = OAUTH_WINDOW_S
     nonce_max_keys: int = DEFAULT_NONCE_MAX_KEYS
+    seeds: tuple[Seed, ...] = ()
+    total_count_limit: int = DEFAULT_TOTAL_COUNT_LIMIT
+    total_count_window_s: float = DEFAULT_TOTAL_COUNT_WINDOW_S
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     def __post_init__(self) -> None:
+        if self.total_count_limit <= 0 or self.total_count_window_s <= 0:
+            raise ConfigError("the with_total_count budget (limit and window) must be positive")
+        if self.max_in_flight <= 0:
+            raise ConfigError("max_in_flight must be positive")
+        for seed in self.seeds:
+            if seed.account_id not in self.accounts:
+                raise ConfigError(f"{seed.kind}: unknown account {seed.account_id}")
         for pixel in self.pixels.values():
             if pixel.account_id not in self.accounts:
                 raise ConfigError(f"pixel {pixel.id}: unknown account {pixel.account_id}")
@@ -132,37 +190,128 @@ class SandboxConfig:
         return None
 
 
+def default_config_path() -> Path:
+    """The packaged demo/test defaults shared by the sandbox and the relay."""
+    return Path(str(resources.files("relay").joinpath("data", "defaults.toml")))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or YAML file as a dict, with a clear error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/mapping at the top")
+    return data
+
+
 def load_sandbox_config(path: Path | None, environ: Mapping[str, str]) -> SandboxConfig:
     """The config file (default: the packaged defaults) plus `RELAY_*` overrides."""
-    data = read_document(path or default_mapping_path())
-    mapping = parse_mapping(data)
+    data = read_config_file(path or default_config_path())
     accounts = _accounts(data.get("accounts"))
-    pixels: dict[str, SandboxPixel] = {}
-    for pixel in mapping.pixels.values():
-        # A pixel whose account the file does not list still has that account.
-        accounts.setdefault(pixel.account_id, SandboxAccount(pixel.account_id))
-        pixels[pixel.id] = SandboxPixel(
-            pixel.id, pixel.account_id, frozenset(pixel.event_ids), pixel.pixel_token
-        )
+    pixels = _pixels(data.get("pixels"), accounts)
     apps = _apps(data.get("apps"), accounts)
     try:
         engagements = parse_engagements(data.get("engagements") or [])
+        seeded = seeds.parse_seeds(data, {a.id: (a.os_type, a.account_id) for a in apps.values()})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    raw_creds = data.get("credentials") or {}
+    if not isinstance(raw_creds, dict):
+        raise ConfigError("credentials must be a table")
     # The file's token lists the accounts its user may manage; no list means all of them.
-    token_accounts = frozenset(mapping.token_accounts or accounts)
-    creds = env_credentials(environ) or mapping.credentials
+    token_accounts = frozenset(str(a) for a in raw_creds.get("accounts") or accounts)
+    creds = _env_credentials(environ) or _file_credentials(raw_creds)
+    limits = data.get("sandbox") or {}
+    if not isinstance(limits, dict):
+        raise ConfigError("sandbox must be a table")
     return SandboxConfig(
         accounts=accounts,
         pixels=pixels,
-        credentials=(_sandbox_credentials(creds, token_accounts),) if creds else (),
+        credentials=(
+            (_sandbox_credentials(creds, token_accounts, _ads_api_access(raw_creds)),)
+            if creds
+            else ()
+        ),
         account_limit=int(_number(environ, "RELAY_ACCOUNT_LIMIT", DEFAULT_ACCOUNT_LIMIT)),
         account_window_s=_number(environ, "RELAY_ACCOUNT_WINDOW_S", DEFAULT_ACCOUNT_WINDOW_S),
         apps=apps,
         engagements=engagements,
         token_limit=int(_number(environ, "RELAY_SANDBOX_TOKEN_LIMIT", DEFAULT_TOKEN_LIMIT)),
         token_window_s=_number(environ, "RELAY_SANDBOX_TOKEN_WINDOW_S", DEFAULT_TOKEN_WINDOW_S),
+        seeds=seeded,
+        total_count_limit=int(_setting(limits, "total_count_limit", DEFAULT_TOTAL_COUNT_LIMIT)),
+        total_count_window_s=_setting(limits, "total_count_window_s", DEFAULT_TOTAL_COUNT_WINDOW_S),
+        max_in_flight=int(_setting(limits, "max_in_flight", DEFAULT_MAX_IN_FLIGHT)),
     )
+
+
+def _pixels(raw: Any, accounts: dict[str, SandboxAccount]) -> dict[str, SandboxPixel]:
+    """`[[pixels]]`: id, account_id, event_ids, pixel_token. An unlisted account is added."""
+    pixels: dict[str, SandboxPixel] = {}
+    if raw is None:
+        return pixels
+    if not isinstance(raw, list):
+        raise ConfigError("pixels must be a list of tables with id and account_id")
+    for entry in raw:
+        if not isinstance(entry, dict) or not entry.get("id") or not entry.get("account_id"):
+            raise ConfigError(f"pixels entry {entry!r} needs id and account_id")
+        event_ids = entry.get("event_ids") or []
+        if not isinstance(event_ids, list):
+            raise ConfigError(f"pixel {entry['id']}: event_ids must be a list")
+        pixel = SandboxPixel(
+            str(entry["id"]),
+            str(entry["account_id"]),
+            frozenset(str(e) for e in event_ids),
+            Secret(str(entry.get("pixel_token", ""))),
+        )
+        # A pixel whose account the file does not list still has that account.
+        accounts.setdefault(pixel.account_id, SandboxAccount(pixel.account_id))
+        pixels[pixel.id] = pixel
+    return pixels
+
+
+def _file_credentials(raw: Mapping[str, Any]) -> tuple[str, str, str, str] | None:
+    if not raw:
+        return None
+    return (
+        str(raw.get("consumer_key", "")),
+        str(raw.get("consumer_secret", "")),
+        str(raw.get("access_token", "")),
+        str(raw.get("access_token_secret", "")),
+    )
+
+
+def _env_credentials(environ: Mapping[str, str]) -> tuple[str, str, str, str] | None:
+    """The `RELAY_*` credentials, when any is set (`<NAME>_FILE` names a file holding one)."""
+    values = tuple(_secret(environ, name) for name in _CREDENTIAL_VARIABLES)
+    if not any(values):
+        return None
+    return values[0], values[1], values[2], values[3]
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str:
+    if environ.get(name):
+        return environ[name]
+    path = environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+    return ""
+
+
+def _setting(table: Mapping[str, Any], name: str, default: float) -> float:
+    value = table.get(name, default)
+    if type(value) not in (int, float):
+        raise ConfigError(f"sandbox.{name} must be a number")
+    return float(value)
 
 
 def _apps(raw: Any, accounts: dict[str, SandboxAccount]) -> dict[str, SandboxApp]:
@@ -197,24 +346,38 @@ def _accounts(raw: Any) -> dict[str, SandboxAccount]:
     for entry in raw:
         if not isinstance(entry, dict) or not entry.get("id"):
             raise ConfigError(f"accounts entry {entry!r} needs an id")
-        account = SandboxAccount(str(entry["id"]), str(entry.get("name", "")))
+        locked = entry.get("locked", False)
+        if type(locked) is not bool:
+            raise ConfigError(f"account {entry['id']}: locked must be true or false")
+        account = SandboxAccount(str(entry["id"]), str(entry.get("name", "")), locked)
         accounts[account.id] = account
     return accounts
 
 
-def _sandbox_credentials(creds: Credentials, accounts: frozenset[str]) -> SandboxCredentials:
-    if not creds.complete:
+def _ads_api_access(raw: Mapping[str, Any]) -> bool:
+    value = raw.get("ads_api_access", True)
+    if type(value) is not bool:
+        raise ConfigError("credentials.ads_api_access must be true or false")
+    return value
+
+
+def _sandbox_credentials(
+    creds: tuple[str, str, str, str], accounts: frozenset[str], ads_api_access: bool = True
+) -> SandboxCredentials:
+    if not all(creds):
         # An empty secret would let anyone sign: refuse rather than open the sandbox.
         raise ConfigError(
             "sandbox credentials are incomplete: RELAY_CONSUMER_KEY, RELAY_CONSUMER_SECRET,"
             " RELAY_ACCESS_TOKEN and RELAY_ACCESS_TOKEN_SECRET (or the file's) must all be set"
         )
+    consumer_key, consumer_secret, access_token, access_token_secret = creds
     return SandboxCredentials(
-        consumer_key=creds.consumer_key,
-        consumer_secret=creds.consumer_secret,
-        access_token=creds.access_token,
-        access_token_secret=creds.access_token_secret,
+        consumer_key=consumer_key,
+        consumer_secret=Secret(consumer_secret),
+        access_token=access_token,
+        access_token_secret=Secret(access_token_secret),
         accounts=accounts,
+        ads_api_access=ads_api_access,
     )
 
 

@@ -53,7 +53,9 @@ async def get_config(request: web.Request) -> web.Response:
     config = request.app[CONFIG_KEY]
     return json_response(
         {
-            "accounts": [{"id": a.id, "name": a.name} for a in config.accounts.values()],
+            "accounts": [
+                {"id": a.id, "name": a.name, "locked": a.locked} for a in config.accounts.values()
+            ],
             "pixels": [
                 {"id": p.id, "account_id": p.account_id, "event_ids": sorted(p.event_ids)}
                 for p in config.pixels.values()

@@ -21,6 +21,7 @@ from relay.sandbox.control import PREFIX
 from relay.sandbox.faults import DROP, HANG
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOO_MANY_REQUESTS, BudgetState
+from relay.sandbox.metering import note_arrival
 from relay.sandbox.responses import XApiError
 
 RELEASE_KEY: Final = web.AppKey("hangs_released", asyncio.Event)
@@ -44,9 +45,12 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 
 @web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(PREFIX):
+        return await handler(request)
+    note_arrival(request)  # before any fault: a storm's 429s count as answers too
     state = request.app[STATE_KEY]
     injector = state.faults
-    if request.path.startswith(PREFIX) or not injector.applies_to(request.path):
+    if not injector.applies_to(request.path):
         return await handler(request)
     now = state.clock()
     decision = injector.decide(now)

@@ -10,7 +10,11 @@ cannot come to depend on leniency X may not have:
 - integers are plain decimal digits: level >= 0, number_items > 0, price_micro >= 0;
 - a device id is 1..128 printable characters without spaces or commas, and never a raw
   advertising id (8-4-4-4-12 hex): the relay must send its HMAC, never the IDFA/AdID itself;
-- extra_device_ids holds at most 20 ids.
+- extra_device_ids holds at most 20 ids;
+- price_currency is a current ISO 4217 code (currencies.py).
+
+The windows are returned as given (None when absent): mact.py fills them in, from the app
+event tag on conversion_event, from X's documented defaults on conversion_attribution.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Final
 from multidict import MultiMapping
 
 from relay.sandbox.attribution import epoch_ms
+from relay.sandbox.currencies import is_currency
 from relay.sandbox.responses import ErrorDetail, XApiError
 
 INVALID: Final = "INVALID_PARAMETER"
@@ -97,8 +102,8 @@ class AppConversion:
     conversion_type: str
     conversion_time: str
     conversion_ms: int
-    click_window: int
-    view_through_window: int
+    click_window: int | None  # as given; None when absent
+    view_through_window: int | None
     non_twitter_engagement_time: str | None
     non_twitter_engagement_type: str | None
     limit_ad_tracking: bool
@@ -123,13 +128,17 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
     """The request's parameters, or XApiError(400) with every distinct problem."""
     params = received_params(query)
     errors: list[ErrorDetail] = []
-    for name in dict.fromkeys(query):
-        if name not in allowed:
-            errors.append(ErrorDetail(INVALID, f"Unknown parameter {_clip(name)}", _clip(name)))
-        elif len(query.getall(name)) > 1:
-            errors.append(ErrorDetail(INVALID, f"{name} may be given only once", name))
-    # A parameter the endpoint does not take was reported above: no second error for it.
-    check = _Checker({k: v for k, v in params.items() if k in allowed}, errors)
+    # The usual request has neither unknown nor repeated names: two size tests tell.
+    if len(params) != len(query) or not allowed.issuperset(params):
+        for name in params:
+            if name not in allowed:
+                errors.append(ErrorDetail(INVALID, f"Unknown parameter {_clip(name)}", _clip(name)))
+            elif len(query.getall(name)) > 1:
+                errors.append(ErrorDetail(INVALID, f"{name} may be given only once", name))
+        # A parameter the endpoint does not take was reported above: no second error for it.
+        check = _Checker({k: v for k, v in params.items() if k in allowed}, errors)
+    else:
+        check = _Checker(params, errors)
 
     app_id = check.required("app_id")
     conversion_time = check.required("conversion_time")
@@ -139,19 +148,10 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
     )
     hashed_device_id = check.device_id("hashed_device_id", check.required("hashed_device_id"))
     os_type = check.choice("os_type", check.required("os_type"), OS_TYPES)
-    click_window = check.window("click_window", CLICK_WINDOWS, DEFAULT_CLICK_WINDOW)
-    view_window = check.window(
-        "view_through_window", VIEW_THROUGH_WINDOWS, DEFAULT_VIEW_THROUGH_WINDOW
-    )
-    if click_window is not None and view_window is not None and click_window < view_window:
-        errors.append(
-            ErrorDetail(
-                INVALID,
-                f"click_window ({click_window}) must be greater than or equal to"
-                f" view_through_window ({view_window})",
-                "click_window",
-            )
-        )
+    click_window = check.window("click_window", CLICK_WINDOWS)
+    view_window = check.window("view_through_window", VIEW_THROUGH_WINDOWS)
+    if click_window is not None and view_window is not None:
+        check_windows(click_window, view_window, errors)
     non_x_time = check.optional("non_twitter_engagement_time")
     check.time("non_twitter_engagement_time", non_x_time)
     non_x_type = check.choice(
@@ -173,8 +173,8 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
         conversion_type=conversion_type or "",
         conversion_time=conversion_time or "",
         conversion_ms=conversion_ms or 0,
-        click_window=click_window or DEFAULT_CLICK_WINDOW,
-        view_through_window=view_window if view_window is not None else DEFAULT_VIEW_THROUGH_WINDOW,
+        click_window=click_window,
+        view_through_window=view_window,
         non_twitter_engagement_time=non_x_time,
         non_twitter_engagement_type=non_x_type,
         limit_ad_tracking=bool(limit_ad_tracking),
@@ -182,6 +182,19 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
         metadata=metadata,
         params=params,
     )
+
+
+def check_windows(click_window: int, view_window: int, errors: list[ErrorDetail]) -> None:
+    """X's rule: the click window is at least the view-through window."""
+    if click_window < view_window:
+        errors.append(
+            ErrorDetail(
+                INVALID,
+                f"click_window ({click_window}) must be greater than or equal to"
+                f" view_through_window ({view_window})",
+                "click_window",
+            )
+        )
 
 
 class _Checker:
@@ -250,10 +263,10 @@ class _Checker:
         checked = [self.device_id("extra_device_ids", i.strip()) for i in ids]
         return tuple(i for i in checked if i is not None)
 
-    def window(self, name: str, allowed: tuple[int, ...], default: int) -> int | None:
+    def window(self, name: str, allowed: tuple[int, ...]) -> int | None:
         value = self.optional(name)
         if value is None:
-            return default if name not in self.params else None
+            return None
         if value.isascii() and value.isdigit() and int(value) in allowed:
             return int(value)
         shown = ", ".join(str(d) for d in allowed)
@@ -297,12 +310,7 @@ class _Checker:
                 found[name] = number
         currency = self.optional("price_currency")
         if currency is not None:
-            if (
-                len(currency) == 3
-                and currency.isascii()
-                and currency.isalpha()
-                and currency.isupper()
-            ):
+            if is_currency(currency):
                 found["price_currency"] = currency
             else:
                 self.invalid(

@@ -16,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.sandbox import mact, web_conversions
+from relay.sandbox.auth import token_of
 from relay.sandbox.config import SandboxConfig
 from relay.sandbox.control import PREFIX
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOKEN_PREFIX, too_many_requests
 from relay.sandbox.responses import XApiError
-from relay.xads.oauth import parse_authorization_header
 
 TOKEN_KEY: Final = web.RequestKey("budget_token", str)
 NOT_THE_CALLERS: Final = frozenset({401, 403})
@@ -53,16 +53,7 @@ ACCOUNT_OF: Final[Mapping[str, AccountOf]] = {
 
 def _token(request: web.Request, config: SandboxConfig) -> str | None:
     """The budget key of the configured user token the request names, if any."""
-    authorization = request.headers.get(hdrs.AUTHORIZATION)
-    if not authorization:
-        return None
-    try:
-        header = parse_authorization_header(authorization)
-    except ValueError:
-        return None
-    creds = config.credentials_for(
-        header.get("oauth_consumer_key", ""), header.get("oauth_token", "")
-    )
+    creds = token_of(request, config)
     return f"{creds.consumer_key}\x1f{creds.access_token}" if creds is not None else None
 
 
@@ -97,10 +88,27 @@ async def budget_headers(request: web.Request, response: web.StreamResponse) -> 
     key = request.get(TOKEN_KEY)
     if key is not None and TOKEN_PREFIX + "remaining" not in headers:
         headers.update(state.token_budget.peek(key, now).headers(TOKEN_PREFIX))
-    if response.status in NOT_THE_CALLERS or ACCOUNT_PREFIX + "remaining" in headers:
-        return  # a fault may have set its own (a 429 storm's reset)
+    if response.status in NOT_THE_CALLERS:
+        return
+    account = request_account(request)
+    if account is None:
+        return
+    if ACCOUNT_PREFIX + "remaining" not in headers:  # a fault may have set its own
+        headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
+    if response.status == 429:
+        state.announce_reset(account, float(headers[ACCOUNT_PREFIX + "reset"]))
+
+
+def request_account(request: web.Request) -> str | None:
+    """The ad account whose budget the request's route spends, if any."""
     resource = request.match_info.route.resource
     account_of = ACCOUNT_OF.get(resource.canonical) if resource is not None else None
-    account = account_of(request, request.app[CONFIG_KEY]) if account_of is not None else None
+    return account_of(request, request.app[CONFIG_KEY]) if account_of is not None else None
+
+
+def note_arrival(request: web.Request) -> None:
+    """Counts a request for an account that X told to wait (a 429's reset not yet reached)."""
+    account = request_account(request)
     if account is not None:
-        headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
+        state = request.app[STATE_KEY]
+        state.check_reset(account, state.clock())

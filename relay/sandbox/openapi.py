@@ -85,8 +85,14 @@ def _mact(params: frozenset[str], summary: str) -> Schema:
 
 
 def _resource_paths(kind: Kind) -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for collection in kind.collections:
+        paths.update(_collection_paths(kind, collection))
+    return paths
+
+
+def _collection_paths(kind: Kind, collection: str) -> dict[str, Schema]:
     account = _path("account_id")
-    collection = kind.collection
     listing = {
         "type": "object",
         "required": ["data", "next_cursor"],

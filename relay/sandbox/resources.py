@@ -1,13 +1,17 @@
 """X's measurement management resources, one generic implementation configured per kind:
 
-    /12/accounts/:account_id/app_event_tags[/:id]
+    /11|12/accounts/:account_id/app_event_tags[/:id]
     /12/accounts/:account_id/app_lists[/:id]
-    /11/accounts/:account_id/app_event_provider_configurations[/:id]
+    /11|12/accounts/:account_id/app_event_provider_configurations[/:id]
 
 GET list (ids filter up to 200, count 1..1000 default 200, cursor, sort_by, with_deleted,
-with_total_count exclusive with cursor), GET one (with_deleted), POST create (query
-parameters), DELETE (answers the item with `deleted: true`). OAuth 1.0a; the token must be
-allowed on the account (403 ACCOUNT_NOT_FOUND).
+with_total_count exclusive with cursor, and at most 200 such requests per token per 15
+minutes), GET one (with_deleted), POST create (query parameters), DELETE (answers the item
+with `deleted: true`). OAuth 1.0a; the token must be allowed on the account (403
+ACCOUNT_NOT_FOUND) and the account not locked (403 ACCOUNT_LOCKED_OUT). Answers echo the
+parameters as X does: id lists as lists, the item's id under the name X gives it.
+
+The store starts with the config's seeds (seeds.py) and returns to them on reset.
 """
 
 from __future__ import annotations
@@ -21,16 +25,26 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from relay.sandbox.auth import check_account, signed_request, verify_oauth
+from relay.sandbox.config import SandboxConfig, SandboxCredentials
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
+from relay.sandbox.limits import TOKEN_PREFIX, FixedWindowBudget, too_many_requests
 from relay.sandbox.mact_params import CONVERSION_TYPES, INVALID, MISSING, OS_TYPES
 from relay.sandbox.responses import ErrorDetail, XApiError, json_response
+from relay.sandbox.seeds import (
+    APP_EVENT_TAGS,
+    APP_LISTS,
+    DEFAULT_DEEP_LINK_SCHEME,
+    PROVIDER_CONFIGURATIONS,
+    PROVIDER_NAME,
+    Seed,
+    app_os_type,
+)
 
 MAX_IDS: Final = 200
 DEFAULT_COUNT: Final = 200
 MAX_COUNT: Final = 1000
 MAX_APP_LISTS: Final = 100
 MAX_APPS_PER_LIST: Final = 500
-PROVIDER_NAME: Final = "RELAY_SANDBOX"
 LIST_PARAMS: Final = frozenset({"count", "cursor", "sort_by", "with_deleted", "with_total_count"})
 
 Item = dict[str, Any]
@@ -88,20 +102,24 @@ class Query:
 
 @dataclass(frozen=True)
 class Kind:
-    """One resource: its path, parameters, and how a create request becomes an item."""
+    """One resource: its paths, parameters, and how a create request becomes an item."""
 
     name: str
-    version: str
+    versions: tuple[str, ...]  # every API version X documents it under
     ids_param: str
     not_found: str
     create_params: frozenset[str]
     build: Callable[[Query, list[Item]], Item]  # (query, the account's items) -> new fields
+    get_id_param: str  # the name X echoes the item's id under, in GET one
+    delete_id_param: str  # and in DELETE
     list_fields: tuple[str, ...] | None = None  # what list shows (None: everything)
     sort_fields: frozenset[str] = frozenset({"created_at", "updated_at", "id", "name"})
+    list_params: frozenset[str] = frozenset()  # comma lists X echoes as lists (create)
+    data_type: str | None = None  # X's `data_type` beside `data` in GET one
 
     @property
-    def collection(self) -> str:
-        return f"/{self.version}/accounts/{{account_id}}/{self.name}"
+    def collections(self) -> tuple[str, ...]:
+        return tuple(f"/{v}/accounts/{{account_id}}/{self.name}" for v in self.versions)
 
 
 def _app_event_tag(q: Query, _: list[Item]) -> Item:
@@ -117,7 +135,7 @@ def _app_event_tag(q: Query, _: list[Item]) -> Item:
         "conversion_type": conversion_type,
         "provider_app_event_id": q.text("provider_app_event_id", required=True),
         "provider_app_event_name": q.text("provider_app_event_name", required=True),
-        "deep_link_scheme": q.text("deep_link_scheme"),
+        "deep_link_scheme": q.text("deep_link_scheme") or DEFAULT_DEEP_LINK_SCHEME,
         "post_engagement_attribution_window": q.choice(
             "post_engagement_attribution_window", (1, 7, 14, 30), 30
         ),
@@ -138,13 +156,9 @@ def _app_list(q: Query, existing: list[Item]) -> Item:
         raise bad(f"An app list holds at most {MAX_APPS_PER_LIST} apps", "app_store_identifiers")
     if sum(1 for i in existing if not i["deleted"]) >= MAX_APP_LISTS:
         raise bad(f"An account holds at most {MAX_APP_LISTS} app lists", "name")
-    # Store ids of iOS apps are numeric; Android ones are package names.
     return {
         "name": name,
-        "apps": [
-            {"app_store_identifier": a, "os_type": "IOS" if a.isdigit() else "ANDROID"}
-            for a in apps
-        ],
+        "apps": [{"app_store_identifier": a, "os_type": app_os_type(a)} for a in apps],
     }
 
 
@@ -158,14 +172,14 @@ def _provider_configuration(q: Query, existing: list[Item]) -> Item:
     return {
         "provider_name": PROVIDER_NAME,
         "provider_advertiser_id": advertiser,
-        "provider_advertiser_identifier": None,
+        "provider_advertiser_identifier": advertiser,
     }
 
 
 KINDS: Final = (
     Kind(
-        "app_event_tags",
-        "12",
+        APP_EVENT_TAGS,
+        ("11", "12"),  # seed 003 documents v11, the others v12
         "app_event_tag_ids",
         "APP_EVENT_TAG_NOT_FOUND",
         frozenset(
@@ -182,50 +196,99 @@ KINDS: Final = (
             }
         ),
         _app_event_tag,
+        get_id_param="app_event_tag_id",
+        delete_id_param="id",
     ),
     Kind(
-        "app_lists",
-        "12",
+        APP_LISTS,
+        ("12",),
         "app_list_ids",
         "NOT_FOUND",
         frozenset({"name", "app_store_identifiers"}),
         _app_list,
+        get_id_param="app_list_id",
+        delete_id_param="app_list_id",
         list_fields=("id", "name"),
+        list_params=frozenset({"app_store_identifiers"}),
     ),
     Kind(
-        "app_event_provider_configurations",
-        "11",
+        PROVIDER_CONFIGURATIONS,
+        ("11", "12"),  # documented under v11; v12 serves it too
         "ids",
         "NOT_FOUND",
         frozenset({"provider_advertiser_id"}),
         _provider_configuration,
+        get_id_param="id",
+        delete_id_param="id",
+        data_type="app_event_provider_configuration",
     ),
 )
+KINDS_BY_NAME: Final = {kind.name: kind for kind in KINDS}
 
 
 @dataclass
 class ResourceStore:
-    """Items per (kind, account), in creation order; ids are short base-36 strings."""
+    """Items per (kind, account), in creation order; ids are short base-36 strings, unique
+    across kinds. Starts with `seeds` and goes back to them on `reset`."""
 
+    seeds: tuple[Seed, ...] = ()
     items: dict[tuple[str, str], list[Item]] = field(default_factory=dict)
     next_id: int = 1_000
+    _taken: set[str] = field(default_factory=set)
+    # (account, app, os_type, conversion_type) -> live tag; None: to rebuild on next use
+    _tag_index: dict[tuple[str, str, str, str], Item] | None = None
+
+    def __post_init__(self) -> None:
+        self.reset()
 
     def of(self, kind: Kind, account_id: str) -> list[Item]:
         return self.items.setdefault((kind.name, account_id), [])
 
     def new_id(self) -> str:
-        self.next_id += 1
-        n, digits = self.next_id, ""
-        while n:
-            n, rest = divmod(n, 36)
-            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
-        return digits
+        while True:
+            self.next_id += 1
+            n, digits = self.next_id, ""
+            while n:
+                n, rest = divmod(n, 36)
+                digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rest] + digits
+            if digits not in self._taken:
+                self._taken.add(digits)
+                return digits
 
-    def clear(self) -> None:
+    def changed(self) -> None:
+        """Call after creating or deleting an item: look-ups are rebuilt."""
+        self._tag_index = None
+
+    def reset(self) -> None:
+        self.changed()
         self.items.clear()
+        self._taken = {str(s.item["id"]) for s in self.seeds if "id" in s.item}
+        self.next_id = 1_000
+        for seed in self.seeds:
+            item = {"id": seed.item.get("id") or self.new_id(), **seed.item, "deleted": False}
+            self.of(KINDS_BY_NAME[seed.kind], seed.account_id).append(item)
+
+    def live(self, kind_name: str, account_id: str) -> list[Item]:
+        return [i for i in self.items.get((kind_name, account_id), ()) if not i["deleted"]]
+
+    def app_event_tag(
+        self, account_id: str, app_id: str, os_type: str, conversion_type: str
+    ) -> Item | None:
+        """The live tag of this app for this conversion type (the latest, if several)."""
+        index = self._tag_index
+        if index is None:
+            index = self._tag_index = {
+                (account, i["app_store_identifier"], i["os_type"], i["conversion_type"]): i
+                for (kind, account), items in self.items.items()
+                if kind == APP_EVENT_TAGS
+                for i in items
+                if not i["deleted"]
+            }
+        return index.get((account_id, app_id, os_type, conversion_type))
 
 
 RESOURCES_KEY: Final = web.AppKey("resources", ResourceStore)
+TOTAL_COUNT_KEY: Final = web.AppKey("total_count_budget", FixedWindowBudget)
 
 
 def _now(request: web.Request) -> str:
@@ -234,12 +297,44 @@ def _now(request: web.Request) -> str:
     )
 
 
-async def _account(request: web.Request) -> str:
+async def _caller(request: web.Request) -> tuple[str, SandboxCredentials]:
+    """The path's account and the verified credentials allowed on it."""
     config = request.app[CONFIG_KEY]
     creds = verify_oauth(await signed_request(request), config)
     account_id = request.match_info["account_id"]
-    check_account(creds, account_id)
-    return account_id
+    check_account(creds, account_id, config)
+    return account_id, creds
+
+
+async def _account(request: web.Request) -> str:
+    return (await _caller(request))[0]
+
+
+def _echo(account_id: str, params: Params, as_lists: frozenset[str]) -> dict[str, Any]:
+    """`request.params` as X shows them: comma lists as lists, then the account."""
+    echoed: dict[str, Any] = {
+        k: [i.strip() for i in v.split(",") if i.strip()] if k in as_lists else v
+        for k, v in params.items()
+    }
+    echoed["account_id"] = account_id
+    return echoed
+
+
+def _charge_total_count(
+    request: web.Request, config: SandboxConfig, creds: SandboxCredentials
+) -> dict[str, str]:
+    """X's lower limit on list requests with `with_total_count`: 429 past it. Returns the
+    headers of that budget, which such requests answer with."""
+    state = request.app[STATE_KEY]
+    budget = request.app[TOTAL_COUNT_KEY]
+    key = f"{creds.consumer_key}\x1f{creds.access_token}"
+    spent, after = budget.spend(key, 1, state.clock())
+    headers = after.headers(TOKEN_PREFIX)
+    if not spent:
+        error = too_many_requests()
+        error.headers.update(headers)
+        raise error
+    return headers
 
 
 def _find(kind: Kind, items: list[Item], item_id: str, with_deleted: bool) -> Item:
@@ -273,7 +368,7 @@ def _sort(kind: Kind, items: list[Item], sort_by: str | None) -> list[Item]:
 
 def list_handler(kind: Kind) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
-        account_id = await _account(request)
+        account_id, creds = await _caller(request)
         q = Query(request.query, LIST_PARAMS | {kind.ids_param})
         count_text = q.text("count")
         if count_text is None:
@@ -290,6 +385,9 @@ def list_handler(kind: Kind) -> Callable[[web.Request], Any]:
                 "EXCLUSIVE_PARAMETERS",
             )
         start = _cursor(q.text("cursor"))
+        limit_headers = (
+            _charge_total_count(request, request.app[CONFIG_KEY], creds) if with_total else {}
+        )
         with_deleted = q.boolean("with_deleted", False)
         ids = q.ids(kind.ids_param)
         items = [
@@ -302,13 +400,15 @@ def list_handler(kind: Kind) -> Callable[[web.Request], Any]:
         more = start + count < len(items)
         view = [{f: i.get(f) for f in kind.list_fields} if kind.list_fields else i for i in page]
         body: dict[str, Any] = {
-            "request": {"params": {"account_id": account_id, **q.params}},
+            "request": {"params": _echo(account_id, q.params, frozenset({kind.ids_param}))},
             "next_cursor": f"c{start + count}" if more else None,
             "data": view,
         }
         if with_total:
             body["total_count"] = len(items)
-        return json_response(body)
+        response = json_response(body)
+        response.headers.update(limit_headers)
+        return response
 
     return handle
 
@@ -317,15 +417,19 @@ def get_handler(kind: Kind) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
         account_id = await _account(request)
         q = Query(request.query, frozenset({"with_deleted"}))
+        item_id = request.match_info["item_id"]
         item = _find(
             kind,
             request.app[RESOURCES_KEY].of(kind, account_id),
-            request.match_info["item_id"],
+            item_id,
             q.boolean("with_deleted", False),
         )
-        return json_response(
-            {"request": {"params": {"account_id": account_id, **q.params}}, "data": item}
-        )
+        params = {kind.get_id_param: item_id, **q.params}
+        body: dict[str, Any] = {"request": {"params": _echo(account_id, params, frozenset())}}
+        if kind.data_type is not None:
+            body["data_type"] = kind.data_type
+        body["data"] = item
+        return json_response(body)
 
     return handle
 
@@ -345,8 +449,9 @@ def create_handler(kind: Kind) -> Callable[[web.Request], Any]:
             "deleted": False,
         }
         items.append(item)
+        store.changed()
         return json_response(
-            {"request": {"params": {"account_id": account_id, **q.params}}, "data": item}
+            {"request": {"params": _echo(account_id, q.params, kind.list_params)}, "data": item}
         )
 
     return handle
@@ -356,28 +461,33 @@ def delete_handler(kind: Kind) -> Callable[[web.Request], Any]:
     async def handle(request: web.Request) -> web.Response:
         account_id = await _account(request)
         Query(request.query, frozenset())
+        item_id = request.match_info["item_id"]
         item = _find(
-            kind,
-            request.app[RESOURCES_KEY].of(kind, account_id),
-            request.match_info["item_id"],
-            with_deleted=False,
+            kind, request.app[RESOURCES_KEY].of(kind, account_id), item_id, with_deleted=False
         )
         item["deleted"] = True
         item["updated_at"] = _now(request)
-        return json_response({"request": {"params": {"account_id": account_id}}, "data": item})
+        request.app[RESOURCES_KEY].changed()
+        params = _echo(account_id, {kind.delete_id_param: item_id}, frozenset())
+        return json_response({"request": {"params": params}, "data": item})
 
     return handle
 
 
 def add_routes(app: web.Application, kinds: tuple[Kind, ...] = KINDS) -> None:
-    app[RESOURCES_KEY] = ResourceStore()
+    config = app[CONFIG_KEY]
+    app[RESOURCES_KEY] = ResourceStore(config.seeds)
+    app[TOTAL_COUNT_KEY] = FixedWindowBudget(config.total_count_limit, config.total_count_window_s)
     for kind in kinds:
-        one = kind.collection + "/{item_id}"
-        app.router.add_get(kind.collection, list_handler(kind))
-        app.router.add_post(kind.collection, create_handler(kind))
-        app.router.add_get(one, get_handler(kind))
-        app.router.add_delete(one, delete_handler(kind))
+        for collection in kind.collections:
+            one = collection + "/{item_id}"
+            app.router.add_get(collection, list_handler(kind))
+            app.router.add_post(collection, create_handler(kind))
+            app.router.add_get(one, get_handler(kind))
+            app.router.add_delete(one, delete_handler(kind))
 
 
 def reset(app: web.Application) -> None:
-    app[RESOURCES_KEY].clear()
+    """Back to the seeds; the with_total_count budget starts over."""
+    app[RESOURCES_KEY].reset()
+    app[TOTAL_COUNT_KEY].clear()

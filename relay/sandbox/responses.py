@@ -44,6 +44,7 @@ class XApiError(Exception):
         self.status = status
         self.errors = tuple(errors)
         self.params = dict(params or {})
+        self.headers: dict[str, str] = {}  # e.g. the budget a 429 ran out of
         super().__init__(f"{status} " + ", ".join(e.code for e in self.errors))
 
     @classmethod
@@ -62,7 +63,9 @@ class XApiError(Exception):
             "errors": [e.to_json() for e in self.errors],
             "request": {"params": self.params},
         }
-        return json_response(body, self.status)
+        response = json_response(body, self.status)
+        response.headers.update(self.headers)
+        return response
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

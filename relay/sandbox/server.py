@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import os
 import signal
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 from aiohttp import web
 
@@ -17,6 +19,12 @@ from relay.sandbox.app import create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
 from relay.sandbox.faults import Faults
 from relay.sandbox.state import Clock
+
+# The sandbox keeps every accepted conversion (journal, dedup, nonces): with CPython's
+# default thresholds the collector would walk that ever-growing heap again and again, a
+# third of the time of an answer. Young collections every 50,000 allocations instead of
+# 700, and what exists once serving starts frozen out of the collector's walks.
+GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 
 class _State(enum.Enum):
@@ -114,6 +122,8 @@ async def serve_until_signalled(
         loop.add_signal_handler(signum, stop.set)
     try:
         async with SandboxServer(config, host, port, faults=faults) as server:
+            gc.set_threshold(*GC_THRESHOLDS)
+            gc.freeze()
             print(f"sandbox listening on {server.url}", flush=True)
             await stop.wait()
     finally:

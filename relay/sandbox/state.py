@@ -34,7 +34,7 @@ class JournalBatch:
     pixel_id: str
     account_id: str
     debug_id: str
-    received_at: str
+    received_at: float  # epoch seconds: formatted only when someone reads the journal
     auth: str
     body: bytes
     duplicates: Sequence[bool]
@@ -99,7 +99,7 @@ def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, A
         "pixel_id": batch.pixel_id,
         "account_id": batch.account_id,
         "debug_id": batch.debug_id,
-        "received_at": batch.received_at,
+        "received_at": iso_ms(batch.received_at),
         "auth": batch.auth,
         "duplicate": duplicate,
         "conversion": conversion,
@@ -128,7 +128,8 @@ class AppJournal:
         """(entries offset..offset+limit of those matching, how many match in all)."""
         matching = [e for e in self._entries if app_id is None or e["app_id"] == app_id]
         stop = None if limit is None else offset + limit
-        return matching[offset:stop], len(matching)
+        shown = [{**e, "received_at": iso_ms(e["received_at"])} for e in matching[offset:stop]]
+        return shown, len(matching)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -176,6 +177,8 @@ class Stats:
         self.app_conversions_accepted = 0
         self.app_conversions_attributed = 0
         self.faults: Counter[str] = Counter()  # injected, by kind: latency, drop, error_503, ...
+        # Requests for an account that arrived before the reset a 429 had announced to it.
+        self.requests_before_reset = 0
 
     def record(self, endpoint: str, status: int, codes: Sequence[str] = ()) -> None:
         self.requests[endpoint, status] += 1
@@ -193,6 +196,7 @@ class Stats:
             "app_conversions_accepted": self.app_conversions_accepted,
             "app_conversions_attributed": self.app_conversions_attributed,
             "faults": dict(sorted(self.faults.items())),
+            "requests_before_reset": self.requests_before_reset,
         }
 
     def clear(self) -> None:
@@ -201,6 +205,7 @@ class Stats:
         self.faults.clear()
         self.conversions_accepted = self.duplicates = 0
         self.app_conversions_accepted = self.app_conversions_attributed = 0
+        self.requests_before_reset = 0
 
 
 class SandboxState:
@@ -217,6 +222,16 @@ class SandboxState:
         self.replay = ReplayGuard(clock, config.oauth_window_s, config.nonce_max_keys)
         self.engagements = Engagements(config.engagements, config.max_engagements)
         self.faults = FaultInjector()
+        self.announced_reset: dict[str, float] = {}  # account -> reset of its latest 429
+
+    def announce_reset(self, account_id: str, reset_epoch_s: float) -> None:
+        """A 429 told the account to wait until `reset_epoch_s`."""
+        self.announced_reset[account_id] = reset_epoch_s
+
+    def check_reset(self, account_id: str, now: float) -> None:
+        """Counts a request for an account that arrives before its announced reset."""
+        if now < self.announced_reset.get(account_id, 0.0):
+            self.stats.requests_before_reset += 1
 
     def spend_account(self, account_id: str, events: int, now: float) -> None:
         """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
@@ -242,7 +257,7 @@ class SandboxState:
                 pixel_id=pixel.id,
                 account_id=pixel.account_id,
                 debug_id=debug_id,
-                received_at=iso_ms(now),
+                received_at=now,
                 auth=auth,
                 body=body,
                 duplicates=duplicates,
@@ -265,7 +280,7 @@ class SandboxState:
             {
                 "app_id": app.id,
                 "account_id": app.account_id,
-                "received_at": iso_ms(now),
+                "received_at": now,
                 "params": params,
                 **attribution,
             }
@@ -286,6 +301,7 @@ class SandboxState:
         self.replay.clear()
         self.engagements.reset()
         self.faults.clear()
+        self.announced_reset.clear()
 
 
 def iso_ms(epoch_s: float) -> str:

@@ -7,7 +7,10 @@ strict, so that the relay cannot come to depend on leniency X may not have:
 - unknown fields (in the body, a conversion, an identifier or a content) are rejected;
 - amounts (`value`, `content_price`) are non-negative plain decimals, as string or number;
 - JSON null counts as absent for optional fields, as missing for required ones;
-- an empty identifier value is no identifier (X's guide), not an error.
+- an empty identifier value is no identifier (X's guide), not an error;
+- `ip_address` is dotted decimal (seed 004: four numbers 0-255 separated by periods) or an
+  IPv6 address (X's MACT endpoints take both; the web guide shows only IPv4);
+- `price_currency` is a current ISO 4217 code.
 
 Per conversion this costs a few microseconds: type checks by identity, two precompiled
 regular expressions, and no objects built.
@@ -15,6 +18,7 @@ regular expressions, and no objects built.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +27,7 @@ from typing import Any, Final
 import orjson
 
 from relay.sandbox.config import SandboxPixel
+from relay.sandbox.currencies import is_currency
 from relay.sandbox.responses import ErrorDetail, XApiError
 
 MAX_CONVERSIONS: Final = 500
@@ -34,6 +39,8 @@ MISSING: Final = "MISSING_PARAMETER"
 _TIME: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _AMOUNT: Final = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_DOTTED_DECIMAL: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
 
 _BODY_FIELDS: Final = frozenset({"conversions"})
 _FIELDS: Final = frozenset(
@@ -68,6 +75,11 @@ _NO_IDENTIFIER: Final = ErrorDetail(
     "At least one identifier is required: twclid, hashed_email or hashed_phone_number"
     " (ip_address and user_agent only count together with another identifier)",
     "identifiers",
+)
+_IP_SYNTAX: Final = ErrorDetail(
+    INVALID,
+    "ip_address must be an IPv4 address in dotted decimal (e.g. 8.25.197.25) or an IPv6 address",
+    "ip_address",
 )
 _SHARED_OBJECT: Final = ErrorDetail(
     INVALID,
@@ -228,7 +240,10 @@ def _check_identifiers(identifiers: Any, errors: list[ErrorDetail]) -> None:
                     if key == "twclid":
                         primary = True
                     elif key == "ip_address":
-                        ip_address = True
+                        if _is_ip_address(value.strip()):
+                            ip_address = True
+                        else:  # never echoed: an IP address is personal data
+                            errors.append(_IP_SYNTAX)
                     else:
                         user_agent = True
             else:
@@ -283,14 +298,20 @@ def _is_amount(value: Any) -> bool:
     return (kind is int or kind is float) and value >= 0  # orjson never yields NaN or inf
 
 
+def _is_ip_address(text: str) -> bool:
+    if _DOTTED_DECIMAL.fullmatch(text) is not None:
+        return True
+    if ":" not in text:
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_currency(value: Any) -> bool:
-    return (
-        type(value) is str
-        and len(value) == 3
-        and value.isascii()
-        and value.isalpha()
-        and value.isupper()
-    )
+    return type(value) is str and is_currency(value)
 
 
 def _is_quantity(value: Any) -> bool:

@@ -1,7 +1,8 @@
 """`POST /12/measurement/conversions/:pixel_id`: X's web conversions endpoint.
 
 Order of checks, as a client sees them: authentication (401), the pixel (404), the
-token's right to the pixel's account (403), then the body (400).
+token's right to the pixel's account (403 ACCOUNT_NOT_FOUND) and the account's standing
+(403 ACCOUNT_LOCKED_OUT), then the body (400).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aiohttp import hdrs, web
 from relay.sandbox.auth import (
     PIXEL_TOKEN_HEADER,
     check_account,
+    check_unlocked,
     signed_request,
     verify_oauth,
     verify_pixel_token,
@@ -36,8 +38,9 @@ async def post_web_conversions(request: web.Request) -> web.Response:
         )
     if isinstance(caller, str):
         verify_pixel_token(caller, pixel)
+        check_unlocked(pixel.account_id, config)
     else:
-        check_account(caller, pixel.account_id)
+        check_account(caller, pixel.account_id, config)
     body = await request.read()
     valid = validate_web_request(body, pixel)
     debug_id = state.accept(

@@ -18,9 +18,11 @@ import orjson
 
 from relay.config import Settings
 from relay.xads.client import AccountResource, ParamValue, XAdsClient
+from relay.xads.egress import Egress
 from relay.xads.errors import ApiError, Unauthorized
 from relay.xads.models import ConversionEventParams
 
+EXIT_USAGE: Final = 2
 EXIT_REJECTED: Final = 3
 EXIT_UNAUTHORIZED: Final = 4
 EXIT_UNAVAILABLE: Final = 5
@@ -153,7 +155,9 @@ def _cell(value: Any) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, out: TextIO) -> None:
-    async with XAdsClient(settings.api_base_url, settings.credentials) as client:
+    async with XAdsClient(
+        settings.api_base_url, settings.credentials, egress=Egress.from_settings(settings)
+    ) as client:
         if args.resource == "attribution":
             given = {p: getattr(args, p) for p in (*ATTRIBUTION_REQUIRED, *ATTRIBUTION_OPTIONAL)}
             query = {k: v for k, v in given.items() if v is not None}
@@ -236,16 +240,64 @@ def _print(
         out.write(render_table(rows, columns) + "\n")
 
 
+CREDENTIAL_VARIABLES: Final = (
+    "RELAY_CONSUMER_KEY",
+    "RELAY_CONSUMER_SECRET",
+    "RELAY_ACCESS_TOKEN",
+    "RELAY_ACCESS_TOKEN_SECRET",
+)
+
+
+def report_failure(
+    as_json: bool,
+    code: int,
+    reason: str,
+    message: str,
+    errors: Any = None,
+    out: TextIO | None = None,
+) -> int:
+    """One error, as JSON on stdout with `--json` (scripts read one stream), else a line on
+    stderr."""
+    if as_json:
+        body: dict[str, Any] = {"error": {"exit_code": code, "reason": reason, "message": message}}
+        if errors:
+            body["error"]["errors"] = errors
+        (out or sys.stdout).write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(f"relay api: {message}", file=sys.stderr)
+    return code
+
+
 def run_api(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
+    as_json = bool(getattr(args, "json", False))
+    if not settings.credentials.complete:
+        # Signing with empty credentials would only earn a 401 that blames the wrong thing.
+        return report_failure(
+            as_json,
+            EXIT_USAGE,
+            "credentials_not_set",
+            "X credentials are not set: set "
+            + ", ".join(CREDENTIAL_VARIABLES)
+            + " (or their *_FILE), or name a file with [credentials] in RELAY_CONFIG",
+            None,
+            out,
+        )
     try:
         asyncio.run(_run(args, settings, out))
     except Unauthorized as err:
-        print(f"relay api: X rejects the credentials: {err}", file=sys.stderr)
-        return EXIT_UNAUTHORIZED
+        return report_failure(
+            as_json,
+            EXIT_UNAUTHORIZED,
+            "unauthorized",
+            f"X rejects the credentials: {err}",
+            err.errors,
+            out,
+        )
     except ApiError as err:
         detail = "; ".join(
             f"{e.get('code')}: {e.get('message')}" for e in err.errors if isinstance(e, dict)
         ) or str(err)
-        print(f"relay api: {detail}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if err.retryable else EXIT_REJECTED
+        code = EXIT_UNAVAILABLE if err.retryable else EXIT_REJECTED
+        reason = "unavailable" if err.retryable else "rejected"
+        return report_failure(as_json, code, reason, detail, err.errors, out)
     return 0

@@ -17,7 +17,17 @@ from relay.config import default_mapping_path, load_settings
 from relay.kafka import ensure_topics
 from relay.observability.metrics import Metrics
 from relay.pipeline.worker import Worker
+from relay.signals import run_until_signalled
+from relay.tools.demo_report import (
+    FeedRow,
+    delivery_facts,
+    render_facts,
+    render_feeds,
+    render_sample,
+    sample_event,
+)
 from relay.tools.produce import ProduceSummary, produce
+from relay.tools.progress import ProgressLine
 from relay.tools.stack import local_stack, sandbox_stats
 
 # X's real budget is 60,000 events per account per 15 minutes, and a new owner's bucket
@@ -46,26 +56,24 @@ def tally(metrics: Metrics) -> Tally:
 
 
 class Progress:
-    """One live line on a terminal, a line every few seconds otherwise."""
+    """The live line: one on a terminal, a line every few seconds otherwise."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
+        self.line = ProgressLine()
         self.started = time.monotonic()
-        self._last_print = 0.0
+        self.produced = 0  # only ever what the generator has sent so far: never goes back
 
-    def show(self, produced: int, t: Tally, final: bool = False) -> None:
-        now = time.monotonic()
-        if not (self.tty or final or now - self._last_print >= 2):
-            return
-        self._last_print = now
-        elapsed = now - self.started
-        line = (
-            f"[{elapsed:5.1f}s] produced {produced:,}  delivered {t.delivered:,}  "
+    def show(self, t: Tally, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.started
+        text = (
+            f"[{elapsed:5.1f}s] produced {self.produced:,}  delivered {t.delivered:,}  "
             f"dead-lettered {t.dead_lettered:,}  dropped {t.dropped:,}  "
             f"({t.delivered / elapsed if elapsed else 0:,.0f} events/s delivered)"
         )
-        end = "\n" if final or not self.tty else ""
-        print(("\r" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
+        if final:
+            self.line.done(text)
+        else:
+            self.line.show(text)
 
 
 async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s: float) -> int:
@@ -96,38 +104,52 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
             }
         )
         # The relay never creates input topics; the demo owns its broker, so it does.
-        await ensure_topics(settings.kafka_bootstrap, list(settings.inputs))
+        await ensure_topics(settings, list(settings.inputs))
         worker = Worker(settings, http_host="127.0.0.1")
         stop = asyncio.Event()
         worker_task = asyncio.create_task(worker.run(stop))
         progress = Progress()
+
+        def produced(s: ProduceSummary) -> None:
+            progress.produced = s.produced
+            progress.show(tally(worker.metrics))
+
+        producer_task = asyncio.create_task(
+            produce(
+                settings,
+                count=count,
+                invalid_ratio=invalid_ratio,
+                opt_out_ratio=opt_out_ratio,
+                progress=produced,
+            )
+        )
         expected = ProduceSummary()
         try:
-            producer_task = asyncio.create_task(
-                produce(
-                    settings,
-                    count=count,
-                    invalid_ratio=invalid_ratio,
-                    opt_out_ratio=opt_out_ratio,
-                    progress=lambda s: progress.show(s.produced, tally(worker.metrics)),
-                )
-            )
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and not worker_task.done():
                 if producer_task.done():
                     expected = producer_task.result()
                     if tally(worker.metrics).settled >= expected.produced:
                         break
-                progress.show(expected.produced or count, tally(worker.metrics))
+                progress.show(tally(worker.metrics))
                 await asyncio.sleep(0.25)
             expected = await producer_task
         finally:
+            producer_task.cancel()
             stop.set()
             await worker_task
         final = tally(worker.metrics)
-        progress.show(expected.produced, final, final=True)
+        progress.show(final, final=True)
         accepted = (await sandbox_stats(stack.sandbox_url)).get("conversions_accepted")
+        web_topic = next(t for t, f in settings.inputs.items() if f == "web")
+        sample = await sample_event(settings, stack.sandbox_url, web_topic)
     elapsed = time.monotonic() - progress.started
+    print()
+    if sample is not None:
+        print("\n".join(render_sample(sample)) + "\n")
+    rows = [FeedRow("web", expected.produced, final.delivered, final.dead_lettered, final.dropped)]
+    print("\n".join(render_feeds(rows)))
+    print("\n".join(render_facts(delivery_facts(worker.metrics))))
     print(
         f"\nsummary: produced {expected.produced:,}, delivered {final.delivered:,} "
         f"(sandbox accepted {accepted}), dead-lettered {final.dead_lettered:,}, "
@@ -147,4 +169,8 @@ async def demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s
 
 
 def run_demo(count: int, invalid_ratio: float, opt_out_ratio: float, timeout_s: float) -> int:
-    return asyncio.run(demo(count, invalid_ratio, opt_out_ratio, timeout_s))
+    """SIGTERM or SIGINT stop the demo and everything it started (broker, sandbox, worker)."""
+    code = run_until_signalled(demo(count, invalid_ratio, opt_out_ratio, timeout_s))
+    if code > 128:
+        print("relay demo: stopped; broker, sandbox and worker are shut down", file=sys.stderr)
+    return code

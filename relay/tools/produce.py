@@ -182,7 +182,7 @@ async def produce(
     target = topic or next((t for t, f in settings.inputs.items() if f == fmt), None)
     if target is None:
         raise ConfigError(f"no input topic of format {fmt!r} in RELAY_INPUTS; pass --topic")
-    await ensure_topics(settings.kafka_bootstrap, [target])
+    await ensure_topics(settings, [target])
     events = generate(
         fmt,
         count,
@@ -193,7 +193,7 @@ async def produce(
         seed=seed,
     )
     summary = ProduceSummary()
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings)
     await producer.start()
     started = time.monotonic()
     try:

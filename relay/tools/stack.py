@@ -17,6 +17,7 @@ import aiohttp
 
 from relay.broker import EmbeddedBroker, free_port
 from relay.errors import RelayError
+from relay.signals import die_with_parent
 
 SANDBOX_START_TIMEOUT_S: Final = 30.0
 
@@ -42,6 +43,7 @@ async def sandbox_process(env: Mapping[str, str] | None = None) -> AsyncIterator
         str(port),
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        preexec_fn=die_with_parent,
     )
     try:
         if process.stdout is None:

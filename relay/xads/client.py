@@ -17,6 +17,7 @@ import orjson
 from relay.config import Credentials, Secret
 from relay.errors import ClosedError
 from relay.xads import oauth
+from relay.xads.egress import Egress
 from relay.xads.errors import (
     ApiError,
     RateLimitInfo,
@@ -163,12 +164,13 @@ class XAdsClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_connections: int = 32,
         pixel_tokens: Mapping[str, Secret] | None = None,
+        egress: Egress | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.pixel_tokens = dict(pixel_tokens or {})
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_connections = max_connections
+        # TLS, proxies, timeouts and pool size (Egress.from_settings in the relay).
+        self._egress = egress or Egress(total_timeout_s=timeout_s, max_connections=max_connections)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self.app_event_tags = AccountResource[AppEventTag](
@@ -196,10 +198,7 @@ class XAdsClient:
         if self._closed:
             raise ClosedError("XAdsClient is closed")
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers={"User-Agent": USER_AGENT}
-            )
+            self._session = self._egress.session(self.base_url, headers={"User-Agent": USER_AGENT})
 
     async def close(self) -> None:
         self._closed = True

@@ -1,0 +1,202 @@
+"""The relay end to end as a user runs it: `relay run` in its own process, events in, the
+sandbox's journal out.
+
+The relay first delivers a small warm-up (so that both consumer groups have joined: a fixed
+wait that is not throughput, reported apart as the time to the first delivery); then the
+measured events are written and the relay's CPU (user + system of its process tree, from
+/proc) is counted from that moment until the sandbox accepted the last of them. Throughput is
+the steady state between the first and the last measured event the sandbox accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from relay.errors import RelayError
+from relay.tools.bench.accounting import received_s
+from relay.tools.bench.context import StallGuard
+from relay.tools.bench.events import Event, Kind
+from relay.tools.bench.kafka_io import fill, read_topic
+from relay.tools.bench.procs import Child, Usage
+from relay.tools.bench.stack import Stack, accepted
+
+FIRST_DELIVERY_TIMEOUT_S: Final = 120.0
+DLQ_CHECK_S: Final = 5.0
+
+
+class DeadLettered(RelayError):
+    """The relay dead-letters what the scenario needs delivered."""
+
+
+async def refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
+    """DeadLettered when at least `missing` records are in the DLQ: waiting is useless."""
+    records = await read_topic(stack.bootstrap, f"{prefix}.dlq", timeout_s=10)
+    if records and len(records) >= missing:
+        classes = Counter(dict(r.headers).get("relay.error.class", b"?").decode() for r in records)
+        raise DeadLettered(f"the relay dead-letters instead of delivering: {dict(classes)}")
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    events: int
+    steady_per_s: float | None
+    window_s: float
+    cpu_s: float | None
+    peak_rss_bytes: int | None
+    first_delivery_s: float
+
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        return None if self.cpu_s is None else self.cpu_s / self.events * 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "per_s": None if self.steady_per_s is None else round(self.steady_per_s, 1),
+            "steady_window_s": round(self.window_s, 3),
+            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 3),
+            "cpu_s_per_1000": _round(
+                None if self.cpu_s is None else self.cpu_s / self.events * 1e3
+            ),
+            "cpu_us_per_event": _round(self.cpu_us_per_event),
+            "peak_rss_mb": _round(
+                None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20
+            ),
+            "first_delivery_s": round(self.first_delivery_s, 2),
+        }
+
+
+@dataclass
+class Relays:
+    """The `relay run` processes of one measurement: one (both stages), or two
+    (`--stage ingest` and `--stage deliver`); CPU and peak RSS are their sums."""
+
+    children: list[Child]
+
+    @property
+    def running(self) -> bool:
+        return all(c.running for c in self.children)
+
+    def usage(self) -> Usage | None:
+        usages = [c.usage() for c in self.children]
+        if any(u is None for u in usages):
+            return None
+        return Usage(sum(u.cpu_s for u in usages if u), sum(u.peak_rss_bytes for u in usages if u))
+
+    async def stop(self) -> None:
+        for child in self.children:
+            await child.stop()
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def input_spec(prefix: str, kind: Kind) -> tuple[str, str]:
+    """(input topic, RELAY_INPUTS) for one feed of `kind`."""
+    topic = f"{prefix}.input.{kind}"
+    return topic, f"{topic}={kind}"
+
+
+def steady_rate(entries: Sequence[dict[str, Any]]) -> tuple[float | None, float]:
+    """(events/s between the first and the last acceptance, that window in seconds): events
+    accepted in the first instant are not counted, they start the clock."""
+    if len(entries) < 2:
+        return None, 0.0
+    times = sorted(received_s(e) for e in entries)
+    window = times[-1] - times[0]
+    if window <= 0:
+        return None, 0.0
+    first = sum(1 for t in times if t == times[0])
+    return (len(times) - first) / window, window
+
+
+async def start_and_warm(
+    stack: Stack,
+    prefix: str,
+    kind: Kind,
+    warmup: Sequence[Event],
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    split_stages: bool = False,
+) -> tuple[Relays, float]:
+    """`relay run` started on a warm-up backlog; (the relays, seconds to the first delivery)
+    once the whole warm-up is delivered. `split_stages`: the stages as two processes."""
+    topic, inputs = input_spec(prefix, kind)
+    await fill(stack.bootstrap, topic, warmup)
+    base = accepted(await stack.client.stats(), kind)
+    started = time.monotonic()
+    stages = ("ingest", "deliver") if split_stages else ("all",)
+    relay = Relays([await stack.start_relay(prefix, inputs, extra_env, stage=s) for s in stages])
+    first: list[float] = []
+    checked = [time.monotonic()]
+
+    stall = StallGuard("the warm-up", FIRST_DELIVERY_TIMEOUT_S / 2)
+
+    async def warmed() -> bool:
+        done = accepted(await stack.client.stats(), kind) - base
+        if done:
+            stall.seen(done)
+        if done and not first:
+            first.append(time.monotonic() - started)
+            stack.run.say(f"first delivery {first[0]:.1f}s after start")
+        if done < len(warmup) and time.monotonic() - checked[0] > DLQ_CHECK_S:
+            checked[0] = time.monotonic()
+            await refuse_dead_lettered(stack, prefix, len(warmup) - done)
+        return done >= len(warmup)
+
+    await stack.run.wait_for(
+        warmed,
+        "the warm-up to be delivered",
+        timeout_s=FIRST_DELIVERY_TIMEOUT_S,
+        poll_s=0.05,
+        alive=stack.check_alive,
+    )
+    return relay, first[0]
+
+
+async def measure(
+    stack: Stack,
+    prefix: str,
+    kind: Kind,
+    events: Sequence[Event],
+    warmup: Sequence[Event],
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    keep_running: bool = False,
+    split_stages: bool = False,
+) -> tuple[EndToEnd, Relays]:
+    """One measured run; the relays are stopped afterwards unless `keep_running`."""
+    relay, first_delivery_s = await start_and_warm(
+        stack, prefix, kind, warmup, extra_env, split_stages=split_stages
+    )
+    topic, _ = input_spec(prefix, kind)
+    journal_kind = "app" if kind == "mobile" else "web"
+    base = accepted(await stack.client.stats(), kind)
+    before = relay.usage()
+    stack.run.say(f"warm; writing {len(events):,} events")
+    await fill(stack.bootstrap, topic, events)
+    last_report = [time.monotonic()]
+    stall = StallGuard("the measured events")
+
+    async def delivered() -> bool:
+        done = accepted(await stack.client.stats(), kind) - base
+        stall.seen(done)
+        if time.monotonic() - last_report[0] > 5:
+            last_report[0] = time.monotonic()
+            stack.run.say(f"{done:,}/{len(events):,} accepted")
+        return done >= len(events)
+
+    await stack.run.wait_for(delivered, "every event to be accepted", alive=stack.check_alive)
+    after = relay.usage()
+    if not keep_running:
+        await relay.stop()
+    entries = (await stack.client.journal(journal_kind))[base:]
+    rate, window = steady_rate(entries)
+    cpu = after.cpu_s - before.cpu_s if after and before else None
+    peak = after.peak_rss_bytes if after else None
+    return EndToEnd(len(events), rate, window, cpu, peak, first_delivery_s), relay

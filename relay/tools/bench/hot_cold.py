@@ -1,0 +1,110 @@
+"""`relay bench hot-cold`: does a hot account hold back the cold accounts on its partition?
+
+All accounts are chosen so that their records land on the same partition (of the input and
+the outbound topic). The budget (RELAY_ACCOUNT_LIMIT / _WINDOW_S, relay and sandbox
+alike) is a tenth of the hot backlog, so the hot account spends its budget and keeps the rest
+of its backlog; the cold accounts send a trickle at a tenth of their budget's rate.
+Phase A: the cold trickle alone (baseline). Phase B: the same after the hot backlog was
+written. Each phase is a fresh `relay run` on fresh topics, the sandbox reset between them.
+Latency = the sandbox's acceptance minus the record's append time.
+Target: cold p99 in B <= 2 x cold p99 in A.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Final
+
+from relay.kafka import DEFAULT_PARTITIONS
+from relay.tools.bench.configs import BenchConfig, accounts_on_one_partition, write_config
+from relay.tools.bench.context import Run
+from relay.tools.bench.e2e import input_spec
+from relay.tools.bench.events import web_events_for
+from relay.tools.bench.kafka_io import PacedFeed, fill
+from relay.tools.bench.latency import latencies_ms, percentile
+from relay.tools.bench.outcome import Outcome
+from relay.tools.bench.results import Target
+from relay.tools.bench.stack import Stack, open_stack
+
+COLD_RATE_PER_S: Final = 2.0  # per cold account
+# The budget: a tenth of the hot backlog per window, refilled at 10x the cold rate (the
+# relay's bucket refills evenly over the window), so that the cold accounts never wait for
+# their own budget while the hot one has spent its own.
+HOT_BACKLOG_PER_BUDGET: Final = 10
+REFILL_PER_COLD_RATE: Final = 10
+SLOWDOWN_TARGET: Final = 2.0
+LATE_S: Final = 30.0  # after the trickle, how long cold events may still arrive
+
+
+async def _phase(
+    stack: Stack, config: BenchConfig, name: str, hot_events: int, duration_s: float
+) -> dict[str, Any]:
+    run = stack.run
+    prefix = f"hotcold-{name}"
+    topic, inputs = input_spec(prefix, "web")
+    hot, cold = config.pixels[0], config.pixels[1:]
+    await stack.client.reset()
+    warmup = web_events_for(cold, 2, seed=20)
+    await fill(stack.bootstrap, topic, warmup)
+    if hot_events:
+        run.say(f"{name}: hot backlog of {hot_events:,} events")
+        await fill(stack.bootstrap, topic, web_events_for([hot], hot_events, seed=21))
+    relay = await stack.start_relay(prefix, inputs)
+
+    async def warm() -> bool:
+        return int((await stack.client.stats())["conversions_accepted"]) >= len(warmup)
+
+    await run.wait_for(warm, f"{name}: the warm-up", alive=stack.check_alive)
+    per_account = max(int(COLD_RATE_PER_S * duration_s), 1)
+    trickle = web_events_for(cold, per_account, seed=22 + hot_events)
+    run.say(f"{name}: cold trickle, {COLD_RATE_PER_S * len(cold):g}/s for {duration_s:g}s")
+    feed = PacedFeed(stack.bootstrap, topic, COLD_RATE_PER_S * len(cold))
+    await asyncio.wait_for(feed.run(trickle), duration_s * 3 + 30)
+    wanted = {e.identity for e in trickle}
+    until = time.monotonic() + LATE_S
+    values: list[float] = []
+    while time.monotonic() < until:
+        entries = await stack.client.journal("web")
+        values = latencies_ms(entries, feed.appended_ms, "web")
+        if len(values) >= len(wanted):
+            break
+        await asyncio.sleep(1)
+    stats = await stack.client.stats()
+    await relay.stop()
+    result: dict[str, Any] = {
+        "cold_events": len(wanted),
+        "cold_delivered": len(values),
+        "accepted_total": stats["conversions_accepted"],
+    }
+    if values and len(values) == len(wanted):
+        result.update({f"p{p}_ms": round(percentile(values, p), 1) for p in (50, 95, 99)})
+    return result
+
+
+async def run_hot_cold(
+    run: Run, out: Outcome, hot_events: int, cold_accounts: int, duration_s: float
+) -> None:
+    limit = max(hot_events // HOT_BACKLOG_PER_BUDGET, 1)
+    window_s = limit / (COLD_RATE_PER_S * REFILL_PER_COLD_RATE)
+    budget = {"RELAY_ACCOUNT_LIMIT": str(limit), "RELAY_ACCOUNT_WINDOW_S": f"{window_s:g}"}
+    run.relay_env = {**budget, **run.relay_env}
+    out.settings = run.settings_note() + " (the sandbox has the same budget)"
+    accounts = accounts_on_one_partition(cold_accounts + 1, DEFAULT_PARTITIONS)
+    config = write_config(run.work_dir / "hot-cold.toml", accounts)
+    out.result.update(
+        hot_account=accounts[0],
+        hot_events=hot_events,
+        cold_accounts=cold_accounts,
+        limit=limit,
+        window_s=window_s,
+        cold_rate_per_s=COLD_RATE_PER_S,
+    )
+    async with open_stack(run, config.path) as stack:
+        out.result["baseline"] = await _phase(stack, config, "baseline", 0, duration_s)
+        out.result["with_hot"] = await _phase(stack, config, "hot", hot_events, duration_s)
+    base = out.result["baseline"].get("p99_ms")
+    hot = out.result["with_hot"].get("p99_ms")
+    ratio = hot / base if base and hot is not None else None
+    out.result["p99_ratio"] = ratio
+    out.targets.append(Target("cold p99 with hot / without", ratio, "<=", SLOWDOWN_TARGET))

@@ -1,0 +1,130 @@
+"""`relay bench latency`: p50/p95/p99 from the Kafka append to X's 2xx, at a share (default
+50%) of the capacity measured in the same run, for web and app conversions.
+
+Per kind: a capacity probe (a backlog through `relay run`, steady events/s), then the same
+relay process fed at `load` x capacity for `duration_s`, each record stamped with its append
+time (the record timestamp, epoch ms); the latency of an event is the sandbox's acceptance
+time (`received_at` in its journal, ms) minus that stamp, both on this machine's clock. The
+sandbox answers without added latency here, so the numbers are the relay's own.
+Target: p99 <= linger + 150 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+from relay.config import load_settings
+from relay.tools.bench.accounting import received_s
+from relay.tools.bench.configs import default_config
+from relay.tools.bench.context import BenchTimeout, Run, StallGuard
+from relay.tools.bench.e2e import DeadLettered, input_spec, measure
+from relay.tools.bench.events import Event, Kind, entry_identity, mobile_events, web_events
+from relay.tools.bench.kafka_io import PacedFeed
+from relay.tools.bench.outcome import Outcome
+from relay.tools.bench.results import Target
+from relay.tools.bench.stack import ProcessDied, Stack, accepted, open_stack
+from relay.tools.bench.throughput import relay_settings
+
+HEADROOM_MS: Final = 150.0
+WARMUP: Final = 500
+PERCENTILES: Final = (50, 95, 99)
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(math.ceil(p / 100 * len(sorted_values)), 1)
+    return sorted_values[rank - 1]
+
+
+def latencies_ms(
+    entries: Sequence[dict[str, Any]], appended_ms: dict[str, int], kind: Kind
+) -> list[float]:
+    """Per event (its first acceptance): acceptance time minus append time, sorted."""
+    found: dict[str, float] = {}
+    for entry in entries:
+        identity = entry_identity(entry, kind)
+        appended = appended_ms.get(identity)
+        if appended is not None and identity not in found:
+            found[identity] = received_s(entry) * 1000 - appended
+    return sorted(found.values())
+
+
+def _events(kind: Kind, count: int, seed: int) -> list[Event]:
+    config = default_config()
+    if kind == "web":
+        return web_events(count, config.pixels, seed=seed)
+    return mobile_events(count, config.path, seed=seed)
+
+
+async def _one_kind(
+    stack: Stack, kind: Kind, capacity_events: int, duration_s: float, load: float
+) -> dict[str, Any]:
+    run = stack.run
+    prefix = f"latency-{kind}"
+    run.say(f"{kind}: capacity probe on {capacity_events:,} events")
+    probe, relay = await measure(
+        stack,
+        prefix,
+        kind,
+        _events(kind, capacity_events, 1),
+        _events(kind, WARMUP, 2),
+        keep_running=True,
+    )
+    capacity = probe.steady_per_s or 0.0
+    rate = capacity * load
+    count = max(int(rate * duration_s), 1)
+    run.say(f"{kind}: capacity {capacity:,.0f}/s; feeding {rate:,.0f}/s for {duration_s:g}s")
+    topic, _ = input_spec(prefix, kind)
+    feed = PacedFeed(stack.bootstrap, topic, rate)
+    events = _events(kind, count, 3)
+    base = accepted(await stack.client.stats(), kind)
+    await asyncio.wait_for(feed.run(events), duration_s * 3 + 30)
+
+    stall = StallGuard(f"{kind}: the paced events")
+
+    async def delivered() -> bool:
+        done = accepted(await stack.client.stats(), kind) - base
+        stall.seen(done)
+        return done >= count
+
+    await run.wait_for(delivered, f"{kind}: every paced event", alive=stack.check_alive)
+    await relay.stop()
+    entries = (await stack.client.journal("app" if kind == "mobile" else "web"))[base:]
+    values = latencies_ms(entries, feed.appended_ms, kind)
+    result: dict[str, Any] = {
+        "capacity_per_s": round(capacity, 1),
+        "load": load,
+        "rate_per_s": round(rate, 1),
+        "events": count,
+        "measured": len(values),
+    }
+    result.update({f"p{p}_ms": round(percentile(values, p), 1) for p in PERCENTILES if values})
+    return result
+
+
+async def run_latency(
+    run: Run, out: Outcome, kind: str, duration_s: float, capacity_events: int, load: float
+) -> None:
+    kinds: list[Kind] = ["web", "mobile"] if kind == "all" else [kind]  # type: ignore[list-item]
+    linger_ms = load_settings(run.relay_env).linger_s * 1000
+    out.result["linger_ms"] = linger_ms
+    out.settings = run.settings_note(relay_settings("mobile" if "mobile" in kinds else "web"))
+    async with open_stack(run, default_config().path) as stack:
+        for each in kinds:
+            saved = run.relay_env
+            run.relay_env = {**relay_settings(each), **saved}
+            try:
+                out.result[each] = await _one_kind(stack, each, capacity_events, duration_s, load)
+            except (ProcessDied, DeadLettered, BenchTimeout) as exc:
+                out.result[each] = {"error": " / ".join(str(exc).splitlines()[-6:])}
+                run.keep_logs = True
+                run.say(f"{each}: {exc}")
+            finally:
+                run.relay_env = saved
+            p99 = out.result[each].get("p99_ms")
+            out.targets.append(
+                Target(f"{each} p99 append to 2xx", p99, "<=", linger_ms + HEADROOM_MS, "ms")
+            )

@@ -1,0 +1,90 @@
+"""How the relay's HTTP session to X is opened: TLS verified, proxies honoured, bounded.
+
+Certificates are always verified (against `RELAY_API_CA_FILE`, else the system's bundle, e.g.
+for a TLS-inspecting egress proxy); `http://` is refused for a host other than loopback
+unless `RELAY_API_ALLOW_HTTP` says so; `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are honoured
+(aiohttp's `trust_env`); connect, read and total timeouts and the pool size are bounded.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from relay.config import is_loopback
+from relay.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from relay.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """The connection rules of one HTTP session to X."""
+
+    total_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    max_connections: int = 32
+    ca_file: str | None = None
+    allow_http: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Egress:
+        return cls(
+            total_timeout_s=settings.request_timeout_s,
+            connect_timeout_s=settings.api_connect_timeout_s,
+            read_timeout_s=settings.api_read_timeout_s,
+            max_connections=settings.api_max_connections,
+            ca_file=settings.api_ca_file,
+            allow_http=settings.api_allow_http,
+        )
+
+    def check_url(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme == "https":
+            return
+        if parts.scheme == "http" and (self.allow_http or is_loopback(parts.hostname)):
+            return
+        raise ConfigError(
+            problems=[
+                Problem(
+                    "RELAY_API_BASE_URL",
+                    "only https:// (http:// on loopback, or with RELAY_API_ALLOW_HTTP=true)",
+                )
+            ]
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError(
+                problems=[Problem("RELAY_API_CA_FILE", "is not a readable PEM CA bundle")]
+            ) from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def session(
+        self, base_url: str, *, headers: Mapping[str, str] | None = None
+    ) -> aiohttp.ClientSession:
+        """A pooled session for `base_url`; call inside the event loop."""
+        self.check_url(base_url)
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections,
+            limit_per_host=self.max_connections,
+            ssl=self.ssl_context(),
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=self.total_timeout_s,
+            connect=self.connect_timeout_s,
+            sock_read=self.read_timeout_s,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=headers, trust_env=True
+        )
