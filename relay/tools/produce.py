@@ -36,7 +36,6 @@ INTERNATIONAL_PHONES: Final = (
     "+61 2 {}",
     "+52 55 {}",
 )
-INTERNATIONAL_SHARE: Final = 0.25
 BATCH: Final = 2000
 
 
@@ -66,10 +65,13 @@ def usable_pixels(mapping: MappingFile, accounts: int | None = None) -> list[Pix
 
 
 def _phone(rng: random.Random) -> str:
-    if rng.random() < INTERNATIONAL_SHARE:
-        return rng.choice(INTERNATIONAL_PHONES).format(f"{rng.randint(0, 99_999_999):08d}")
-    exchange, line = rng.randint(200, 999), rng.randint(0, 9999)
-    return f"+1 ({rng.choice(AREA_CODES)}) {exchange}-{line:04d}"
+    exchange, line, area = rng.randint(200, 999), rng.randint(0, 9999), rng.choice(AREA_CODES)
+    # A quarter are non-NANP, made of the same draws: the random stream (and so every other
+    # field of a seeded feed) stays what it was before they existed.
+    if line % 4 == 0:
+        template = INTERNATIONAL_PHONES[(line // 4) % len(INTERNATIONAL_PHONES)]
+        return template.format(f"{area}{exchange:03d}{line // 32 % 100:02d}")
+    return f"+1 ({area}) {exchange}-{line:04d}"
 
 
 def _web_event(rng: random.Random, pixel: Pixel, now: datetime) -> dict[str, object]:
