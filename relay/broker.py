@@ -9,17 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 import time
 from collections import deque
-from types import TracebackType
 from typing import Final
 
 from relay.errors import BrokerError, ClosedError
 from relay.kafka import make_admin
-from relay.signals import die_with_parent, run_until_signalled
+from relay.lifecycle import Lifecycle, State
+from relay.signals import die_with_parent, end_process, run_until_signalled
 
 START_TIMEOUT_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 10.0
@@ -106,12 +105,14 @@ async def wait_until_answering(bootstrap: str, timeout_s: float) -> None:
     raise BrokerError(f"broker at {bootstrap} did not answer within {timeout_s:.0f}s: {last_error}")
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Lifecycle):
     """Runs Tansu as a child process on a free (or given) port.
 
     async with EmbeddedBroker() as broker:
         print(broker.bootstrap)
     """
+
+    what = "EmbeddedBroker"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True):
         self.host = host
@@ -119,18 +120,12 @@ class EmbeddedBroker:
         self.quiet = quiet
         self._process: asyncio.subprocess.Process | None = None
         self._output: asyncio.Task[None] | None = None
-        self._started = False
-        self._closed = False
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    async def start(self) -> None:
-        if self._closed:
-            raise ClosedError("EmbeddedBroker is closed")
-        if self._process is not None:
-            return
+    async def _open(self) -> None:
         if port_in_use(self.host, self.port):
             raise BrokerError(f"cannot start the broker: {self.bootstrap} is already in use")
         # Its output is read here: quiet, dropped; else passed on once the broker is up, so a
@@ -155,12 +150,8 @@ class EmbeddedBroker:
                     f"the broker exited with code {process.returncode} at start{last}"
                 )
             answering.result()
-            self._started = True
-        except BaseException:
-            answering.cancel()
-            await self.stop()
-            raise
         finally:
+            answering.cancel()
             exited.cancel()
 
     async def _read_output(self, process: asyncio.subprocess.Process, tail: deque[str]) -> None:
@@ -169,7 +160,7 @@ class EmbeddedBroker:
         async for raw in process.stderr:
             line = raw.decode(errors="replace").rstrip()
             tail.append(line[:200])
-            if self._started and not self.quiet:
+            if self.state is State.OPEN and not self.quiet:
                 print(line, file=sys.stderr, flush=True)
 
     @property
@@ -183,33 +174,12 @@ class EmbeddedBroker:
             raise ClosedError("EmbeddedBroker is not running")
         return await self._process.wait()
 
-    async def stop(self) -> None:
-        self._closed = True
+    async def _close(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            if self._output is not None:
-                self._output.cancel()
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None:
+            await end_process(process, STOP_TIMEOUT_S)
         if self._output is not None:
             self._output.cancel()
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def run_broker(host: str, port: int) -> int:

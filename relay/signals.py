@@ -3,7 +3,8 @@
 `run_until_signalled` runs a command's coroutine and cancels it on the first SIGTERM or
 SIGINT: every `async with` on the way out closes what it started (brokers, sandboxes,
 workers). `die_with_parent` makes a child process get SIGTERM when its parent dies, even by
-SIGKILL (Linux), so that no broker or sandbox is left holding a port.
+SIGKILL (Linux), so that no broker or sandbox is left holding a port; `end_process` ends
+one: SIGTERM, then SIGKILL if it does not exit in time.
 """
 
 from __future__ import annotations
@@ -53,3 +54,15 @@ def run_until_signalled(main: Coroutine[Any, Any, int]) -> int:
                 loop.remove_signal_handler(signum)
 
     return asyncio.run(guarded())
+
+
+async def end_process(process: asyncio.subprocess.Process, timeout_s: float) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within `timeout_s`; returns once it exited."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout_s)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

@@ -1,17 +1,19 @@
-"""Shared fixtures: the embedded broker (one per test session) and settings per test."""
+"""Shared fixtures: the embedded broker (one per test session), settings and a producer per
+test."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from relay.broker import broker_command, free_port, wait_until_answering
 from relay.config import Settings, default_mapping_path, load_settings
+from relay.kafka import BatchProducer, make_producer
 
 
 @pytest.fixture(scope="session")
@@ -26,18 +28,34 @@ def kafka_bootstrap() -> Iterator[str]:
         asyncio.run(wait_until_answering(bootstrap, 30))
         yield bootstrap
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_popen(process)
+
+
+def end_popen(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within `timeout_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture
 def topic_prefix() -> str:
     """A fresh prefix per test, so tests sharing the broker never see each other's records."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[BatchProducer]:
+    """A started BatchProducer on the session's broker."""
+    raw = make_producer(kafka_bootstrap)
+    await raw.start()
+    try:
+        yield BatchProducer(raw)
+    finally:
+        await raw.stop()
 
 
 def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) -> Settings:

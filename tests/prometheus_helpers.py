@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from relay.broker import free_port
+from relay.signals import end_process
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yaml"
 
@@ -108,10 +109,4 @@ async def prometheus(tmp_path: Path, targets: list[str], job: str) -> AsyncItera
             await asyncio.sleep(0.1)
         yield server
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await end_process(process, 10)

@@ -14,9 +14,10 @@ import aiohttp
 import orjson
 
 from relay.config import default_mapping_path, read_document
-from relay.sandbox.config import SandboxConfig, SandboxPixel, Secret, load_sandbox_config
+from relay.sandbox.config import SandboxConfig, SandboxPixel, load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.sandbox.state import Clock
+from relay.secret import Secret
 from relay.xads import oauth
 
 DEFAULTS: Final = read_document(default_mapping_path())

@@ -73,13 +73,7 @@ async def test_worker_rides_out_a_lost_broker_then_exits_cleanly(
     await ensure_topics(bootstrap, [topic])  # the relay never creates its inputs
     worker = await start_worker(env)
     lines: list[str] = []
-
-    async def collect() -> None:
-        assert worker.stderr is not None
-        async for raw in worker.stderr:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    collector = asyncio.create_task(collect())
+    collector = asyncio.create_task(collect_stderr(worker, lines))
 
     async def accepted_at_least(n: int) -> bool:
         return bool((await sandbox_stats(sandbox_url))["conversions_accepted"] >= n)
@@ -117,6 +111,13 @@ async def test_worker_rides_out_a_lost_broker_then_exits_cleanly(
     assert "exiting" in lines[-1], text
 
 
+async def collect_stderr(worker: asyncio.subprocess.Process, lines: list[str]) -> None:
+    """Every line the worker writes to stderr, into `lines`, until it closes stderr."""
+    assert worker.stderr is not None
+    async for raw in worker.stderr:
+        lines.append(raw.decode(errors="replace").rstrip())
+
+
 async def ready_is(port: int, expected: int) -> bool:
     return await readyz(port) == expected
 
@@ -131,13 +132,7 @@ async def test_sigterm_without_a_broker_is_a_clean_stop(
     await ensure_topics(bootstrap, [f"{topic_prefix}.input.web"])
     worker = await start_worker(env)
     lines: list[str] = []
-
-    async def collect() -> None:
-        assert worker.stderr is not None
-        async for raw in worker.stderr:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    collector = asyncio.create_task(collect())
+    collector = asyncio.create_task(collect_stderr(worker, lines))
     try:
         await wait_for_async(lambda: ready_is(port, 200), 60, "ready")
         broker.kill()

@@ -24,42 +24,20 @@ from relay.pipeline.ledger import (
     ensure_ledger_topic,
     ledger_digest,
 )
+from tests.broker_fixtures import PARTITIONS, FakeClock, outbound_settings
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_records, read_all, wait_for
-
-PARTITIONS = 3
-
-
-class FakeClock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 async def settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
-    s = make_settings(
+    return await outbound_settings(
         kafka_bootstrap,
         topic_prefix,
-        "http://127.0.0.1:1",
         # Nothing is written by the timer unless a test flushes: "not flushed" is exact.
         RELAY_LEDGER_FLUSH_INTERVAL_S=3600,
         RELAY_LEDGER_FLUSH_KEYS=10**9,
     )
-    await ensure_topics(kafka_bootstrap, [s.outbound_topic], partitions=PARTITIONS)
-    return s
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[BatchProducer]:
-    raw = make_producer(kafka_bootstrap)
-    await raw.start()
-    try:
-        yield BatchProducer(raw)
-    finally:
-        await raw.stop()
 
 
 def keys(prefix: str, count: int) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -11,7 +10,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 from relay.config import Settings
 from relay.errors import ClosedError
-from relay.kafka import BatchProducer, ensure_topics, make_producer
+from relay.kafka import BatchProducer, ensure_topics
 from relay.observability.metrics import Metrics
 from relay.pipeline.dlq import Origin
 from relay.pipeline.parking import (
@@ -24,35 +23,13 @@ from relay.pipeline.parking import (
     origin_of,
     seconds_until_due,
 )
-from tests.conftest import make_settings
+from tests.broker_fixtures import PARTITIONS, FakeClock, outbound_settings
 from tests.kafka_helpers import read_all
-
-PARTITIONS = 3
-
-
-class FakeClock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 async def settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
-    s = make_settings(kafka_bootstrap, topic_prefix, "http://127.0.0.1:1")
-    await ensure_topics(kafka_bootstrap, [s.outbound_topic], partitions=PARTITIONS)
-    return s
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[BatchProducer]:
-    raw = make_producer(kafka_bootstrap)
-    await raw.start()
-    try:
-        yield BatchProducer(raw)
-    finally:
-        await raw.stop()
+    return await outbound_settings(kafka_bootstrap, topic_prefix)
 
 
 def parked(partition: int, n: int) -> ParkedRecord:

@@ -16,9 +16,10 @@ import orjson
 import pytest
 
 from relay.sandbox import oauth1
-from relay.sandbox.config import SandboxAccount, SandboxApp, SandboxPixel, Secret
+from relay.sandbox.config import SandboxAccount, SandboxApp, SandboxPixel
 from relay.sandbox.mact_params import CONVERSION_TYPES
 from relay.sandbox.seeds import PROVIDER_CONFIGURATIONS
+from relay.secret import Secret
 from relay.xads import oauth
 from relay.xads.errors import Unauthorized
 from tests.mact_fixtures import (

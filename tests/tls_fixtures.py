@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from relay.broker import broker_command, free_port
+from tests.conftest import end_popen
 
 TLS_HOST = "localhost"  # the only name the server certificate holds
 
@@ -134,12 +135,7 @@ def _tls_broker(pki: Pki, *, client_certificates: bool) -> Iterator[TlsKafka]:
         )
     finally:
         for process in (terminator, broker):
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            end_popen(process)
 
 
 @pytest.fixture(scope="module")

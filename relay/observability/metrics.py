@@ -59,6 +59,9 @@ ATTRIBUTION_OUTCOMES: Final = ("attributed", "unattributed")
 DEFAULT_TOP_ACCOUNTS: Final = 10
 # Record timestamp to X's 2xx: from sub-second (live) to hours (a backlog after an outage).
 LATENCY_BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+API_LATENCY_BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_SIZE_BUCKETS: Final = (1, 10, 50, 100, 200, 300, 400, 500)
+PARTITION_LABELS: Final = ("stage", "topic", "partition")
 
 
 class Metrics:
@@ -77,27 +80,19 @@ class Metrics:
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         Info("relay_build", "The relay's version.", registry=r).info({"version": __version__})
-        self.consumed = Counter(
-            "relay_events_consumed", "Records read from Kafka.", ["stage"], registry=r
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        self.consumed = counter("relay_events_consumed", "Records read from Kafka.", "stage")
+        self.ingested = counter(
+            "relay_events_ingested", "Valid events written to the outbound topic.", "kind"
         )
-        self.ingested = Counter(
-            "relay_events_ingested",
-            "Valid events written to the outbound topic.",
-            ["kind"],
-            registry=r,
-        )
-        self.dropped = Counter(
-            "relay_events_dropped", "Events deliberately not sent.", ["reason"], registry=r
-        )
-        self.dead_lettered = Counter(
+        self.dropped = counter("relay_events_dropped", "Events deliberately not sent.", "reason")
+        self.dead_lettered = counter(
             "relay_events_dead_lettered",
             "Records written to the dead-letter topic.",
-            ["stage", "error_class"],
-            registry=r,
+            "stage",
+            "error_class",
         )
-        self.delivered = Counter(
-            "relay_events_delivered", "Events X accepted (2xx).", ["kind"], registry=r
-        )
+        self.delivered = counter("relay_events_delivered", "Events X accepted (2xx).", "kind")
         self.delivery_latency = BatchHistogram(
             "relay_delivery_latency_seconds",
             "End to end: the input record's Kafka timestamp to X's 2xx.",
@@ -106,108 +101,78 @@ class Metrics:
             LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.identifiers = Counter(
+        self.identifiers = counter(
             "relay_delivered_identifiers",
             "Delivered events by the set of identifiers they carried (match coverage).",
-            ["kind", "identifiers"],
-            registry=r,
+            "kind",
+            "identifiers",
         )
-        self.attributions = Counter(
-            "relay_attributions",
-            "App conversions by X's attribution outcome.",
-            ["outcome"],
-            registry=r,
+        self.attributions = counter(
+            "relay_attributions", "App conversions by X's attribution outcome.", "outcome"
         )
-        self.api_requests = Counter(
-            "relay_api_requests",
-            "Requests to the X Ads API by outcome.",
-            ["endpoint", "status"],
-            registry=r,
+        self.api_requests = counter(
+            "relay_api_requests", "Requests to the X Ads API by outcome.", "endpoint", "status"
         )
-        self.api_latency = Histogram(
+        self.api_latency = histogram(
             "relay_api_request_duration_seconds",
             "X Ads API request latency.",
-            ["endpoint"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
+            API_LATENCY_BUCKETS_S,
+            "endpoint",
         )
-        self.retries = Counter(
-            "relay_delivery_retries",
-            "Batches scheduled for another attempt.",
-            ["reason"],
-            registry=r,
+        self.retries = counter(
+            "relay_delivery_retries", "Batches scheduled for another attempt.", "reason"
         )
-        self.batch_size = Histogram(
-            "relay_batch_events",
-            "Events per request sent to X.",
-            ["kind"],
-            buckets=(1, 10, 50, 100, 200, 300, 400, 500),
-            registry=r,
+        self.batch_size = histogram(
+            "relay_batch_events", "Events per request sent to X.", BATCH_SIZE_BUCKETS, "kind"
         )
-        self.ratelimit_wait = Counter(
-            "relay_ratelimit_wait_seconds",
-            "Time batches waited for account budget.",
-            registry=r,
+        self.ratelimit_wait = counter(
+            "relay_ratelimit_wait_seconds", "Time batches waited for account budget."
         )
-        self.buffered = Gauge(
-            "relay_buffered_events", "Events held in memory by the deliver stage.", registry=r
+        self.buffered = gauge(
+            "relay_buffered_events", "Events held in memory by the deliver stage."
         )
-        self.paused_partitions = Gauge(
-            "relay_paused_partitions", "Partitions paused for backpressure.", registry=r
+        self.paused_partitions = gauge(
+            "relay_paused_partitions", "Partitions paused for backpressure."
         )
-        self.credentials_ok = Gauge(
-            "relay_credentials_ok", "0 while X rejects the credentials (401).", registry=r
+        self.credentials_ok = gauge(
+            "relay_credentials_ok", "0 while X rejects the credentials (401)."
         )
         self.credentials_ok.set(1)
-        self.revocations = Counter(
+        self.revocations = counter(
             "relay_partition_revocations",
             "Rebalances that took partitions from this worker.",
-            ["stage"],
-            registry=r,
+            "stage",
         )
-        self.commits = Counter(
-            "relay_offset_commits", "Offset commits by stage.", ["stage"], registry=r
-        )
-        self.lag = Gauge(
+        self.commits = counter("relay_offset_commits", "Offset commits by stage.", "stage")
+        self.lag = gauge(
             "relay_consumer_lag_records",
             "High-water mark minus the group's committed offset, per assigned partition.",
-            ["stage", "topic", "partition"],
-            registry=r,
+            *PARTITION_LABELS,
         )
-        self.uncommitted = Gauge(
+        self.uncommitted = gauge(
             "relay_consumer_uncommitted_records",
             "Records read but not committed yet (read again after a crash), per partition.",
-            ["stage", "topic", "partition"],
-            registry=r,
+            *PARTITION_LABELS,
         )
-        self.ledger_keys = Counter(
+        self.ledger_keys = counter(
             "relay_ledger_keys",
             "Delivered keys by ledger action: recorded, written, rebuilt, evicted.",
-            ["action"],
-            registry=r,
+            "action",
         )
-        self.ledger_pending = Gauge(
+        self.ledger_pending = gauge(
             "relay_ledger_pending_keys",
             "Delivered keys recorded but not yet acknowledged by the broker.",
-            registry=r,
         )
-        self.ledger_held = Gauge(
-            "relay_ledger_held_keys",
-            "Delivered keys held in memory for the duplicate check.",
-            registry=r,
+        self.ledger_held = gauge(
+            "relay_ledger_held_keys", "Delivered keys held in memory for the duplicate check."
         )
-        self.ledger_write_failures = Counter(
-            "relay_ledger_write_failures",
-            "Ledger writes the broker did not acknowledge.",
-            registry=r,
+        self.ledger_write_failures = counter(
+            "relay_ledger_write_failures", "Ledger writes the broker did not acknowledge."
         )
-        self.parked = Counter(
-            "relay_events_parked", "Records parked on the delayed topic.", registry=r
-        )
-        self.delayed_held = Gauge(
+        self.parked = counter("relay_events_parked", "Records parked on the delayed topic.")
+        self.delayed_held = gauge(
             "relay_delayed_partitions_held",
             "Delayed-topic partitions paused until their head record is due.",
-            registry=r,
         )
         self.accounts = AccountsCollector(top_accounts, registry=r)
         self._initialise()
@@ -215,6 +180,15 @@ class Metrics:
         self._counters = {
             next(iter(c.describe())).name: c for c in vars(self).values() if isinstance(c, Counter)
         }
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, buckets: Sequence[float], *labels: str) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
     def _initialise(self) -> None:
         for stage in STAGES:

@@ -33,8 +33,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from types import TracebackType
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -43,6 +41,7 @@ from aiokafka.errors import KafkaError
 from relay.config import Settings
 from relay.errors import BrokerError, ClosedError
 from relay.kafka import BatchProducer, OutRecord, ensure_topic_like, make_consumer
+from relay.lifecycle import Lifecycle, State
 from relay.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -88,12 +87,6 @@ def written_at(record: ConsumerRecord) -> float:
     return float(record.timestamp) / 1000.0
 
 
-class _State(Enum):
-    NEW = "not started"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class _Chunk:
     """Keys of one partition remembered within one slice of time (the unit of eviction)."""
 
@@ -113,8 +106,10 @@ class RebuildStats:
     seconds: float
 
 
-class DeliveredLedger:
+class DeliveredLedger(Lifecycle):
     """Delivered ledger keys in memory for the owned partitions, written behind to Kafka."""
+
+    what = "the delivered ledger"
 
     def __init__(
         self,
@@ -142,41 +137,21 @@ class DeliveredLedger:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._partitions = 0  # of the ledger topic, known once started
-        self._state = _State.NEW
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._state is not _State.NEW:
-            raise ClosedError(f"the delivered ledger is {self._state.value}")
+    async def _open(self) -> None:
         self._partitions = await ensure_ledger_topic(self.settings)
-        self._state = _State.OPEN
         self._writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
 
-    async def close(self) -> None:
-        """Write and acknowledge everything recorded, then stop (idempotent)."""
-        if self._state is not _State.OPEN:
-            self._state = _State.CLOSED
-            return
-        self._state = _State.CLOSED
+    async def _close(self) -> None:
+        """Write and acknowledge everything recorded, then stop."""
         if self._writer is not None:
             async with self._write_lock:  # never cancelled in the middle of a write
                 self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
         await self._write_pending()
-
-    async def __aenter__(self) -> DeliveredLedger:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -186,8 +161,7 @@ class DeliveredLedger:
 
     def record(self, partition: int, ledger_keys: Sequence[str]) -> None:
         """Remember keys X accepted for outbound partition `partition`; written behind."""
-        if self._state is not _State.OPEN:
-            raise ClosedError(f"the delivered ledger is {self._state.value}")
+        self._require_open()
         if not 0 <= partition < self._partitions:
             raise ValueError(f"partition {partition} is not one of {self.topic}'s")
         if isinstance(ledger_keys, str):
@@ -209,8 +183,8 @@ class DeliveredLedger:
 
     async def flush(self) -> None:
         """Return when every key recorded so far is acknowledged by the broker."""
-        if self._state is _State.NEW:
-            raise ClosedError("the delivered ledger is not started")
+        if self.state is State.NEW:
+            raise ClosedError(f"{self.what} is not started")
         await self._write_pending()
 
     async def _write_loop(self) -> None:
@@ -323,8 +297,7 @@ class DeliveredLedger:
     async def rebuild(self, partitions: set[int]) -> RebuildStats:
         """Read the window of these ledger partitions into memory (those already read are
         kept as they are), up to the high-water mark seen at the start."""
-        if self._state is not _State.OPEN:
-            raise ClosedError(f"the delivered ledger is {self._state.value}")
+        self._require_open()
         if not all(0 <= p < self._partitions for p in partitions):
             raise ValueError(f"partitions {sorted(partitions)} are not all {self.topic}'s")
         started = time.monotonic()

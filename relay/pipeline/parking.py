@@ -33,16 +33,14 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from types import TracebackType
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from relay.config import Settings
-from relay.errors import ClosedError
 from relay.kafka import BatchProducer, Header, OutRecord, ensure_topic_like
+from relay.lifecycle import Lifecycle
 from relay.observability.metrics import Metrics
 from relay.pipeline.dlq import Origin
 
@@ -113,14 +111,12 @@ def seconds_until_due(record: ConsumerRecord, now_epoch_s: float) -> float | Non
     return due - now_epoch_s
 
 
-class _State(Enum):
-    NEW = "not started"
-    OPEN = "open"
-    CLOSED = "closed"
+class Parking(Lifecycle):
+    """Writes parked records to the delayed topic; tells when a delayed record is due.
 
+    Closing has nothing to wait for: `park` returns only once the broker acknowledged."""
 
-class Parking:
-    """Writes parked records to the delayed topic; tells when a delayed record is due."""
+    what = "parking"
 
     def __init__(
         self,
@@ -136,37 +132,16 @@ class Parking:
         self._metrics = metrics
         self._clock = clock  # epoch seconds, like the not_before header
         self._partitions = 0
-        self._state = _State.NEW
 
-    async def start(self) -> None:
-        if self._state is not _State.NEW:
-            raise ClosedError(f"parking is {self._state.value}")
+    async def _open(self) -> None:
         self._partitions = await ensure_topic_like(
             self.settings, self.topic, self.settings.outbound_topic
         )
-        self._state = _State.OPEN
-
-    async def close(self) -> None:
-        """Idempotent; `park` acknowledges before it returns, so nothing is pending."""
-        self._state = _State.CLOSED
-
-    async def __aenter__(self) -> Parking:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def park(self, items: Sequence[ParkedRecord], not_before_epoch_s: float) -> None:
         """Write the records to the delayed topic, due at `not_before_epoch_s`; returns once
         the broker acknowledged them (then their outbound offsets may finish)."""
-        if self._state is not _State.OPEN:
-            raise ClosedError(f"parking is {self._state.value}")
+        self._require_open()
         for item in items:
             if not 0 <= item.partition < self._partitions:
                 raise ValueError(f"partition {item.partition} is not one of {self.topic}'s")

@@ -24,6 +24,7 @@ from relay.sandbox import seeds
 from relay.sandbox.attribution import Engagement, parse_engagements
 from relay.sandbox.oauth1 import signing_key
 from relay.sandbox.seeds import Seed
+from relay.secret import Secret
 
 DEFAULT_ACCOUNT_LIMIT: Final = 60_000  # X's events per ad account per 15 minutes
 DEFAULT_ACCOUNT_WINDOW_S: Final = 900.0
@@ -48,32 +49,6 @@ _CREDENTIAL_VARIABLES: Final = (
     "RELAY_ACCESS_TOKEN",
     "RELAY_ACCESS_TOKEN_SECRET",
 )
-
-
-class Secret:
-    """A secret string whose repr and str are masked; `.reveal()` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,21 @@ from relay.sandbox.auth import check_account, signed_request, verify_oauth
 from relay.sandbox.config import SandboxConfig, SandboxCredentials
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import TOKEN_PREFIX, FixedWindowBudget, too_many_requests
-from relay.sandbox.mact_params import CONVERSION_TYPES, INVALID, MISSING, OS_TYPES
+from relay.sandbox.mact_params import (
+    CLICK_WINDOWS,
+    CONVERSION_TYPES,
+    INVALID,
+    MISSING,
+    OS_TYPES,
+    VIEW_THROUGH_WINDOWS,
+)
 from relay.sandbox.responses import ErrorDetail, XApiError, json_response
 from relay.sandbox.seeds import (
     APP_EVENT_TAGS,
     APP_LISTS,
     DEFAULT_DEEP_LINK_SCHEME,
+    NEW_TAG_CLICK_WINDOW,
+    NEW_TAG_VIEW_WINDOW,
     PROVIDER_CONFIGURATIONS,
     PROVIDER_NAME,
     Seed,
@@ -137,10 +146,10 @@ def _app_event_tag(q: Query, _: list[Item]) -> Item:
         "provider_app_event_name": q.text("provider_app_event_name", required=True),
         "deep_link_scheme": q.text("deep_link_scheme") or DEFAULT_DEEP_LINK_SCHEME,
         "post_engagement_attribution_window": q.choice(
-            "post_engagement_attribution_window", (1, 7, 14, 30), 30
+            "post_engagement_attribution_window", CLICK_WINDOWS, NEW_TAG_CLICK_WINDOW
         ),
         "post_view_attribution_window": q.choice(
-            "post_view_attribution_window", (0, 1, 7, 14, 30), 1
+            "post_view_attribution_window", VIEW_THROUGH_WINDOWS, NEW_TAG_VIEW_WINDOW
         ),
         "retargeting_enabled": q.boolean("retargeting_enabled", True),
         "status": "TRACKING",

@@ -20,16 +20,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from relay.sandbox.mact_params import CONVERSION_TYPES, OS_TYPES
+from relay.sandbox.mact_params import (
+    CLICK_WINDOWS,
+    CONVERSION_TYPES,
+    OS_TYPES,
+    VIEW_THROUGH_WINDOWS,
+)
 
 APP_EVENT_TAGS: Final = "app_event_tags"
 APP_LISTS: Final = "app_lists"
 PROVIDER_CONFIGURATIONS: Final = "app_event_provider_configurations"
 SEEDED_AT: Final = "2026-01-05T09:00:00Z"
-CLICK_WINDOWS: Final = (1, 7, 14, 30)
-VIEW_WINDOWS: Final = (0, 1, 7, 14, 30)
-DEFAULT_CLICK_WINDOW: Final = 30  # X's defaults for a new tag
-DEFAULT_VIEW_WINDOW: Final = 1
+NEW_TAG_CLICK_WINDOW: Final = 30  # X's defaults for a new tag
+NEW_TAG_VIEW_WINDOW: Final = 1
 DEFAULT_DEEP_LINK_SCHEME: Final = "https://"  # what X shows for a tag created without one
 PROVIDER_NAME: Final = "RELAY_SANDBOX"
 ALL_OTHER_TYPES: Final = "*"
@@ -106,10 +109,10 @@ def _tags(raw: list[Any], apps: Apps) -> list[Seed]:
                 "provider_app_event_name": entry.get("provider_app_event_name"),
                 "deep_link_scheme": entry.get("deep_link_scheme", DEFAULT_DEEP_LINK_SCHEME),
                 "post_engagement_attribution_window": _choice(
-                    entry, "post_engagement_attribution_window", CLICK_WINDOWS, 30
+                    entry, "post_engagement_attribution_window", CLICK_WINDOWS, NEW_TAG_CLICK_WINDOW
                 ),
                 "post_view_attribution_window": _choice(
-                    entry, "post_view_attribution_window", VIEW_WINDOWS, 1
+                    entry, "post_view_attribution_window", VIEW_THROUGH_WINDOWS, NEW_TAG_VIEW_WINDOW
                 ),
                 "retargeting_enabled": bool(entry.get("retargeting_enabled", True)),
                 "status": "TRACKING",

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import gc
 import os
 import signal
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from aiohttp import web
 
-from relay.errors import ClosedError
+from relay.lifecycle import Lifecycle
 from relay.sandbox.app import create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
 from relay.sandbox.faults import Faults
@@ -27,18 +25,14 @@ from relay.sandbox.state import Clock
 GC_THRESHOLDS: Final = (50_000, 20, 100)
 
 
-class _State(enum.Enum):
-    NEW = "not started"
-    OPEN = "serving"
-    CLOSED = "closed"
-
-
-class SandboxServer:
+class SandboxServer(Lifecycle):
     """The sandbox on a real socket; port 0 picks a free port, `.url` tells which.
 
     async with SandboxServer(load_sandbox_config(None, {})) as server:
         ...  # call server.url
     """
+
+    what = "SandboxServer"
 
     def __init__(
         self,
@@ -55,53 +49,31 @@ class SandboxServer:
         self._clock = clock
         self._faults = faults
         self._runner: web.AppRunner | None = None
-        self._url: str | None = None
-        self._state = _State.NEW
+        self._url = ""  # known once open
 
     @property
     def url(self) -> str:
         """`http://host:port`, with the port actually bound."""
-        if self._state is not _State.OPEN or self._url is None:
-            raise ClosedError(f"SandboxServer is {self._state.value}: no url")
+        self._require_open(": no url")
         return self._url
 
-    async def start(self) -> None:
-        if self._state is not _State.NEW:
-            raise ClosedError(f"SandboxServer is {self._state.value}: start it only once")
+    async def _open(self) -> None:
         app = create_app(self.config, clock=self._clock, faults=self._faults)
         # Access logs would cost a line per request at the benchmark's rate; /_sandbox/stats counts.
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runner = runner
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await self.close()
-            raise
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._url = f"http://{host}:{bound_port}"
-        self._state = _State.OPEN
 
-    async def close(self) -> None:
-        """Stop serving; safe to call more than once."""
-        self._state = _State.CLOSED
+    async def _close(self) -> None:
+        """Stop serving."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> SandboxServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 def run_sandbox(

@@ -40,9 +40,9 @@ from aiohttp import web
 from relay.broker import free_port
 from relay.errors import RelayError
 from relay.tools.bench import machine
+from relay.tools.stack import SANDBOX_ARGV, listening_process
 from relay.xads import oauth
 
-START_TIMEOUT_S: Final = 30.0
 BENCH_LIMIT: Final = 10**12  # budgets out of the way: this measures the sandbox's speed
 DEFAULTS: Final = {
     "consumer_key": "relay-demo-consumer-key",
@@ -120,32 +120,10 @@ async def sandbox_process(source: Path | str | None) -> AsyncIterator[Server]:
     }
     if isinstance(source, Path):
         env["PYTHONPATH"] = str(source)
-    if source == FLOOR:
-        argv = ["-m", "relay.tools.bench_sandbox", str(port)]
-    else:
-        argv = ["-m", "relay", "--log-level", "WARNING", "sandbox", "--port", str(port)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=str(source) if isinstance(source, Path) else None,
-    )
-    try:
-        if process.stdout is None:
-            raise RelayError("sandbox process has no stdout")
-        line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
-        if b"listening" not in line:
-            raise RelayError(f"sandbox did not start: {line.decode(errors='replace').strip()}")
+    argv = ["-m", "relay.tools.bench_sandbox"] if source == FLOOR else [*SANDBOX_ARGV]
+    cwd = str(source) if isinstance(source, Path) else None
+    async with listening_process([*argv, str(port)], env, cwd=cwd) as process:
         yield Server(f"http://127.0.0.1:{port}", process.pid)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 def _signed(method: str, url: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,7 +17,7 @@ import aiohttp
 
 from relay.broker import EmbeddedBroker, free_port
 from relay.errors import RelayError
-from relay.signals import die_with_parent
+from relay.signals import die_with_parent, end_process
 
 SANDBOX_START_TIMEOUT_S: Final = 30.0
 
@@ -28,21 +28,29 @@ class Stack:
     sandbox_url: str
 
 
+SANDBOX_ARGV: Final = ("-m", "relay", "--log-level", "WARNING", "sandbox", "--port")
+
+
 @contextlib.asynccontextmanager
 async def sandbox_process(env: Mapping[str, str] | None = None) -> AsyncIterator[str]:
     """`relay sandbox` on a free port in a child process; yields its base URL."""
     port = free_port()
+    async with listening_process([*SANDBOX_ARGV, str(port)], {**os.environ, **(env or {})}):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def listening_process(
+    argv: Sequence[str], env: Mapping[str, str], *, cwd: str | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python *argv` in a child process, yielded once its first line on stdout says it is
+    listening; ended (SIGTERM, then SIGKILL) on the way out."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "relay",
-        "--log-level",
-        "WARNING",
-        "sandbox",
-        "--port",
-        str(port),
+        *argv,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        env=dict(env),
+        cwd=cwd,
         preexec_fn=die_with_parent,
     )
     try:
@@ -51,15 +59,9 @@ async def sandbox_process(env: Mapping[str, str] | None = None) -> AsyncIterator
         line = await asyncio.wait_for(process.stdout.readline(), SANDBOX_START_TIMEOUT_S)
         if b"listening" not in line:
             raise RelayError(f"sandbox did not start: {line.decode(errors='replace').strip()}")
-        yield f"http://127.0.0.1:{port}"
+        yield process
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await end_process(process, 10)
 
 
 @contextlib.asynccontextmanager

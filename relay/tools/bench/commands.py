@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, cast
 
 from relay.errors import ConfigError, RelayError
 from relay.tools.bench.context import Run, is_secret_name
@@ -41,55 +42,71 @@ class Size:
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
 
+    def default(self, quick: bool) -> float:
+        value = self.quick if quick else self.full
+        return int(value) if float(value).is_integer() else value
 
-# scenario -> (help, timeout of a full run in seconds, sizes)
-SCENARIOS: Final[dict[str, tuple[str, float, tuple[Size, ...]]]] = {
-    "throughput": (
+
+class Scenario(NamedTuple):
+    help: str
+    full_timeout_s: float
+    sizes: tuple[Size, ...]
+    runner: str  # module.function, imported on use: each scenario pulls in only what it needs
+
+
+SCENARIOS: Final[dict[str, Scenario]] = {
+    "throughput": Scenario(
         "end to end (a `relay run` process) vs. its floor, same run",
         1200,
         (Size("--events", 100_000, 5_000, "measured events"),),
+        "relay.tools.bench.throughput.run_throughput",
     ),
-    "latency": (
+    "latency": Scenario(
         "p50/p95/p99 from the Kafka append to X's 2xx at a share of measured capacity",
         1200,
         (
             Size("--duration-s", 60, 8, "seconds of paced load"),
             Size("--capacity-events", 50_000, 4_000, "events of the capacity probe"),
         ),
+        "relay.tools.bench.latency.run_latency",
     ),
-    "chaos": (
+    "chaos": Scenario(
         "kill -9 the relay at random moments, restart it: lost and duplicates",
         2400,
         (
             Size("--kill9", 10, 2, "how many kills"),
             Size("--events", 100_000, 6_000, "events of the run"),
         ),
+        "relay.tools.bench.chaos.run_chaos",
     ),
-    "outage": (
+    "outage": Scenario(
         "X answers only 503 for a while mid-run, then recovers: lost, dead-lettered, resume",
         900,
         (
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--outage-s", 90, 6, "seconds of 503"),
         ),
+        "relay.tools.bench.outage.run_outage",
     ),
-    "faults": (
+    "faults": Scenario(
         "mixed 5xx, hung requests, dropped connections and a 429 storm",
         1200,
         (
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--storm-s", 20, 3, "seconds of the 429 storm"),
         ),
+        "relay.tools.bench.faults.run_faults",
     ),
-    "broker-pause": (
+    "broker-pause": Scenario(
         "the broker stopped (SIGSTOP) mid-run, then continued",
         900,
         (
             Size("--events", 20_000, 2_000, "events of the run"),
             Size("--pause-s", 20, 4, "seconds the broker is stopped"),
         ),
+        "relay.tools.bench.broker_pause.run_broker_pause",
     ),
-    "budget": (
+    "budget": Scenario(
         "worker processes sharing accounts with backlogs under a compressed budget",
         900,
         (
@@ -99,8 +116,9 @@ SCENARIOS: Final[dict[str, tuple[str, float, tuple[Size, ...]]]] = {
             Size("--window-s", 10, 6, "budget window in seconds"),
             Size("--windows", 6, 3, "windows to run"),
         ),
+        "relay.tools.bench.budget.run_budget",
     ),
-    "hot-cold": (
+    "hot-cold": Scenario(
         "one hot account with a spent budget and a backlog, cold accounts on its partition",
         1500,
         (
@@ -108,14 +126,16 @@ SCENARIOS: Final[dict[str, tuple[str, float, tuple[Size, ...]]]] = {
             Size("--cold-accounts", 19, 4, "cold accounts"),
             Size("--duration-s", 60, 8, "seconds of cold trickle per phase"),
         ),
+        "relay.tools.bench.hot_cold.run_hot_cold",
     ),
-    "memory": (
+    "memory": Scenario(
         "a large backlog over many accounts: peak RSS of the worker, nothing lost",
         3000,
         (
             Size("--events", 1_000_000, 20_000, "backlog events"),
             Size("--accounts", 10_000, 200, "accounts"),
         ),
+        "relay.tools.bench.memory.run_memory",
     ),
 }
 
@@ -124,7 +144,7 @@ def add_bench_parser(sub: Any) -> None:
     """`relay bench ...` under the main parser's subcommands."""
     bench = sub.add_parser("bench", help="benchmarks (results in bench/results, BENCHMARKS.md)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="SCENARIO")
-    for name, (help_text, timeout_s, sizes) in SCENARIOS.items():
+    for name, (help_text, timeout_s, sizes, _) in SCENARIOS.items():
         parser = bench_sub.add_parser(name, help=help_text, description=help_text)
         for size in sizes:
             kind = int if float(size.full).is_integer() else float
@@ -205,44 +225,13 @@ def _command(args: argparse.Namespace, sizes: tuple[Size, ...]) -> str:
 
 
 def _scenario(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
-    # Imported on use: each scenario pulls in only what it needs.
-    if name == "throughput":
-        from relay.tools.bench.throughput import run_throughput
-
-        return run_throughput
-    if name == "latency":
-        from relay.tools.bench.latency import run_latency
-
-        return run_latency
-    if name == "chaos":
-        from relay.tools.bench.chaos import run_chaos
-
-        return run_chaos
-    if name == "outage":
-        from relay.tools.bench.outage import run_outage
-
-        return run_outage
-    if name == "faults":
-        from relay.tools.bench.faults import run_faults
-
-        return run_faults
-    if name == "broker-pause":
-        from relay.tools.bench.broker_pause import run_broker_pause
-
-        return run_broker_pause
-    if name == "budget":
-        from relay.tools.bench.budget import run_budget
-
-        return run_budget
-    if name == "hot-cold":
-        from relay.tools.bench.hot_cold import run_hot_cold
-
-        return run_hot_cold
-    if name == "memory":
-        from relay.tools.bench.memory import run_memory
-
-        return run_memory
-    raise ConfigError(f"unknown benchmark {name!r}")
+    if name not in SCENARIOS:
+        raise ConfigError(f"unknown benchmark {name!r}")
+    module, _, function = SCENARIOS[name].runner.rpartition(".")
+    return cast(
+        Callable[..., Coroutine[Any, Any, None]],
+        getattr(importlib.import_module(module), function),
+    )
 
 
 def result_name(args: argparse.Namespace) -> str:
@@ -258,27 +247,22 @@ def run_bench(args: argparse.Namespace) -> int:
         from relay.tools.bench.report import run_report
 
         return run_report(args.results_dir, args.output, args.charts_dir)
-    _, full_timeout_s, sizes = SCENARIOS[args.bench]
+    scenario = SCENARIOS[args.bench]
     options: dict[str, Any] = {}
-    for size in sizes:
+    for size in scenario.sizes:
         value = getattr(args, size.dest)
-        default = size.quick if args.quick else size.full
-        options[size.dest] = (
-            value
-            if value is not None
-            else (int(default) if float(default).is_integer() else default)
-        )
+        options[size.dest] = value if value is not None else size.default(args.quick)
     if getattr(args, "kind", None) is not None:
         options["kind"] = args.kind
     if args.bench == "latency":
         options["load"] = args.load
     if args.bench == "throughput":
         options["split_stages"] = args.split_stages
-    timeout_s = args.timeout or (QUICK_TIMEOUT_S if args.quick else full_timeout_s)
+    timeout_s = args.timeout or (QUICK_TIMEOUT_S if args.quick else scenario.full_timeout_s)
     work_dir = Path(tempfile.mkdtemp(prefix=f"relay-bench-{args.bench}-"))
     run = Run(
         scenario=args.bench,
-        command=_command(args, sizes),
+        command=_command(args, scenario.sizes),
         quick=args.quick,
         timeout_s=timeout_s,
         work_dir=work_dir,

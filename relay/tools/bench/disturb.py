@@ -1,5 +1,6 @@
 """Shared by the scenarios that disturb a run (chaos, outage, faults, broker-pause): a paced
-feed in the background, waiting for progress, and waiting until every event is accounted for.
+feed in the background, waiting for progress, and waiting until every event is accounted for;
+`disturbed_web_run` is the whole run of the three that disturb one paced web feed.
 """
 
 from __future__ import annotations
@@ -7,20 +8,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.tools.bench.accounting import Accounting, account, dead_letter_identities, received_s
-from relay.tools.bench.context import StallGuard
-from relay.tools.bench.e2e import refuse_dead_lettered
-from relay.tools.bench.events import Event, Kind
+from relay.tools.bench.configs import default_config
+from relay.tools.bench.context import Run, StallGuard
+from relay.tools.bench.e2e import Relays, input_spec, refuse_dead_lettered, start_and_warm
+from relay.tools.bench.events import Event, Kind, web_events
 from relay.tools.bench.kafka_io import PacedFeed
-from relay.tools.bench.stack import Stack, accepted
+from relay.tools.bench.outcome import Outcome
+from relay.tools.bench.procs import Child
+from relay.tools.bench.stack import Stack, accepted, open_stack
+from relay.tools.bench.throughput import relay_settings
 
 QUIET_S: Final = 90.0  # no progress for this long: what is missing now is lost
 DLQ_EVERY_S: Final = 5.0
 WARMUP: Final = 200  # delivered before the disturbed feed starts: the group joins are done
+WARMUP_SEED: Final = 99
+FEED_S: Final = 60.0  # a disturbed web feed spans this long on a full run
+QUICK_FEED_S: Final = 10.0
+
+
+def feed_seconds(run: Run) -> float:
+    return QUICK_FEED_S if run.quick else FEED_S
 
 
 def progress(stats: dict[str, Any], kind: Kind) -> int:
@@ -122,3 +134,49 @@ def first_after(entries: Sequence[dict[str, Any]], moment_s: float) -> float | N
     """Seconds from `moment_s` (epoch) to the first acceptance after it."""
     after = [t for t in (received_s(e) for e in entries) if t >= moment_s]
     return min(after) - moment_s if after else None
+
+
+async def hold(stack: Stack, seconds: float, *alive: Child) -> None:
+    """Let `seconds` pass while checking that the processes `alive` (default: all) run."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        stack.check_alive(*alive)
+        await asyncio.sleep(0.5)
+
+
+@dataclass
+class Disturbed:
+    settled: Settled
+    relay_survived: bool  # the same `relay run` processes from start to end
+
+
+async def disturbed_web_run(
+    run: Run,
+    out: Outcome,
+    prefix: str,
+    events: int,
+    disturb: Callable[[Stack, Relays], Awaitable[None]],
+    *,
+    seed: int,
+    after_feed: Callable[[Stack], Awaitable[None]] | None = None,
+) -> Disturbed:
+    """`events` web events fed at an even pace over `feed_seconds` into a warmed-up `relay
+    run`; `disturb` runs while they are fed (it waits for the progress it wants itself),
+    `after_feed` once the feed is done. Returns when every event is accounted for."""
+    config = default_config()
+    run.relay_env = {**relay_settings("web"), **run.relay_env}
+    out.settings = run.settings_note()
+    batch = web_events(events, config.pixels, seed=seed)
+    async with open_stack(run, config.path) as stack:
+        topic, _ = input_spec(prefix, "web")
+        warmup = web_events(WARMUP, config.pixels, seed=WARMUP_SEED)
+        relay, _ = await start_and_warm(stack, prefix, "web", warmup)
+        async with paced(stack, topic, batch, events / feed_seconds(run)) as feeding:
+            await disturb(stack, relay)
+            await feeding
+        if after_feed is not None:
+            await after_feed(stack)
+        settled = await await_settled(stack, prefix, "web", [e.identity for e in [*warmup, *batch]])
+        survived = relay.running
+        await relay.stop()
+    return Disturbed(settled, survived)

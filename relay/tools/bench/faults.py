@@ -7,18 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from relay.tools.bench.configs import default_config
 from relay.tools.bench.context import Run
-from relay.tools.bench.disturb import WARMUP, await_settled, paced, wait_progress
-from relay.tools.bench.e2e import input_spec, start_and_warm
-from relay.tools.bench.events import web_events
+from relay.tools.bench.disturb import disturbed_web_run, wait_progress
+from relay.tools.bench.e2e import Relays
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import Target
-from relay.tools.bench.stack import open_stack
-from relay.tools.bench.throughput import relay_settings
+from relay.tools.bench.stack import Stack
 
 PREFIX: Final = "faults"
-FEED_S: Final = 60.0
 DEAD_LETTER_SHARE: Final = 0.01
 MIXED: Final[dict[str, Any]] = {
     "error_rates": {"500": 0.05, "502": 0.05, "503": 0.05, "504": 0.05},
@@ -29,29 +25,25 @@ MIXED: Final[dict[str, Any]] = {
 
 
 async def run_faults(run: Run, out: Outcome, events: int, storm_s: float) -> None:
-    config = default_config()
-    run.relay_env = {**relay_settings("web"), **run.relay_env}
-    out.settings = run.settings_note()
-    feed_s = FEED_S if not run.quick else 10.0
-    batch = web_events(events, config.pixels, seed=8)
     out.result.update(events=events, faults=MIXED, storm_s=storm_s)
-    async with open_stack(run, config.path) as stack:
-        topic, _ = input_spec(PREFIX, "web")
-        warmup = web_events(WARMUP, config.pixels, seed=99)
-        relay, _ = await start_and_warm(stack, PREFIX, "web", warmup)
-        async with paced(stack, topic, batch, events / feed_s) as feeding:
-            await wait_progress(stack, "web", events // 10, "a tenth delivered", PREFIX)
-            run.say("mixed faults on")
-            await stack.client.set_faults(MIXED)
-            await wait_progress(stack, "web", events // 2, "half delivered", PREFIX)
-            run.say(f"a 429 storm of {storm_s:g}s (mixed faults go on)")
-            await stack.client.set_faults({**MIXED, "storm_s": storm_s})
-            await feeding
+
+    async def mixed_then_storm(stack: Stack, relay: Relays) -> None:
+        await wait_progress(stack, "web", events // 10, "a tenth delivered", PREFIX)
+        run.say("mixed faults on")
+        await stack.client.set_faults(MIXED)
+        await wait_progress(stack, "web", events // 2, "half delivered", PREFIX)
+        run.say(f"a 429 storm of {storm_s:g}s (mixed faults go on)")
+        await stack.client.set_faults({**MIXED, "storm_s": storm_s})
+
+    async def faults_off(stack: Stack) -> None:
         await wait_progress(stack, "web", int(events * 0.9), "nine tenths delivered", PREFIX)
         run.say("faults off")
         await stack.client.clear_faults()
-        settled = await await_settled(stack, PREFIX, "web", [e.identity for e in [*warmup, *batch]])
-        await relay.stop()
+
+    disturbed = await disturbed_web_run(
+        run, out, PREFIX, events, mixed_then_storm, seed=8, after_feed=faults_off
+    )
+    settled = disturbed.settled
     acc = settled.accounting
     stats = settled.stats
     early = int(stats.get("requests_before_reset", -1))

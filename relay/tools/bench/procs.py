@@ -12,14 +12,13 @@ import atexit
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final
 
 from relay.errors import RelayError
+from relay.lifecycle import Closing
 
 TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 STOP_GRACE_S: Final = 10.0
@@ -97,7 +96,6 @@ class Child:
     name: str
     process: asyncio.subprocess.Process
     log_path: Path | None
-    started_at: float = field(default_factory=time.monotonic)
     ended_on_purpose: bool = False  # stopped or killed by the scenario, not by itself
 
     @property
@@ -144,7 +142,7 @@ class Child:
         _LIVE.discard(self.pid)
 
 
-class ProcessGroup:
+class ProcessGroup(Closing):
     """Starts children and ends every one of them on exit, in reverse order.
 
     async with ProcessGroup(log_dir) as group:
@@ -193,14 +191,3 @@ class ProcessGroup:
         self.children.clear()
         if errors:
             raise RelayError(f"could not stop every benchmark process: {errors[0]!r}")
-
-    async def __aenter__(self) -> ProcessGroup:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
