@@ -59,8 +59,11 @@ def ledger_digest(ledger_key: str) -> bytes:
     """The 16 bytes a ledger key is kept as: its own bytes when it is 32 hex digits (the
     outbound codec's keys), else a BLAKE2b digest of it."""
     if len(ledger_key) == 2 * DIGEST_BYTES:
-        with contextlib.suppress(ValueError):
+        try:  # not contextlib.suppress: this runs twice per delivered event
             digest = bytes.fromhex(ledger_key)
+        except ValueError:
+            pass
+        else:
             if len(digest) == DIGEST_BYTES:
                 return digest
     return hashlib.blake2b(ledger_key.encode(), digest_size=DIGEST_BYTES).digest()
