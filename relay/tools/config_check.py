@@ -3,10 +3,11 @@
 `relay config check` loads every setting and the mapping file, builds what is built from
 them at start (TLS contexts, the OAUTHBEARER token provider, the HTTP session rules) and
 reports each problem with the setting's name, never a secret's value. With `--connect` it
-also asks Kafka for its metadata (are the input topics there?) and makes one cheap
-authenticated call to X per credential: a one-item list of app event tags for an account of
-the OAuth token, and for each pixel token an empty batch, which X refuses with 400 only
-after accepting the token. Exit 0: no problem; 1: problems (each on its own line).
+also asks Kafka for its metadata (are the input topics there?) and its ACLs (do they allow
+the SASL user what the stages need? a warning when the broker will not tell), and makes one
+cheap authenticated call to X per credential: a one-item list of app event tags for an
+account of the OAuth token, and for each pixel token an empty batch, which X refuses with 400
+only after accepting the token. Exit 0: no problem; 1: problems (each on its own line).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from relay.config import BY_NAME, SETTINGS, Settings, load_settings
 from relay.errors import ConfigError, Problem, RelayError
 from relay.secret import MASK
 from relay.settings_table import markdown, with_table
+from relay.tools.kafka_acls import (
+    AclsUnknown,
+    Binding,
+    describe_bindings,
+    needs,
+    principal_of,
+    refused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +154,7 @@ async def kafka_report(settings: Settings, report: Report) -> None:
     try:
         await admin.start()
         topics = set(await admin.list_topics())
+        acls = await _acl_bindings(admin)
     except Exception as exc:
         failure = await explain_failure(settings, exc, "read its metadata")
         report.problems.append(Problem("RELAY_KAFKA_BOOTSTRAP", str(failure)))
@@ -173,6 +183,38 @@ async def kafka_report(settings: Settings, report: Report) -> None:
                 "to create them, or create them beforehand)",
             )
         )
+    acl_report(settings, acls, missing, report)
+
+
+async def _acl_bindings(admin: object) -> list[Binding] | str:
+    """The broker's ACL bindings, or why they cannot be known."""
+    try:
+        return await describe_bindings(admin)
+    except AclsUnknown as exc:
+        return str(exc)
+
+
+def acl_report(
+    settings: Settings, acls: list[Binding] | str, missing: list[str], report: Report
+) -> None:
+    """A problem per need the ACLs refuse; one warning when they cannot be checked."""
+    principal = principal_of(settings)
+    if isinstance(acls, str) or principal is None:
+        why = acls if isinstance(acls, str) else "the principal is not a SASL username"
+        report.warnings.append(
+            Problem(
+                "RELAY_KAFKA_BOOTSTRAP",
+                f"cannot check ACLs: {why}; topic and group rights are not verified",
+            )
+        )
+        return
+    denied = refused(acls, principal, needs(settings, missing))
+    for need in denied:
+        report.problems.append(
+            Problem("RELAY_KAFKA_SASL_USERNAME", f"the ACLs do not allow {principal} {need}")
+        )
+    if not denied:
+        report.verified.append(f"the ACLs allow {principal} what the stages need")
 
 
 async def api_report(settings: Settings, report: Report) -> None:
