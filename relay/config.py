@@ -280,12 +280,13 @@ class Settings:
         check=_bootstrap_problem,
         type_label="host:port list",
     )
-    # The group coordinator waits about half of this before the first assignment; the
-    # embedded broker accepts short ones (demo, tests), real Kafka wants >= 6000 by default.
-    kafka_session_timeout_ms: int = setting(
+    # None: chosen by the broker (relay.kafka.session_timeout_for). The embedded broker holds
+    # every group join for half of the session timeout; real Kafka wants >= 6000 by default.
+    kafka_session_timeout_ms: int | None = setting(
         "RELAY_KAFKA_SESSION_TIMEOUT_MS",
-        10_000,
-        "consumer group session timeout",
+        None,
+        "consumer group session timeout; unset: 10000, or 2000 on the embedded broker (which"
+        " holds each group join for half of it)",
         minimum=1_000,
         maximum=3_600_000,
     )
@@ -771,8 +772,10 @@ class Settings:
 
     @property
     def revoke_drain_s(self) -> float:
-        # Well inside the session timeout, so that the member is not evicted mid-drain.
-        return min(self.shutdown_grace_s, self.kafka_session_timeout_ms / 2000)
+        # Well inside the session timeout, so that the member is not evicted mid-drain
+        # (unset until the worker asks the broker: then real Kafka's default, 10 s).
+        session_ms = self.kafka_session_timeout_ms or 10_000
+        return min(self.shutdown_grace_s, session_ms / 2000)
 
     @property
     def outbound_topic(self) -> str:

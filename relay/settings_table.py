@@ -236,6 +236,8 @@ def value_problem(row: Setting, value: Any) -> str | None:
 
 
 def _bounds_problem(row: Setting, value: Any) -> str | None:
+    if value is None and row.default is None:  # an optional number left unset
+        return None
     if row.kind in ("int", "float"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return "must be a number"

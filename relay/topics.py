@@ -14,9 +14,17 @@ the ledger and parking refuse a mismatch).
 
 from __future__ import annotations
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import TopicSpec, ensure_topics, existing_topics, partition_count
+from relay.kafka import (
+    TopicSpec,
+    admin_client,
+    ensure_topics,
+    existing_topics,
+    partition_count,
+)
 
 
 def own_topics(settings: Settings, outbound_partitions: int | None = None) -> list[TopicSpec]:
@@ -46,9 +54,9 @@ def own_topics(settings: Settings, outbound_partitions: int | None = None) -> li
     ]
 
 
-async def check_inputs(settings: Settings) -> None:
+async def check_inputs(settings: Settings, admin: AIOKafkaAdminClient | None = None) -> None:
     """ConfigError naming every input topic that does not exist."""
-    existing = await existing_topics(settings)
+    existing = await existing_topics(settings, admin)
     missing = sorted(t for t in settings.inputs if t not in existing)
     if missing:
         raise ConfigError(
@@ -58,11 +66,14 @@ async def check_inputs(settings: Settings) -> None:
         )
 
 
-async def prepare_topics(settings: Settings, *, ingest: bool) -> None:
+async def prepare_topics(
+    settings: Settings, *, ingest: bool, admin: AIOKafkaAdminClient | None = None
+) -> None:
     """Check the inputs (when this process ingests) and create the relay's own topics."""
-    if ingest:
-        await check_inputs(settings)
-    outbound = own_topics(settings)[0]
-    await ensure_topics(settings, [outbound])
-    partitions = await partition_count(settings, settings.outbound_topic)
-    await ensure_topics(settings, own_topics(settings, partitions)[1:])
+    async with admin_client(settings, admin) as client:  # one connection for all of it
+        if ingest:
+            await check_inputs(settings, client)
+        outbound = own_topics(settings)[0]
+        await ensure_topics(settings, [outbound], admin=client)
+        partitions = await partition_count(settings, settings.outbound_topic, client)
+        await ensure_topics(settings, own_topics(settings, partitions)[1:], admin=client)

@@ -38,3 +38,28 @@ def test_forgotten_partitions_ignore_late_finishes() -> None:
     tracker.forget({TP})
     tracker.finish(TP, 1)
     assert tracker.to_commit() == {}
+
+
+def test_runs_finish_whole_and_hold_their_records() -> None:
+    tracker = OffsetTracker()
+    tracker.register_run(TP, 100, 109, 10)
+    tracker.register_run(TP, 110, 119, 8)  # gaps inside a run are fine
+    tracker.register(TP, 120)
+    assert tracker.in_flight() == 19
+    tracker.finish_run(TP, 110)
+    assert tracker.to_commit() == {TP: 100}  # the first run still open
+    assert tracker.in_flight() == 19  # released only in order
+    tracker.finish_run(TP, 100)
+    assert tracker.to_commit() == {TP: 120}
+    assert tracker.in_flight() == 1
+    tracker.finish(TP, 120)
+    assert tracker.to_commit() == {TP: 121}
+    assert tracker.in_flight() == 0
+
+
+def test_a_run_of_one_record_is_a_record() -> None:
+    tracker = OffsetTracker()
+    tracker.register_run(TP, 7, 7, 1)
+    tracker.finish(TP, 7)
+    assert tracker.to_commit() == {TP: 8}
+    assert tracker.in_flight() == 0

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
-from relay.kafka import make_consumer
+from relay.kafka import group_options, leave_if_still_member, make_consumer, membership_of
 from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
 from relay.pipeline.broker_watch import close_without_broker
@@ -100,8 +100,7 @@ class ConsumerStage(abc.ABC):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
-            session_timeout_ms=self.settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=min(3000, self.settings.kafka_session_timeout_ms // 3),
+            **group_options(self.settings.kafka_session_timeout_ms),
             group_instance_id=self.instance_id(group_id),
             **options,
         )
@@ -221,7 +220,9 @@ class ConsumerStage(abc.ABC):
             await self.commit()  # only finished records: safe after a failure too
             self.consumer = None
             if self.broker_ok():
+                membership = membership_of(consumer)
                 await consumer.stop()
+                await leave_if_still_member(self.settings, membership)
             else:
                 await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
         if self._failure is not None:

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import APP_FORMATS, Settings
 from relay.errors import DroppedEvent, InvalidEvent
-from relay.formats.base import Adapter, NormalizeContext
+from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
-from relay.kafka import BatchProducer, OutRecord
+from relay.kafka import BatchProducer, Header, OutRecord
 from relay.normalize.device_ids import redact_device_ids
 from relay.observability.latency import origin_timestamp_header
 from relay.observability.logs import OperationalLog
@@ -37,6 +37,15 @@ from relay.pipeline.redact import REDACTED_HEADER, redact
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
+
+
+def outbound_headers(msg: ConsumerRecord) -> list[Header]:
+    """The input's timestamp (end-to-end latency) and the headers that travel on (the redrive
+    count); a list, the producer's record builder takes no other sequence."""
+    headers = [origin_timestamp_header(msg.timestamp)]
+    if msg.headers:  # most input records have none
+        headers.extend(carried_headers(msg.headers))
+    return headers
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> Any:
@@ -90,39 +99,56 @@ class Ingestor:
             topic: adapter_for(fmt) for topic, fmt in settings.inputs.items()
         }
 
-    def process(self, msg: ConsumerRecord) -> Outcome:
+    def adapter_of(self, topic: str) -> Adapter:
+        return self._adapters[topic]
+
+    def adapt(self, topic: str, value: bytes | None) -> OutboundEvent:
+        """An input record's bytes -> its outbound event; DroppedEvent or InvalidEvent."""
+        return self._adapters[topic](decode_record(value, self.settings.max_event_bytes), self.ctx)
+
+    def dead_letter(self, msg: ConsumerRecord, bad: InvalidEvent) -> OutRecord:
         settings = self.settings
+        failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
+        origin = Origin(msg.topic, msg.partition, msg.offset)
+        value = msg.value or b""
+        if msg.topic in self._app_topics:  # no raw device id on any topic we write
+            value = redact_device_ids(value, self.ctx.device_id_hmac_key, self.ctx.device_id_case)
+        headers = list(carried_headers(msg.headers))
+        if settings.dlq_redact:
+            value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
+            if rewritten:
+                headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
+        return dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
+
+    def outbound_record(self, event: OutboundEvent, msg: ConsumerRecord) -> OutRecord:
+        return OutRecord(
+            self.settings.outbound_topic,
+            outbound.encode(event),
+            key=event.budget_key.encode(),
+            headers=outbound_headers(msg),
+        )
+
+    def process(self, msg: ConsumerRecord) -> Outcome:
         try:
-            event = self._adapters[msg.topic](
-                decode_record(msg.value, settings.max_event_bytes), self.ctx
-            )
+            event = self.adapt(msg.topic, msg.value)
         except DroppedEvent as drop:
             return Outcome(drop_reason=drop.reason)
         except InvalidEvent as bad:
-            failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
-            origin = Origin(msg.topic, msg.partition, msg.offset)
-            value = msg.value or b""
-            if msg.topic in self._app_topics:  # no raw device id on any topic we write
-                value = redact_device_ids(
-                    value, self.ctx.device_id_hmac_key, self.ctx.device_id_case
-                )
-            headers = list(carried_headers(msg.headers))
-            if settings.dlq_redact:
-                value, rewritten = redact(value, settings.inputs[msg.topic], self.ctx)
-                if rewritten:
-                    headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
-            record = dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
             return Outcome(
-                record=record, dead_letter_class=bad.error_class, dead_letter_message=bad.message
+                record=self.dead_letter(msg, bad),
+                dead_letter_class=bad.error_class,
+                dead_letter_message=bad.message,
             )
-        out = OutRecord(
-            settings.outbound_topic,
-            outbound.encode(event),
-            key=event.budget_key.encode(),
-            # end-to-end latency; the redrive count travels on
-            headers=(origin_timestamp_header(msg.timestamp), *carried_headers(msg.headers)),
-        )
-        return Outcome(record=out, kind=event.kind)
+        return Outcome(record=self.outbound_record(event, msg), kind=event.kind)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """What one `handle` call sends, and the runs of offsets it finishes when acknowledged."""
+
+    records: list[OutRecord] = field(default_factory=list)
+    runs: list[tuple[TopicPartition, int]] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
 
 
 class IngestStage(ConsumerStage):
@@ -140,46 +166,66 @@ class IngestStage(ConsumerStage):
         return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        metrics, tracker = self.metrics, self.tracker
-        records: list[OutRecord] = []
-        done: list[tuple[TopicPartition, int]] = []
-        kinds: Counter[str] = Counter()
+        # The hot path: Ingestor.process inlined, no per-record object besides the OutRecord,
+        # counters and offsets kept per chunk (one offset run per fetched partition).
+        ingestor, metrics, tracker = self.ingestor, self.metrics, self.tracker
+        chunk = _Chunk()
+        records, kinds = chunk.records, chunk.kinds
+        drops: Counter[str] = Counter()
+        dead: Counter[str] = Counter()
+        decode, max_bytes, ctx = decode_record, self.settings.max_event_bytes, ingestor.ctx
+        outbound_topic, encode = self.settings.outbound_topic, outbound.encode
         consumed = 0
         for tp, messages in batch.items():
+            if not messages:
+                continue
+            adapter = ingestor.adapter_of(tp.topic)
             for msg in messages:
-                consumed += 1
-                tracker.register(tp, msg.offset)
-                outcome = self.ingestor.process(msg)
-                if outcome.record is None:
-                    metrics.dropped.labels(outcome.drop_reason or "unknown").inc()
-                    tracker.finish(tp, msg.offset)
+                try:
+                    event = adapter(decode(msg.value, max_bytes), ctx)
+                except DroppedEvent as drop:
+                    drops[drop.reason] += 1
                     continue
-                if outcome.dead_letter_class is not None:
-                    metrics.dead_lettered.labels("ingest", outcome.dead_letter_class).inc()
+                except InvalidEvent as bad:
+                    dead[bad.error_class] += 1
+                    records.append(ingestor.dead_letter(msg, bad))
                     self.ops.dead_lettered(
                         "ingest",
-                        outcome.dead_letter_class,
+                        bad.error_class,
                         1,
-                        outcome.dead_letter_message or "",
+                        bad.message,
                         origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
                     )
-                else:
-                    kinds[outcome.kind or "web"] += 1
-                records.append(outcome.record)
-                done.append((tp, msg.offset))
+                    continue
+                records.append(
+                    OutRecord(
+                        outbound_topic,
+                        encode(event),
+                        key=event.budget_key.encode(),
+                        headers=outbound_headers(msg),
+                    )
+                )
+                kinds[event.kind] += 1
+            first, last = messages[0].offset, messages[-1].offset
+            tracker.register_run(tp, first, last, len(messages))
+            chunk.runs.append((tp, first))
+            consumed += len(messages)
         metrics.consumed.labels("ingest").inc(consumed)
+        for reason, count in drops.items():
+            metrics.dropped.labels(reason).inc(count)
+        for error_class, count in dead.items():
+            metrics.dead_lettered.labels("ingest", error_class).inc(count)
         await self._chunk_slots.acquire()
-        futures = await self.producer.send_many(records)
-        task = asyncio.create_task(self._await_chunk(futures, done, kinds))
+        try:
+            futures = await self.producer.send_many(records)
+        except BaseException:
+            self._chunk_slots.release()
+            raise
+        task = asyncio.create_task(self._await_chunk(futures, chunk))
         self._pending_chunks.add(task)
         task.add_done_callback(self._pending_chunks.discard)
 
-    async def _await_chunk(
-        self,
-        futures: list[asyncio.Future[Any]],
-        done: list[tuple[TopicPartition, int]],
-        kinds: Counter[str],
-    ) -> None:
+    async def _await_chunk(self, futures: list[asyncio.Future[Any]], chunk: _Chunk) -> None:
         try:
             if futures:
                 await asyncio.gather(*futures)
@@ -190,10 +236,11 @@ class IngestStage(ConsumerStage):
             return
         finally:
             self._chunk_slots.release()
-        finish = self.tracker.finish
-        for tp, offset in done:
-            finish(tp, offset)
-        for kind, count in kinds.items():
+        # Drops finish with their chunk too: a few milliseconds later, and in order.
+        finish_run = self.tracker.finish_run
+        for tp, first in chunk.runs:
+            finish_run(tp, first)
+        for kind, count in chunk.kinds.items():
             self.metrics.ingested.labels(kind).inc(count)
 
     async def drain(self, deadline_s: float, partitions: set[TopicPartition] | None = None) -> None:

@@ -2,6 +2,11 @@
 
 Records of one partition finish out of order (different accounts, pixels, retries), so the
 offset to commit is the first one still unfinished; everything before it is safe.
+
+The unit of bookkeeping is a run of records that finish together: one record (`register`,
+`finish`: the deliver stage, whose records finish one by one) or a whole fetched run of a
+partition (`register_run`, `finish_run`: the ingest stage, whose records finish per chunk),
+so that a chunk of thousands of records costs one entry, not one per record.
 """
 
 from __future__ import annotations
@@ -12,28 +17,50 @@ from aiokafka import TopicPartition
 
 
 class PartitionOffsets:
-    """Offsets of one partition: registered in order, finished in any order."""
+    """Runs of offsets of one partition: registered in order, finished in any order.
 
-    __slots__ = ("_finished", "_next_after_last", "_pending")
+    A run is named by its first offset; `_last` holds the last offset and record count of
+    runs longer than one record (a single record, the common case of `register`, needs none).
+    """
+
+    __slots__ = ("_finished", "_held", "_last", "_next_after_last", "_pending")
 
     def __init__(self) -> None:
-        self._pending: deque[int] = deque()
+        self._pending: deque[int] = deque()  # first offsets of the runs not yet released
         self._finished: set[int] = set()
+        self._last: dict[int, tuple[int, int]] = {}  # first -> (last offset, record count)
+        self._held = 0
         self._next_after_last: int | None = None
 
     def register(self, offset: int) -> None:
         self._pending.append(offset)
+        self._held += 1
         self._next_after_last = offset + 1
 
+    def register_run(self, first: int, last: int, count: int) -> None:
+        """`count` records from `first` to `last` (gaps allowed) that finish together."""
+        if count == 1 and first == last:
+            self.register(first)
+            return
+        self._pending.append(first)
+        self._last[first] = (last, count)
+        self._held += count
+        self._next_after_last = last + 1
+
     def finish(self, offset: int) -> None:
+        """The record (or the run starting) at `offset` is finished."""
         self._finished.add(offset)
         pending, finished = self._pending, self._finished
         while pending and pending[0] in finished:
-            finished.discard(pending.popleft())
+            first = pending.popleft()
+            finished.discard(first)
+            run = self._last.pop(first, None)
+            self._held -= 1 if run is None else run[1]
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Records registered and not yet released (finished ones behind an open one count)."""
+        return self._held
 
     def committable(self) -> int | None:
         """The offset to commit (next to read), or None when nothing was registered yet."""
@@ -49,16 +76,27 @@ class OffsetTracker:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._committed: dict[TopicPartition, int] = {}
 
-    def register(self, tp: TopicPartition, offset: int) -> None:
+    def _offsets(self, tp: TopicPartition) -> PartitionOffsets:
         offsets = self._partitions.get(tp)
         if offsets is None:
             offsets = self._partitions[tp] = PartitionOffsets()
-        offsets.register(offset)
+        return offsets
+
+    def register(self, tp: TopicPartition, offset: int) -> None:
+        self._offsets(tp).register(offset)
+
+    def register_run(self, tp: TopicPartition, first: int, last: int, count: int) -> None:
+        """`count` records of `tp` from `first` to `last`, finished together by `finish_run`."""
+        self._offsets(tp).register_run(first, last, count)
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
         offsets = self._partitions.get(tp)
         if offsets is not None:  # a revoked partition's late finish is ignored
             offsets.finish(offset)
+
+    def finish_run(self, tp: TopicPartition, first: int) -> None:
+        """The run registered at `first` is finished, all its records at once."""
+        self.finish(tp, first)
 
     def in_flight(self, tps: set[TopicPartition] | None = None) -> int:
         return sum(o.in_flight for tp, o in self._partitions.items() if tps is None or tp in tps)

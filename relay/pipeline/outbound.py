@@ -30,7 +30,8 @@ class UnknownOutbound(ValueError):
     """An outbound record this release cannot read (unknown version or broken framing)."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per delivered record, and frozen init costs ~2 us more.
+@dataclass(slots=True)
 class Routed:
     """An outbound record as the deliver stage sees it: routing fields plus payload bytes."""
 
@@ -68,34 +69,27 @@ def ledger_key_for(event: OutboundEvent, payload: bytes) -> str:
     return hashlib.sha256(basis).hexdigest()[:32]
 
 
-def _field(value: str, name: str) -> bytes:
-    raw = value.encode()
-    if not raw or b" " in raw or b"\n" in raw:
+def _check_field(value: str, name: str) -> None:
+    if not value or " " in value or "\n" in value:
         raise ValueError(f"outbound {name} must be non-empty without spaces or newlines")
-    return raw
 
 
 def encode(event: OutboundEvent) -> bytes:
     """An adapter's event -> the outbound record value."""
-    if event.kind not in KINDS:
-        raise ValueError(f"unknown outbound kind {event.kind!r}")
+    kind = event.kind
     # Sorted keys for app payloads only: their ledger key hashes the payload bytes.
-    payload = orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS if event.kind == "app" else 0)
-    ledger = ledger_key_for(event, payload)
-    return b"".join(
-        (
-            VERSION_TAG,
-            event.kind.encode(),
-            b" ",
-            _field(event.budget_key, "budget_key"),
-            b" ",
-            _field(event.target, "target"),
-            b" ",
-            ledger.encode(),
-            b"\n",
-            payload,
-        )
-    )
+    if kind == "web":
+        payload = orjson.dumps(event.payload)
+    elif kind == "app":
+        payload = orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS)
+    else:
+        raise ValueError(f"unknown outbound kind {kind!r}")
+    budget_key, target = event.budget_key, event.target
+    _check_field(budget_key, "budget_key")
+    _check_field(target, "target")
+    # One format and one encode of the routing line: this runs once per ingested event.
+    head = f"R2 {kind} {budget_key} {target} {ledger_key_for(event, payload)}\n"
+    return head.encode() + payload
 
 
 def decode(value: bytes | None) -> Routed:

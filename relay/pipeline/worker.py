@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.kafka import BatchProducer, start_producer
+from relay.kafka import BatchProducer, admin_client, session_timeout_for, start_producer
 from relay.kafka_security import broker_tls
 from relay.observability.accounts import lane_states
 from relay.observability.health import start_health_server
@@ -87,13 +89,11 @@ class Worker:
         )
         if not await watch.wait_until_reachable(stop):
             return  # stopped while waiting
-        await prepare_topics(settings, ingest=ingest)
         # Records held while the broker is gone wait for it as long as the watch does,
         # rather than failing the stage after aiokafka's default 30 s.
         lost_ms = int(max(30.0, settings.broker_lost_exit_s + 10) * 1000)
-        producer = await start_producer(
-            settings, settings.kafka_idempotence, request_timeout_ms=lost_ms
-        )
+        settings, producer = await self._prepare(settings, ingest, lost_ms)
+        self.settings = settings
         self.metrics.accounts.top_n = settings.metrics_top_accounts
         batch_producer = BatchProducer(producer)
         runner: web.AppRunner | None = None
@@ -168,6 +168,27 @@ class Worker:
             self.metrics.total("relay_events_dropped"),
         )
 
+    async def _prepare(
+        self, settings: Settings, ingest: bool, request_timeout_ms: int
+    ) -> tuple[Settings, AIOKafkaProducer]:
+        """Topics, the session timeout and a started producer; the producer starts alongside
+        (it needs no topic), and all the topic work shares one admin connection."""
+        async with admin_client(settings) as admin:  # the broker answers
+            producing = asyncio.create_task(
+                start_producer(
+                    settings, settings.kafka_idempotence, request_timeout_ms=request_timeout_ms
+                )
+            )
+            try:
+                await prepare_topics(settings, ingest=ingest, admin=admin)
+                settings = await with_session_timeout(settings, admin)
+            except BaseException:
+                # Let it finish starting, then stop it: a producer cancelled mid-start leaks.
+                with contextlib.suppress(Exception):
+                    await (await producing).stop()
+                raise
+        return settings, await producing
+
     async def _run_stages(self, stop: asyncio.Event, watch: BrokerWatch) -> None:
         # Both stages stop together; what ingest finished but delivery has not read yet waits
         # on the outbound topic (committed) for the next run.
@@ -200,6 +221,16 @@ async def close_ledger(ledger: DeliveredLedger, watch: BrokerWatch) -> None:
         if watch.connected:
             raise
         log.warning("delivered ledger not written out (Kafka unreachable): %s", exc)
+
+
+async def with_session_timeout(
+    settings: Settings, admin: AIOKafkaAdminClient | None = None
+) -> Settings:
+    """`settings` with the group session timeout the broker calls for, when unset."""
+    timeout_ms = await session_timeout_for(settings, settings.kafka_session_timeout_ms, admin)
+    if timeout_ms == settings.kafka_session_timeout_ms:
+        return settings
+    return dataclasses.replace(settings, kafka_session_timeout_ms=timeout_ms)
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:

@@ -24,6 +24,18 @@ from relay.tools.generators.base import Expect, Synthetic, World
 from relay.tools.generators.registry import GENERATORS
 
 AREA_CODES: Final = ("212", "303", "312", "415", "512", "617", "646", "702", "808", "917")
+# Non-NANP numbers as feeds write them (eight digits after the prefix, each a possible
+# number): they take the relay's full phone parser, unlike "+1" and ten digits.
+INTERNATIONAL_PHONES: Final = (
+    "+44 20 {}",
+    "+49 30 {}",
+    "+33 1 {}",
+    "+91 98{}",
+    "+81 3-{}",
+    "+55 11 9{}",
+    "+61 2 {}",
+    "+52 55 {}",
+)
 BATCH: Final = 2000
 
 
@@ -53,8 +65,13 @@ def usable_pixels(mapping: MappingFile, accounts: int | None = None) -> list[Pix
 
 
 def _phone(rng: random.Random) -> str:
-    exchange, line = rng.randint(200, 999), rng.randint(0, 9999)
-    return f"+1 ({rng.choice(AREA_CODES)}) {exchange}-{line:04d}"
+    exchange, line, area = rng.randint(200, 999), rng.randint(0, 9999), rng.choice(AREA_CODES)
+    # A quarter are non-NANP, made of the same draws: the random stream (and so every other
+    # field of a seeded feed) stays what it was before they existed.
+    if line % 4 == 0:
+        template = INTERNATIONAL_PHONES[(line // 4) % len(INTERNATIONAL_PHONES)]
+        return template.format(f"{area}{exchange:03d}{line // 32 % 100:02d}")
+    return f"+1 ({area}) {exchange}-{line:04d}"
 
 
 def _web_event(rng: random.Random, pixel: Pixel, now: datetime) -> dict[str, object]:

@@ -159,14 +159,13 @@ def render(results_dir: Path, output: Path, charts_dir: Path) -> str:
     lines.append("")
     for doc in ordered:
         lines += _section(doc, charts, charts_rel)
-    sandbox = results_dir.parent / "sandbox.md"
-    if sandbox.exists():
-        lines += [
-            "## The sandbox itself (`relay bench sandbox`)",
-            "",
-            sandbox.read_text(encoding="utf-8").strip(),
-            "",
-        ]
+    for name, title in (
+        ("perf.md", "The ingest stage and start-up (`scripts/perf/`)"),
+        ("sandbox.md", "The sandbox itself (`relay bench sandbox`)"),
+    ):
+        page = results_dir.parent / name
+        if page.exists():
+            lines += [f"## {title}", "", page.read_text(encoding="utf-8").strip(), ""]
     legacy = results_dir.parent / "legacy.md"
     if legacy.exists():
         lines += [
