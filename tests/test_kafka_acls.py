@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import yaml
 
 from relay.config import load_settings
 from relay.tools.kafka_acls import (
@@ -46,7 +49,7 @@ def allow(
 
 def test_needs_cover_every_stage() -> None:
     settings = load_settings(SASL)
-    wanted = {str(n) for n in needs(settings, ["conv.dlq"])}
+    wanted = {str(n) for n in needs(settings, "all", ["conv.dlq"])}
     assert {
         "READ on topic shop.web",
         "READ on topic conv.outbound",
@@ -61,6 +64,11 @@ def test_needs_cover_every_stage() -> None:
         "CREATE on topic conv.dlq",
     } <= wanted
     assert "CREATE on topic conv.outbound" not in wanted  # it exists
+    ingest = {str(n) for n in needs(settings, "ingest")}
+    deliver = {str(n) for n in needs(settings, "deliver")}
+    assert "READ on topic shop.web" in ingest and "READ on topic shop.web" not in deliver
+    assert "READ on topic conv.outbound" in deliver and "READ on topic conv.outbound" not in ingest
+    assert "WRITE on topic conv.attributions" not in ingest
     assert principal_of(settings) == "User:relay"
     assert principal_of(load_settings({})) is None
 
@@ -114,3 +122,71 @@ def test_bindings_of_a_response() -> None:
     for code, said in ((31, "may not describe ACLs"), (54, "no authorizer")):
         with pytest.raises(AclsUnknown, match=said):
             bindings_of(SimpleNamespace(error_code=code, resources=[]))
+
+
+def strimzi_bindings(user: dict[str, Any]) -> list[Binding]:
+    """A Strimzi KafkaUser's ACLs as the broker would describe them."""
+    name = user["metadata"]["name"]
+    found = []
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        pattern = Pattern.PREFIXED if resource.get("patternType") == "prefix" else Pattern.LITERAL
+        for operation in acl["operations"]:
+            found.append(
+                Binding(
+                    Resource[resource["type"].upper()],
+                    resource.get("name", "kafka-cluster"),
+                    pattern,
+                    f"User:{name}",
+                    Operation[operation.upper()],
+                    ALLOW,
+                )
+            )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("user", "stage"),
+    [
+        ("conversion-relay-ingest", "ingest"),
+        ("conversion-relay-deliver", "deliver"),
+        ("conversion-relay", "all"),
+    ],
+)
+def test_the_strimzi_users_allow_their_stage(user: str, stage: str) -> None:
+    path = Path(__file__).parent.parent / "deploy/strimzi/kafkauser.yaml"
+    users = {u["metadata"]["name"]: u for u in yaml.safe_load_all(path.read_text())}
+    settings = load_settings({"RELAY_TOPIC_PREFIX": "relay", "RELAY_INPUTS": "conversions.web=web"})
+    bindings = strimzi_bindings(users[user])
+    assert refused(bindings, f"User:{user}", needs(settings, stage)) == []
+    # The delivery user may not read the input topics: checking it as both stages says so.
+    if stage == "deliver":
+        assert Need(Resource.TOPIC, "conversions.web", Operation.READ) in refused(
+            bindings, f"User:{user}", needs(settings, "all")
+        )
+
+
+def test_acl_report_names_each_refused_need_or_says_why_not() -> None:
+    from relay.tools.config_check import Report, acl_report
+
+    settings = load_settings(SASL)
+    bindings = [
+        allow(Resource.TOPIC, "*", Operation.ALL),
+        allow(Resource.GROUP, "*", Operation.READ),
+    ]
+    deny = allow(Resource.TOPIC, "conv.dlq", Operation.WRITE, permission=DENY)
+    report = Report()
+    acl_report(settings, [*bindings, deny], needs(settings), report)
+    assert [(p.setting, p.message) for p in report.problems] == [
+        ("RELAY_KAFKA_SASL_USERNAME", "the ACLs do not allow User:relay WRITE on topic conv.dlq")
+    ]
+    allowed = Report()
+    acl_report(settings, bindings, needs(settings), allowed)
+    assert not allowed.problems and allowed.verified
+    unknown = Report()
+    acl_report(settings, "the broker has no authorizer", needs(settings), unknown)
+    assert not unknown.problems
+    assert [str(w) for w in unknown.warnings] == [
+        "RELAY_KAFKA_BOOTSTRAP: cannot check ACLs: the broker has no authorizer; topic and "
+        "group rights are not verified"
+    ]

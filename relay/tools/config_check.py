@@ -30,6 +30,7 @@ from relay.settings_table import markdown, with_table
 from relay.tools.kafka_acls import (
     AclsUnknown,
     Binding,
+    Need,
     describe_bindings,
     needs,
     principal_of,
@@ -146,7 +147,7 @@ def raise_on_problems(settings: Settings) -> None:
         log.warning("%s", warning)
 
 
-async def kafka_report(settings: Settings, report: Report) -> None:
+async def kafka_report(settings: Settings, report: Report, stage: str = "all") -> None:
     from relay.kafka import make_admin
     from relay.kafka_security import explain_failure
 
@@ -183,7 +184,8 @@ async def kafka_report(settings: Settings, report: Report) -> None:
                 "to create them, or create them beforehand)",
             )
         )
-    acl_report(settings, acls, missing, report)
+    created = {*internal, settings.delivered_topic, settings.delayed_topic}
+    acl_report(settings, acls, needs(settings, stage, created - topics), report)
 
 
 async def _acl_bindings(admin: object) -> list[Binding] | str:
@@ -195,7 +197,7 @@ async def _acl_bindings(admin: object) -> list[Binding] | str:
 
 
 def acl_report(
-    settings: Settings, acls: list[Binding] | str, missing: list[str], report: Report
+    settings: Settings, acls: list[Binding] | str, wanted: list[Need], report: Report
 ) -> None:
     """A problem per need the ACLs refuse; one warning when they cannot be checked."""
     principal = principal_of(settings)
@@ -208,13 +210,13 @@ def acl_report(
             )
         )
         return
-    denied = refused(acls, principal, needs(settings, missing))
+    denied = refused(acls, principal, wanted)
     for need in denied:
         report.problems.append(
             Problem("RELAY_KAFKA_SASL_USERNAME", f"the ACLs do not allow {principal} {need}")
         )
     if not denied:
-        report.verified.append(f"the ACLs allow {principal} what the stages need")
+        report.verified.append(f"the ACLs allow {principal} what the stage(s) need")
 
 
 async def api_report(settings: Settings, report: Report) -> None:
@@ -292,7 +294,7 @@ def _unreachable(exc: BaseException) -> str:
     return f"X cannot be reached ({cause}){hint}"
 
 
-def check(env: Mapping[str, str], *, connect: bool = False) -> Report:
+def check(env: Mapping[str, str], *, connect: bool = False, stage: str = "all") -> Report:
     """Everything `relay config check` does, for any environment mapping."""
     report = Report(warnings=unknown_variables(env))
     try:
@@ -306,12 +308,12 @@ def check(env: Mapping[str, str], *, connect: bool = False) -> Report:
         f"{len(SETTINGS)} settings, {len(settings.mapping.pixels)} pixels in RELAY_CONFIG"
     )
     if connect and not report.problems:
-        asyncio.run(_connect(settings, report))
+        asyncio.run(_connect(settings, report, stage))
     return report
 
 
-async def _connect(settings: Settings, report: Report) -> None:
-    await kafka_report(settings, report)
+async def _connect(settings: Settings, report: Report, stage: str) -> None:
+    await kafka_report(settings, report, stage)
     await api_report(settings, report)
 
 
@@ -350,6 +352,12 @@ def add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check_parser.add_argument(
         "--connect", action="store_true", help="also reach Kafka and X with these settings"
     )
+    check_parser.add_argument(
+        "--stage",
+        choices=("all", "ingest", "deliver"),
+        default="all",
+        help="the stage(s) whose Kafka ACLs --connect checks, as `relay run --stage`",
+    )
     config_sub.add_parser("dump", help="the effective settings, secrets masked")
     table = config_sub.add_parser("table", help="the settings table in markdown (README.md)")
     table.add_argument(
@@ -359,7 +367,7 @@ def add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_config(args: argparse.Namespace) -> int:
     if args.config == "check":
-        report = check(os.environ, connect=args.connect)
+        report = check(os.environ, connect=args.connect, stage=args.stage)
         report.write(sys.stdout)
         return 1 if report.problems else 0
     if args.config == "dump":

@@ -75,25 +75,26 @@ class AclsUnknown(Exception):
     """The broker would not, or could not, describe its ACLs: nothing can be decided."""
 
 
-def needs(settings: Settings, missing_topics: Iterable[str] = ()) -> list[Need]:
-    """What the ingest and deliver stages do with Kafka; CREATE only for topics not there."""
-    reads = [*settings.inputs, settings.outbound_topic, settings.delayed_topic]
-    # The ledger rebuilds its window from the delivered topic at each assignment.
-    reads.append(settings.delivered_topic)
-    writes = [
-        settings.outbound_topic,
-        settings.dlq_topic,
-        settings.attributions_topic,
-        settings.delivered_topic,
-        settings.delayed_topic,
-    ]
+def needs(settings: Settings, stage: str = "all", missing_topics: Iterable[str] = ()) -> list[Need]:
+    """What the stage(s) (`all`, `ingest`, `deliver`) do with Kafka; CREATE for the topics
+    they use that are not there yet (the relay creates them at start)."""
+    reads: list[str] = []
+    writes = [settings.dlq_topic]
+    groups: list[str] = []
+    if stage in ("all", "ingest"):
+        reads += settings.inputs
+        writes.append(settings.outbound_topic)
+        groups.append(settings.ingest_group)
+    if stage in ("all", "deliver"):
+        # The ledger rebuilds its window from the delivered topic at each assignment.
+        reads += [settings.outbound_topic, settings.delayed_topic, settings.delivered_topic]
+        writes += [settings.delayed_topic, settings.delivered_topic, settings.attributions_topic]
+        groups.append(settings.deliver_group)
+    used = set(reads) | set(writes)
     found = [Need(Resource.TOPIC, t, Operation.READ) for t in reads]
     found += [Need(Resource.TOPIC, t, Operation.WRITE) for t in writes]
-    found += [
-        Need(Resource.GROUP, g, Operation.READ)
-        for g in (settings.ingest_group, settings.deliver_group)
-    ]
-    found += [Need(Resource.TOPIC, t, Operation.CREATE) for t in sorted(set(missing_topics))]
+    found += [Need(Resource.GROUP, g, Operation.READ) for g in groups]
+    found += [Need(Resource.TOPIC, t, Operation.CREATE) for t in sorted(set(missing_topics) & used)]
     return found
 
 
