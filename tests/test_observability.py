@@ -234,3 +234,33 @@ def test_every_drop_reason_and_dead_letter_class_in_the_code_starts_at_zero() ->
     assert reasons <= set(DROP_REASONS)
     assert ingest <= set(DEAD_LETTER_CLASSES["ingest"])
     assert deliver <= set(DEAD_LETTER_CLASSES["deliver"])
+
+
+def test_web_identifier_sets_read_from_the_payload_bytes_match_the_decoded_reading() -> None:
+    from relay.config import default_mapping_path, load_settings
+    from relay.formats.web import adapt_web
+    from relay.pipeline import outbound
+    from relay.pipeline.ingest import Ingestor
+    from relay.tools.produce import generate
+
+    settings = load_settings({"RELAY_CONFIG": str(default_mapping_path())})
+    ctx = Ingestor(settings).ctx
+    seen = set()
+    variants = [(), ("email",), ("phone", "email"), ("ip_address",), ("user_agent", "phone")]
+    for i, synthetic in enumerate(generate("web", 3000, settings.mapping, seed=7)):
+        if synthetic.expect != "deliver":
+            continue
+        record = json.loads(synthetic.value)
+        for name in variants[i % len(variants)]:
+            record.pop(name, None)
+        if i % 3 == 0:
+            record["twclid"] = "23opevjt88psuo13lu8d020qkn"
+        # A string value that spells a key must not count as that identifier.
+        record["description"] = 'mentions "twclid": and "hashed_email": in text'
+        routed = outbound.decode(outbound.encode(adapt_web(record, ctx)))
+        by_bytes = coverage.identifier_set("web", routed.payload)
+        assert by_bytes == coverage.identifier_set("web", routed.payload_dict())
+        seen.add(by_bytes)
+    assert len(seen) >= 3, seen
+    with pytest.raises(TypeError):
+        coverage.identifier_set("app", b"{}")

@@ -75,6 +75,20 @@ def _web_mask(payload: Mapping[str, Any]) -> int:
     return mask
 
 
+# The same keys in the payload's JSON as the outbound codec carries it (orjson: compact, a
+# key's closing quote right before its colon; inside a string value a quote is escaped, so
+# `"twclid":` can only be a key). Scanning the bytes spares decoding each delivered payload.
+_WEB_KEYS: Final = tuple((f'"{key}":'.encode(), bit) for key, bit in _WEB_BITS.items())
+
+
+def _web_mask_of_json(payload: bytes) -> int:
+    mask = 0
+    for key, bit in _WEB_KEYS:
+        if key in payload:
+            mask |= bit
+    return mask
+
+
 def _app_mask(payload: Mapping[str, Any]) -> int:
     mask = _DEVICE if payload.get("hashed_device_id") else 0
     if payload.get("device_ip_address"):
@@ -84,8 +98,13 @@ def _app_mask(payload: Mapping[str, Any]) -> int:
     return mask
 
 
-def identifier_set(kind: str, payload: Mapping[str, Any]) -> str:
-    """The label value for one delivered payload of `kind` (web or app)."""
+def identifier_set(kind: str, payload: Mapping[str, Any] | bytes) -> str:
+    """The label value for one delivered payload of `kind` (web or app); a web payload may
+    come as the outbound record's JSON bytes."""
+    if isinstance(payload, bytes):
+        if kind == "app":
+            raise TypeError("app payloads are read decoded")
+        return _LABELS[_web_mask_of_json(payload)]
     return _LABELS[_app_mask(payload) if kind == "app" else _web_mask(payload)]
 
 

@@ -244,7 +244,7 @@ class Metrics:
     def observe_delivered(
         self,
         kind: str,
-        payloads: Sequence[Mapping[str, Any]],
+        payloads: Sequence[Mapping[str, Any] | bytes],
         record_timestamps_ms: Iterable[int],
         *,
         account: str | None = None,

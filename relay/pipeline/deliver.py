@@ -600,10 +600,10 @@ class DeliverStage(ConsumerStage):
             await self.attributions.publish(record)
             self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
         self.metrics.batch_size.labels(batch.kind).observe(size)
-        payloads = (
+        payloads: list[Mapping[str, Any] | bytes] = (
             [sent.params]
             if sent.params is not None
-            else [p.routed.payload_dict() for p in batch.items]
+            else [p.routed.payload for p in batch.items]  # web: read as bytes, not decoded
         )
         self.metrics.observe_delivered(
             batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
