@@ -7,6 +7,7 @@ import asyncio
 import io
 import os
 import re
+import subprocess
 import sys
 
 import orjson
@@ -78,6 +79,37 @@ def test_api_json_errors_are_json(sandbox_process_url: str) -> None:
     assert code == EXIT_REJECTED
     error = body["error"]
     assert isinstance(error, dict) and error["reason"] == "rejected" and error["errors"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["app-lists", "list", "--json"], "the following arguments are required: --account"),
+        (["app-lists", "--json"], "the following arguments are required: VERB"),
+        (["nope", "--json"], "invalid choice: 'nope'"),
+    ],
+)
+def test_api_json_usage_errors_are_json(argv: list[str], said: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "api", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    error = orjson.loads(done.stdout)["error"]
+    assert error["exit_code"] == 2 and error["reason"] == "usage"
+    assert said in error["message"]
+    plain = subprocess.run(
+        [sys.executable, "-m", "relay", "api", *[a for a in argv if a != "--json"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plain.returncode == 2 and not plain.stdout and "error:" in plain.stderr
 
 
 class Stream(io.StringIO):

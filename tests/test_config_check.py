@@ -206,3 +206,18 @@ def test_valid_settings_that_expose_data_in_transit_are_warned_about() -> None:
         "RELAY_API_BASE_URL",
     ]
     assert not check({}).warnings  # the embedded broker on loopback
+
+
+async def test_connect_says_the_acls_cannot_be_checked(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    # The embedded broker answers DescribeAcls with no binding at all: said, not failed.
+    env = connect_env(kafka_bootstrap, topic_prefix, sandbox.url)
+    await produce_values(kafka_bootstrap, f"{topic_prefix}.input.web", [b"{}"])
+    done = await asyncio.to_thread(relay, "config", "check", "--connect", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = [line for line in done.stdout.splitlines() if "cannot check ACLs" in line]
+    assert len(said) == 1, done.stdout
+    assert said[0].startswith("warning: RELAY_KAFKA_BOOTSTRAP")
+    assert "no ACL" in said[0]
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 
 import pytest
@@ -321,3 +324,27 @@ def test_the_nonce_memory_is_bounded() -> None:
     for nonce in ("a", "b", "c"):
         assert guard.admit("k", "t", nonce, str(int(START)))
     assert len(guard) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RELAY_ACCOUNT_LIMIT", "inf"),
+        ("RELAY_ACCOUNT_LIMIT", "nan"),
+        ("RELAY_ACCOUNT_LIMIT", "0"),
+        ("RELAY_SANDBOX_TOKEN_WINDOW_S", "-inf"),
+    ],
+)
+def test_sandbox_refuses_a_budget_that_is_not_positive_and_finite(name: str, value: str) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "sandbox", "--port", "0"],
+        env={**base, name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert name in lines[0] and "positive finite" in lines[0]

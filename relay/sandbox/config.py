@@ -10,6 +10,7 @@ the code it judges. `load_sandbox_config` takes any mapping as the environment.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -357,10 +358,15 @@ def _sandbox_credentials(
 
 
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive finite number from `name`: every budget variable the sandbox reads is one."""
     value = environ.get(name)
     if not value:
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number") from None
+    # inf would overflow the int of a limit, nan passes every comparison, 0 serves nothing.
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive finite number")
+    return number

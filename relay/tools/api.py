@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TextIO, cast
+from typing import Any, Final, NoReturn, TextIO, cast
 
 import orjson
 
@@ -96,6 +96,25 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class JsonUsageParser(argparse.ArgumentParser):
+    """A parser whose usage errors, when `--json` is among its arguments, are the JSON error
+    of `relay api` on stdout (exit 2), so that a script reads one shape of failure."""
+
+    wants_json = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.wants_json = "--json" in (sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if not self.wants_json:
+            super().error(message)
+        self.print_usage(sys.stderr)
+        sys.exit(report_failure(True, EXIT_USAGE, "usage", f"{self.prog}: {message}"))
+
+
 def add_api_parser(sub: Any) -> None:
     api = sub.add_parser(
         "api",
@@ -103,7 +122,11 @@ def add_api_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    resources = api.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
+    # add_parser builds its parsers' class: `relay api` itself answers usage errors as JSON too.
+    api.__class__ = JsonUsageParser
+    resources = api.add_subparsers(
+        dest="resource", required=True, metavar="RESOURCE", parser_class=JsonUsageParser
+    )
     for name, spec in RESOURCES.items():
         resource = resources.add_parser(name, help=f"{name}: list, get, create, delete")
         verbs = resource.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -3,10 +3,11 @@
 `relay config check` loads every setting and the mapping file, builds what is built from
 them at start (TLS contexts, the OAUTHBEARER token provider, the HTTP session rules) and
 reports each problem with the setting's name, never a secret's value. With `--connect` it
-also asks Kafka for its metadata (are the input topics there?) and makes one cheap
-authenticated call to X per credential: a one-item list of app event tags for an account of
-the OAuth token, and for each pixel token an empty batch, which X refuses with 400 only
-after accepting the token. Exit 0: no problem; 1: problems (each on its own line).
+also asks Kafka for its metadata (are the input topics there?) and its ACLs (do they allow
+the SASL user what the stages need? a warning when the broker will not tell), and makes one
+cheap authenticated call to X per credential: a one-item list of app event tags for an
+account of the OAuth token, and for each pixel token an empty batch, which X refuses with 400
+only after accepting the token. Exit 0: no problem; 1: problems (each on its own line).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from relay.config import BY_NAME, SETTINGS, Settings, load_settings
 from relay.errors import ConfigError, Problem, RelayError
 from relay.secret import MASK
 from relay.settings_table import markdown, with_table
+from relay.tools.kafka_acls import (
+    AclsUnknown,
+    Binding,
+    Need,
+    describe_bindings,
+    needs,
+    principal_of,
+    refused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +147,7 @@ def raise_on_problems(settings: Settings) -> None:
         log.warning("%s", warning)
 
 
-async def kafka_report(settings: Settings, report: Report) -> None:
+async def kafka_report(settings: Settings, report: Report, stage: str = "all") -> None:
     from relay.kafka import make_admin
     from relay.kafka_security import explain_failure
 
@@ -145,6 +155,7 @@ async def kafka_report(settings: Settings, report: Report) -> None:
     try:
         await admin.start()
         topics = set(await admin.list_topics())
+        acls = await _acl_bindings(admin)
     except Exception as exc:
         failure = await explain_failure(settings, exc, "read its metadata")
         report.problems.append(Problem("RELAY_KAFKA_BOOTSTRAP", str(failure)))
@@ -173,6 +184,39 @@ async def kafka_report(settings: Settings, report: Report) -> None:
                 "to create them, or create them beforehand)",
             )
         )
+    created = {*internal, settings.delivered_topic, settings.delayed_topic}
+    acl_report(settings, acls, needs(settings, stage, created - topics), report)
+
+
+async def _acl_bindings(admin: object) -> list[Binding] | str:
+    """The broker's ACL bindings, or why they cannot be known."""
+    try:
+        return await describe_bindings(admin)
+    except AclsUnknown as exc:
+        return str(exc)
+
+
+def acl_report(
+    settings: Settings, acls: list[Binding] | str, wanted: list[Need], report: Report
+) -> None:
+    """A problem per need the ACLs refuse; one warning when they cannot be checked."""
+    principal = principal_of(settings)
+    if isinstance(acls, str) or principal is None:
+        why = acls if isinstance(acls, str) else "the principal is not a SASL username"
+        report.warnings.append(
+            Problem(
+                "RELAY_KAFKA_BOOTSTRAP",
+                f"cannot check ACLs: {why}; topic and group rights are not verified",
+            )
+        )
+        return
+    denied = refused(acls, principal, wanted)
+    for need in denied:
+        report.problems.append(
+            Problem("RELAY_KAFKA_SASL_USERNAME", f"the ACLs do not allow {principal} {need}")
+        )
+    if not denied:
+        report.verified.append(f"the ACLs allow {principal} what the stage(s) need")
 
 
 async def api_report(settings: Settings, report: Report) -> None:
@@ -250,7 +294,7 @@ def _unreachable(exc: BaseException) -> str:
     return f"X cannot be reached ({cause}){hint}"
 
 
-def check(env: Mapping[str, str], *, connect: bool = False) -> Report:
+def check(env: Mapping[str, str], *, connect: bool = False, stage: str = "all") -> Report:
     """Everything `relay config check` does, for any environment mapping."""
     report = Report(warnings=unknown_variables(env))
     try:
@@ -264,12 +308,12 @@ def check(env: Mapping[str, str], *, connect: bool = False) -> Report:
         f"{len(SETTINGS)} settings, {len(settings.mapping.pixels)} pixels in RELAY_CONFIG"
     )
     if connect and not report.problems:
-        asyncio.run(_connect(settings, report))
+        asyncio.run(_connect(settings, report, stage))
     return report
 
 
-async def _connect(settings: Settings, report: Report) -> None:
-    await kafka_report(settings, report)
+async def _connect(settings: Settings, report: Report, stage: str) -> None:
+    await kafka_report(settings, report, stage)
     await api_report(settings, report)
 
 
@@ -308,6 +352,12 @@ def add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check_parser.add_argument(
         "--connect", action="store_true", help="also reach Kafka and X with these settings"
     )
+    check_parser.add_argument(
+        "--stage",
+        choices=("all", "ingest", "deliver"),
+        default="all",
+        help="the stage(s) whose Kafka ACLs --connect checks, as `relay run --stage`",
+    )
     config_sub.add_parser("dump", help="the effective settings, secrets masked")
     table = config_sub.add_parser("table", help="the settings table in markdown (README.md)")
     table.add_argument(
@@ -317,7 +367,7 @@ def add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_config(args: argparse.Namespace) -> int:
     if args.config == "check":
-        report = check(os.environ, connect=args.connect)
+        report = check(os.environ, connect=args.connect, stage=args.stage)
         report.write(sys.stdout)
         return 1 if report.problems else 0
     if args.config == "dump":
