@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,29 @@ def test_a_scenario_that_cannot_run_still_reports(tmp_path: Path) -> None:
     doc = orjson.loads((tmp_path / "throughput-web.json").read_bytes())
     check_shape(doc, "throughput-web")
     assert doc["pass"] is False and doc["error"]
+
+
+def test_sigterm_stops_the_bench_and_every_process_it_started(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env["BENCH_SMOKE_MARK"] = MARK
+    with subprocess.Popen(
+        [
+            *(sys.executable, "-m", "relay", "bench", "throughput", "--quick"),
+            *("--events", "300", "--timeout", "80", "--results-dir", str(tmp_path)),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:  # wait until it has started its broker and sandbox
+            if "measuring" in line or "first delivery" in line:
+                break
+        process.terminate()
+        process.communicate(timeout=60)
+    doc = orjson.loads((tmp_path / "throughput-web.json").read_bytes())
+    assert doc["error"] == "BenchStopped: stopped by signal 15"
+    deadline = time.monotonic() + 30
+    while marked_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marked_processes() == [], "SIGTERM left processes of the bench behind"

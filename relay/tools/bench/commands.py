@@ -9,7 +9,6 @@ when every target was met, 1 otherwise (a scenario that could not finish reports
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple, cast
 
 from relay.errors import ConfigError, RelayError
+from relay.signals import run_until_signalled
 from relay.tools.bench.context import Run, is_secret_name
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import RESULTS_DIR, build, summary_line, write
@@ -242,6 +242,10 @@ def result_name(args: argparse.Namespace) -> str:
     return str(args.bench)
 
 
+class BenchStopped(RelayError):
+    """The bench was stopped by a signal before its scenario ended."""
+
+
 def run_bench(args: argparse.Namespace) -> int:
     if args.bench == "report":
         from relay.tools.bench.report import run_report
@@ -270,8 +274,16 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     out = Outcome(result_name(args))
     error: str | None = None
+
+    async def scenario_main() -> int:
+        await _scenario(args.bench)(run, out, **options)
+        return 0
+
     try:
-        asyncio.run(_scenario(args.bench)(run, out, **options))
+        # SIGTERM/SIGINT cancel the scenario, so that it stops every process it started.
+        stopped = run_until_signalled(scenario_main())
+        if stopped:
+            raise BenchStopped(f"stopped by signal {stopped - 128}")
     except Exception as exc:  # reported in the results: a scenario that breaks still tells
         error = f"{type(exc).__name__}: {exc}"
         run.say(f"failed: {error}")
