@@ -112,3 +112,32 @@ def accounts_on_one_partition(count: int, partitions: int) -> list[str]:
             found.append(candidate)
         n += 1
     return found
+
+
+def write_app_config(path: Path, accounts: int) -> BenchConfig:
+    """A mapping file for the app path over `accounts` ad accounts: the defaults' credentials
+    and demo apps, plus one Android app per added account, each with the provider
+    configuration and the app event tags `conversion_event` needs."""
+    base = read_document(default_mapping_path())
+    creds = base["credentials"]
+    demo_apps = _apps(base)
+    added = [account_id(i) for i in range(max(0, accounts - 1))]
+    ids = list(dict.fromkeys([*creds.get("accounts", []), *added]))
+    lines = ["[credentials]"]
+    lines += [f'{k} = "{creds[k]}"' for k in sorted(creds) if k != "accounts"]
+    lines.append(f"accounts = {_toml_list(ids)}")
+    for acc in ids:
+        lines += ["", "[[accounts]]", f'id = "{acc}"']
+    apps = [*demo_apps, *(BenchApp(f"com.bench.app{i}", "ANDROID", a) for i, a in enumerate(added))]
+    for a in apps:
+        lines += ["", "[[apps]]", f'id = "{a.id}"', f'os_type = "{a.os_type}"']
+        lines.append(f'account_id = "{a.account_id}"')
+    for i, acc in enumerate(sorted({a.account_id for a in apps})):
+        lines += ["", "[[app_event_provider_configurations]]", f'id = "bpc{_b36(i, 3)}"']
+        lines += [f'account_id = "{acc}"', f'provider_advertiser_id = "bench-{acc}"']
+    for a in apps:
+        lines += ["", "[[app_event_tags]]", f'app_store_identifier = "{a.id}"']
+        lines += ['conversion_types = "*"', "post_engagement_attribution_window = 30"]
+        lines += ["post_view_attribution_window = 1"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return BenchConfig(path, (), tuple(apps))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from relay.tools.bench.configs import default_config
+from relay.tools.bench.configs import default_config, write_app_config
 from relay.tools.bench.context import BENCH_ACCOUNT_LIMIT, Run
 from relay.tools.bench.e2e import measure
 from relay.tools.bench.events import BENCH_HMAC_KEY, Kind, mobile_events, web_events
@@ -26,6 +26,7 @@ WEB_RATIO_TARGET: Final = 0.4
 WEB_CPU_US_TARGET: Final = 30.0
 MOBILE_RATIO_TARGET: Final = 0.6
 MOBILE_LATENCY_MS: Final = 100.0
+MOBILE_ACCOUNTS: Final = 8
 WARMUP: Final = 1_000
 
 
@@ -42,7 +43,13 @@ async def run_throughput(
     run: Run, out: Outcome, kind: Kind, events: int, split_stages: bool = False
 ) -> None:
     count = events
-    config = default_config()
+    # App conversions over several accounts, as an MMP posts them: one account alone is
+    # capped at RELAY_MAX_IN_FLIGHT_PER_ACCOUNT requests in flight.
+    config = (
+        default_config()
+        if kind == "web"
+        else write_app_config(run.work_dir / "apps.toml", MOBILE_ACCOUNTS)
+    )
     run.relay_env = {**relay_settings(kind), **run.relay_env}
     out.settings = run.settings_note()
     out.result.update(
