@@ -167,11 +167,17 @@ def render(results_dir: Path, output: Path, charts_dir: Path) -> str:
         if page.exists():
             lines += [f"## {title}", "", page.read_text(encoding="utf-8").strip(), ""]
     legacy = results_dir.parent / "legacy.md"
+    newest = max(ordered, key=lambda d: d["date"], default=None)
     if legacy.exists():
         lines += [
             "## Earlier runs, measured against the stop-and-wait floor",
             "",
             legacy.read_text(encoding="utf-8").strip(),
+            "",
+        ]
+    if newest is not None:  # last, so that a reader (or a script) finds the newest run here
+        lines += [
+            f"Newest run: {newest['scenario']}, {newest['date']}, commit {newest['commit']}",
             "",
         ]
     return "\n".join(lines)
