@@ -4,9 +4,13 @@ test."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import subprocess
+import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +18,43 @@ import pytest
 from relay.broker import broker_command, free_port, wait_until_answering
 from relay.config import Settings, default_mapping_path, load_settings
 from relay.kafka import BatchProducer, make_producer
+
+TASK_DUMP_BEFORE_TIMEOUT_S = 15
+
+
+def _dump_asyncio_tasks() -> None:
+    """Print every task of every running event loop: pytest-timeout shows thread stacks
+    only, where a hung async test is just a loop waiting in select()."""
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]:
+        if not loop.is_running():
+            continue
+
+        def dump(loop: asyncio.AbstractEventLoop = loop) -> None:
+            out = io.StringIO()
+            tasks = asyncio.all_tasks(loop)
+            print(f"\n==== {len(tasks)} asyncio tasks before the test timeout ====", file=out)
+            for task in tasks:
+                print(f"-- {task!r}", file=out)
+                task.print_stack(limit=12, file=out)
+            sys.stderr.write(out.getvalue())
+
+        loop.call_soon_threadsafe(dump)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    marker = item.get_closest_marker("timeout")
+    timeout = float(marker.args[0]) if marker and marker.args else item.config.getini("timeout")
+    timer = None
+    if timeout and float(timeout) > TASK_DUMP_BEFORE_TIMEOUT_S:
+        timer = threading.Timer(float(timeout) - TASK_DUMP_BEFORE_TIMEOUT_S, _dump_asyncio_tasks)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 @pytest.fixture(scope="session")
