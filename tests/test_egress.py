@@ -143,6 +143,5 @@ async def test_timeouts_and_pool_size_come_from_the_settings() -> None:
         assert session.timeout.total == 11
         assert isinstance(session.connector, aiohttp.TCPConnector)
         assert session.connector.limit == 5
-        assert session.trust_env
     finally:
         await session.close()

@@ -33,6 +33,7 @@ from relay.observability.metrics import Metrics
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
+from relay.pipeline.busy import LoopLag
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
@@ -114,6 +115,7 @@ class DeliverStage(ConsumerStage):
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
+        self.load = LoopLag()  # a busy loop lingers longer: fewer, fuller requests
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
 
@@ -329,7 +331,9 @@ class DeliverStage(ConsumerStage):
             while not lane.closed:
                 lane.wakeup.clear()
                 now = self.clock()
-                next_due = lane.flush_due(now, everything=self._draining)
+                next_due = lane.flush_due(
+                    now, everything=self._draining, linger_s=self.load.linger_s(lane.linger_s)
+                )
                 lane.release_waiting(self.holds.target_held)
                 if self._held_overflow(lane):
                     lane.parking = True  # a held target's later events: parked, bounded
@@ -711,10 +715,12 @@ class DeliverStage(ConsumerStage):
             task.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
+        watch = asyncio.create_task(self.load.run(), name="loop-lag")
         try:
             await super().run(stop)
         finally:
-            tasks = [*self._tasks.values(), *self._attempts]
+            watch.cancel()
+            tasks = [watch, *self._tasks.values(), *self._attempts]
             for key in list(self.table.lanes):
                 self._close_lane(key)
             for task in self._attempts:

@@ -113,14 +113,43 @@ class Lane:
     def _close(self, target: str) -> None:
         items = self.open.pop(target)
         self.opened_at.pop(target, None)
-        self.ready.append(Batch("web", target, items))
+        # A lane behind its linger (many accounts, a busy loop) would queue many small
+        # batches of one pixel: the events join the one not yet sent instead.
+        for batch in reversed(self.ready):
+            if batch.target == target and batch.kind == "web" and batch.attempts == 0:
+                room = self.batch_size - len(batch.items)
+                if room > 0:
+                    batch.items += items[:room]
+                    items = items[room:]
+                break
+        if items:
+            self.ready.append(Batch("web", target, items))
 
-    def flush_due(self, now: float, *, everything: bool = False) -> float | None:
-        """Close batches whose linger expired (all with `everything`); return the seconds
-        until the next one is due, or None when nothing is open."""
+    def _top_up(self, batch: Batch) -> None:
+        """A batch about to go takes what its pixel gathered since it closed (never a
+        retried one: a split isolates bad events, a retry keeps what X saw)."""
+        if batch.kind != "web" or batch.attempts or len(batch.items) >= self.batch_size:
+            return
+        items = self.open.get(batch.target)
+        if not items:
+            return
+        room = self.batch_size - len(batch.items)
+        batch.items += items[:room]
+        del items[:room]
+        if not items:
+            del self.open[batch.target]
+            self.opened_at.pop(batch.target, None)
+
+    def flush_due(
+        self, now: float, *, everything: bool = False, linger_s: float | None = None
+    ) -> float | None:
+        """Close batches whose linger (`linger_s`, else the lane's) expired (all with
+        `everything`); return the seconds until the next one is due, or None when nothing
+        is open."""
+        linger = self.linger_s if linger_s is None else linger_s
         next_due: float | None = None
         for target, opened in list(self.opened_at.items()):
-            due = opened + self.linger_s
+            due = opened + linger
             if everything or due <= now:
                 self._close(target)
             else:
@@ -134,6 +163,7 @@ class Lane:
         while ready:
             batch = ready[0]
             if not held(batch.kind, batch.target):
+                self._top_up(batch)
                 return batch
             ready.popleft()
             self.waiting.setdefault((batch.kind, batch.target), deque()).append(batch)
