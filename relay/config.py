@@ -645,6 +645,13 @@ class Settings:
         "a ledger write starts as soon as this many delivered keys wait",
         minimum=1,
     )
+    ledger_max_keys: int = setting(
+        "RELAY_LEDGER_MAX_KEYS",
+        2_000_000,
+        "delivered keys kept in memory at most (about 90 bytes each); above, the oldest are "
+        "forgotten before the window ends (their replays would be sent again)",
+        minimum=1,
+    )
     log_level: str = setting("RELAY_LOG_LEVEL", "INFO", "log level", choices=LOG_LEVELS)
     log_format: str = setting(
         "RELAY_LOG_FORMAT", "text", "json: one object a line; text", choices=LOG_FORMATS

@@ -69,7 +69,7 @@ class Batch:
         )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lane:
     """The events of one budget key: open batches, ready batches, held targets' batches."""
 

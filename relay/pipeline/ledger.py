@@ -20,6 +20,10 @@ Duplicates after a kill -9 are bounded by what was in flight: requests X may hav
 `RELAY_LEDGER_FLUSH_KEYS` wait, and those of the one write in flight). A key is forgotten
 only early, never invented: a false "seen" would lose an event, a false "not seen" sends a
 duplicate.
+
+Memory: each key is one 128-bit int in a set, referenced again from its time chunk (about
+90 bytes a key; a set of 16-byte `bytes` costs about 115). `RELAY_LEDGER_MAX_KEYS` caps
+them: above it the oldest chunks go before the window ends (forgotten early, never invented).
 """
 
 from __future__ import annotations
@@ -90,15 +94,20 @@ def written_at(record: ConsumerRecord) -> float:
     return float(record.timestamp) / 1000.0
 
 
-class _Chunk:
-    """Keys of one partition remembered within one slice of time (the unit of eviction)."""
+def _as_int(digest: bytes) -> int:
+    return int.from_bytes(digest, "big")
 
-    __slots__ = ("digests", "first_at", "last_at")
+
+class _Chunk:
+    """Keys of one partition remembered within one slice of time (the unit of eviction):
+    the very int objects the key set holds, so that a key costs one pointer more here."""
+
+    __slots__ = ("first_at", "keys", "last_at")
 
     def __init__(self, first_at: float):
         self.first_at = first_at
         self.last_at = first_at
-        self.digests = bytearray()
+        self.keys: list[int] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +138,7 @@ class DeliveredLedger(Lifecycle):
         self._clock = clock  # epoch seconds: compared with Kafka timestamps
         self._window_s = settings.ledger_window_s
         self._chunk_span_s = settings.ledger_window_s / CHUNKS_PER_WINDOW
-        self._keys: set[bytes] = set()
+        self._keys: set[int] = set()
         self._chunks: dict[int, deque[_Chunk]] = {}
         self._rebuilt: set[int] = set()  # partitions whose Kafka history is in memory
         self._pending: dict[int, bytearray] = {}  # digests not yet handed to the producer
@@ -160,7 +169,7 @@ class DeliveredLedger(Lifecycle):
 
     def seen(self, ledger_key: str) -> bool:
         """Whether X already accepted the event with this ledger key (within the window)."""
-        return ledger_digest(ledger_key) in self._keys
+        return _as_int(ledger_digest(ledger_key)) in self._keys
 
     def record(self, partition: int, ledger_keys: Sequence[str]) -> None:
         """Remember keys X accepted for outbound partition `partition`; written behind."""
@@ -258,27 +267,45 @@ class DeliveredLedger(Lifecycle):
             chunk = _Chunk(at)
             chunks.append(chunk)
         chunk.last_at = max(chunk.last_at, at)
-        chunk.digests.extend(digests)
-        keys = self._keys
+        keys, kept = self._keys, chunk.keys
+        from_bytes = int.from_bytes
         for start in range(0, len(digests), DIGEST_BYTES):
-            keys.add(digests[start : start + DIGEST_BYTES])
+            key = from_bytes(digests[start : start + DIGEST_BYTES], "big")
+            keys.add(key)
+            kept.append(key)
         self._metrics.ledger_held.set(len(keys))
 
     def _drop(self, chunk: _Chunk) -> int:
         # A key recorded again in a later chunk leaves with the earlier one: forgotten early
         # (a possible duplicate), never remembered wrongly.
-        digests, keys = chunk.digests, self._keys
-        for start in range(0, len(digests), DIGEST_BYTES):
-            keys.discard(bytes(digests[start : start + DIGEST_BYTES]))
-        return len(digests) // DIGEST_BYTES
+        discard = self._keys.discard
+        for key in chunk.keys:
+            discard(key)
+        return len(chunk.keys)
 
     def evict(self) -> int:
-        """Drop the keys that left the window; returns how many."""
+        """Drop the keys that left the window, and the oldest beyond
+        `RELAY_LEDGER_MAX_KEYS`; returns how many."""
         cutoff = self._clock() - self._window_s
         evicted = 0
         for chunks in self._chunks.values():
             while chunks and chunks[0].last_at < cutoff:
                 evicted += self._drop(chunks.popleft())
+        early = 0
+        while len(self._keys) > self.settings.ledger_max_keys:
+            oldest = min(
+                (chunks for chunks in self._chunks.values() if chunks),
+                key=lambda chunks: chunks[0].first_at,
+            )
+            early += self._drop(oldest.popleft())
+        if early:
+            log.warning(
+                "delivered ledger: over RELAY_LEDGER_MAX_KEYS (%d); forgot %d keys before "
+                "the window's end",
+                self.settings.ledger_max_keys,
+                early,
+            )
+            evicted += early
         if evicted:
             self._metrics.ledger_keys.labels("evicted").inc(evicted)
             self._metrics.ledger_held.set(len(self._keys))

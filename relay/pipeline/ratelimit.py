@@ -25,7 +25,7 @@ WallClock = Callable[[], float]
 RESET_MARGIN_S: Final = 0.25
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """`limit` events per `window_s`; `wait_time` says how long until `cost` is available."""
 
