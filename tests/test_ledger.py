@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -313,3 +314,23 @@ def test_ledger_digests_are_compact_and_stable() -> None:
     assert ledger_digest("not-hex") == ledger_digest("not-hex") != ledger_digest("not-hex2")
     assert decode_entry(b"L1" + b"x" * 15) is None
     assert decode_entry(b"L9" + b"x" * 16) is None
+
+
+async def test_the_key_cap_forgets_the_oldest_keys_first(
+    settings: Settings, producer: BatchProducer
+) -> None:
+    capped = dataclasses.replace(settings, ledger_max_keys=300)
+    clock = FakeClock(time.time() - 100)
+    chunk_s = settings.ledger_window_s / 60
+    oldest, middle, newest = keys("a", 200), keys("b", 200), keys("c", 100)
+    async with opened(capped, producer, clock=clock) as ledger:
+        ledger.record(1, oldest)
+        clock.now += chunk_s  # each in a time chunk of its own, on two partitions
+        ledger.record(2, middle)
+        clock.now += chunk_s
+        ledger.record(1, newest)
+        assert len(ledger) == 500  # within the window: only the cap evicts
+        assert ledger.evict() == 200
+        assert len(ledger) == 300
+        assert not any(ledger.seen(k) for k in oldest)
+        assert all(ledger.seen(k) for k in middle + newest)

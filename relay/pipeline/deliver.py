@@ -33,12 +33,12 @@ from relay.observability.metrics import Metrics
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
-from relay.pipeline.busy import LoopLag
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.linger import Linger
 from relay.pipeline.parking import (
     DELIVER_ASSIGNORS,
     DelayedGate,
@@ -113,9 +113,10 @@ class DeliverStage(ConsumerStage):
         self._revoking: set[TopicPartition] = set()
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
+        self._park_turn: dict[str, float] = {}  # account -> epoch s its next park is due
         self._swept_at = clock()
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
-        self.load = LoopLag()  # a busy loop lingers longer: fewer, fuller requests
+        self.linger = Linger(settings.linger_s)  # longer while behind: fuller requests
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
 
@@ -173,6 +174,10 @@ class DeliverStage(ConsumerStage):
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
+            if not delayed and messages and self.consumer is not None:
+                highwater = self.consumer.highwater(tp)
+                if highwater is not None:
+                    self.linger.observe(tp, highwater - messages[-1].offset - 1)
             for msg in messages:
                 count += 1
                 tracker.register(tp, msg.offset)
@@ -211,10 +216,20 @@ class DeliverStage(ConsumerStage):
         if undecodable:
             failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
             await self._dead_letter(None, undecodable, failure)
-        self.metrics.buffered.set(tracker.in_flight())
+        held = tracker.in_flight()
+        self.metrics.buffered.set(held)
+        settings = self.settings
+        room = held < settings.max_buffered_events // 2 and (
+            self.table.held_bytes() < settings.max_buffered_bytes // 2
+        )
+        if self.linger.update(buffer_has_room=room):
+            self._wake_all()  # batches lingering for the backlog go now
         if now - self._swept_at > BUCKET_SWEEP_S:
             self._swept_at = now
             self.table.expire_buckets(self.settings.account_window_s, now)
+            wall = time.time()
+            for account in [a for a, at in self._park_turn.items() if at < wall]:
+                del self._park_turn[account]
 
     def _lane(self, routed: outbound.Routed) -> Lane:
         # One lane per account and credentials (agencies may post for one account with
@@ -277,9 +292,7 @@ class DeliverStage(ConsumerStage):
         """Park events on the delayed topic; once acknowledged their offsets finish here."""
         if not items or self.parking is None:
             return
-        if wait_s is None:  # the time the events ahead of them need from the budget
-            wait_s = lane.held / lane.bucket.rate_per_s
-        due = time.time() + min(max(wait_s, 1.0), self.settings.account_window_s)
+        due = self._park_due(lane, len(items)) if wait_s is None else time.time() + wait_s
         await self.parking.park(
             [ParkedRecord(p.tp.partition, p.key, p.value, p.source, p.times_parked) for p in items],
             due,
@@ -289,6 +302,17 @@ class DeliverStage(ConsumerStage):
             self._held_keys.pop(p.routed.ledger_key, None)
         self.metrics.buffered.set(self.tracker.in_flight())
         self.commit_soon()
+
+    def _park_due(self, lane: Lane, count: int) -> float:
+        """When `count` events parked now may come back: not before the budget has room for
+        them, after the events held and those parked earlier. Each park takes its turn
+        after the last, so that an account's overflow comes back a budget's worth at a
+        time, not all at once to be read and parked again."""
+        bucket, now = lane.bucket, time.time()
+        ahead = bucket.wait_time(1) + lane.held / bucket.rate_per_s
+        due = max(now + max(ahead, 1.0), self._park_turn.get(lane.account, 0.0))
+        self._park_turn[lane.account] = due + count / bucket.rate_per_s
+        return due
 
     def _overflow(self, lane: Lane) -> int:
         """How many events to park to bring an account over its caps back to half of them."""
@@ -332,7 +356,7 @@ class DeliverStage(ConsumerStage):
                 lane.wakeup.clear()
                 now = self.clock()
                 next_due = lane.flush_due(
-                    now, everything=self._draining, linger_s=self.load.linger_s(lane.linger_s)
+                    now, everything=self._draining, linger_s=self.linger.now_s
                 )
                 lane.release_waiting(self.holds.target_held)
                 if self._held_overflow(lane):
@@ -690,6 +714,7 @@ class DeliverStage(ConsumerStage):
             self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
         if self.gate is not None:
             self.gate.forget(revoked)
+        self.linger.forget(revoked)
         for key in [k for k, tp in self._held_keys.items() if tp in revoked]:
             del self._held_keys[key]
         self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
@@ -715,12 +740,10 @@ class DeliverStage(ConsumerStage):
             task.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
-        watch = asyncio.create_task(self.load.run(), name="loop-lag")
         try:
             await super().run(stop)
         finally:
-            watch.cancel()
-            tasks = [watch, *self._tasks.values(), *self._attempts]
+            tasks = [*self._tasks.values(), *self._attempts]
             for key in list(self.table.lanes):
                 self._close_lane(key)
             for task in self._attempts:

@@ -11,6 +11,7 @@ by account, as an upstream producer partitions them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ import orjson
 import phonenumbers
 
 from relay.config import load_mapping
+from relay.formats.base import OutboundEvent
+from relay.pipeline import outbound
 from relay.tools.bench.configs import BenchPixel
 from relay.tools.generators.base import World
 from relay.tools.generators.mobile import valid as mobile_record
@@ -176,3 +179,24 @@ def dead_letter_identity(value: bytes | None, kind: Kind) -> str | None:
         return None
     found = doc.get("conversion_time" if kind == "mobile" else "conversion_id")
     return str(found) if found is not None else None
+
+
+def outbound_web_events_for(pixel: BenchPixel, count: int, *, seed: int = 1) -> list[Event]:
+    """`count` web events of one pixel as ingest writes them to `<prefix>.outbound` (routing
+    line + X's conversion entry, an email already hashed): a backlog the deliver stage
+    holds, without the ingest stage's work in front of it."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    events: list[Event] = []
+    for _ in range(count):
+        conversion_id = uuid.UUID(int=rng.getrandbits(128)).hex
+        email = f"customer.{rng.randint(1, 10_000_000)}@example.com"
+        payload = {
+            "conversion_time": _iso_ms(now - timedelta(seconds=rng.randint(0, 86_400))),
+            "event_id": rng.choice(pixel.event_ids),
+            "identifiers": [{"hashed_email": hashlib.sha256(email.encode()).hexdigest()}],
+            "conversion_id": conversion_id,
+        }
+        value = outbound.encode(OutboundEvent("web", pixel.account_id, pixel.id, payload))
+        events.append(Event(pixel.account_id.encode(), value, conversion_id))
+    return events
