@@ -591,7 +591,7 @@ class Settings:
     retry_max_s: float = setting("RELAY_RETRY_MAX_S", 60.0, "backoff cap", above=0)
     max_buffered_events: int = setting(
         "RELAY_MAX_BUFFERED_EVENTS",
-        200_000,
+        50_000,
         "partitions pause above this many events held in memory",
         minimum=1,
     )

@@ -219,8 +219,8 @@ class DeliverStage(ConsumerStage):
         held = tracker.in_flight()
         self.metrics.buffered.set(held)
         settings = self.settings
-        room = held < settings.max_buffered_events // 2 and (
-            self.table.held_bytes() < settings.max_buffered_bytes // 2
+        room = held < settings.max_buffered_events and (
+            self.table.held_bytes() < settings.max_buffered_bytes
         )
         if self.linger.update(buffer_has_room=room):
             self._wake_all()  # batches lingering for the backlog go now
@@ -372,10 +372,10 @@ class DeliverStage(ConsumerStage):
                         return
                     wait = left if wait is None else min(wait, left)
                 timeouts = [t for t in (wait, next_due) if t is not None]
+                # asyncio.timeout, not wait_for: no task per wait (thousands of lanes wait)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        lane.wakeup.wait(), max(min(timeouts), 0.001) if timeouts else None
-                    )
+                    async with asyncio.timeout(max(min(timeouts), 0.001) if timeouts else None):
+                        await lane.wakeup.wait()
         except Exception as exc:  # a bug or a broken broker: stop rather than lose events
             self.fail(exc)
 

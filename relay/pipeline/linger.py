@@ -6,8 +6,9 @@ requests of one or two events, and a request costs far more CPU than an event (s
 HTTP, the answer): delivery crawls at a few hundred requests a second. While records wait
 unread on the stage's partitions (a backlog: those events wait anyway), a batch waits until
 it is full or `BACKLOG_LINGER_S`, and the stage reads ahead, so that the same CPU carries
-many events per request; once the buffer is half full (reading further would only pause)
-or the backlog is read, the set linger is back and every lane is woken.
+many events per request; once the buffer is full (the partitions pause) or the backlog is
+read, the set linger is back and every lane is woken: what the lanes hold goes in batches
+as large as the buffer allows.
 """
 
 from __future__ import annotations
