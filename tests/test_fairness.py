@@ -4,15 +4,17 @@ overflow is parked on `<prefix>.delayed` and the partition's committed prefix mo
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 from relay.formats.base import OutboundEvent
 from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
 from relay.pipeline import outbound
+from relay.pipeline.parking import not_before
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from tests.conftest import make_settings
-from tests.kafka_helpers import committed_and_end, wait_for
+from tests.kafka_helpers import committed_and_end, read_all, wait_for
 
 
 def web_record(budget_key: str, pixel: str, event_id: str, number: int) -> bytes:
@@ -78,3 +80,44 @@ async def test_a_hot_account_parks_its_overflow_and_the_cold_one_flows(
             "relay_api_requests_total", {"endpoint": "measurement/conversions", "status": "429"}
         )
         assert not rejected, "the hot account went over X's budget"
+
+
+async def test_parked_overflow_comes_back_when_the_budget_has_room_one_park_after_another(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # 100 events a minute: each park of the hot account's overflow is due after the one
+    # before it has had its share of the budget, not all at the next window.
+    env = {"RELAY_ACCOUNT_LIMIT": "100", "RELAY_ACCOUNT_WINDOW_S": "60"}
+    rate = 100 / 60
+    async with SandboxServer(load_sandbox_config(None, env)) as sandbox:
+        settings = make_settings(
+            kafka_bootstrap, topic_prefix, sandbox.url, RELAY_MAX_LANE_EVENTS=300, **env
+        )
+        await ensure_topics(kafka_bootstrap, [settings.outbound_topic])
+        producer = make_producer(kafka_bootstrap)
+        await producer.start()
+        worker = Worker(settings, serve_http=False, stage="deliver")
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            for wave in range(2):
+                values = [web_record("hot", "o8z6j", "o87ne", wave * 600 + i) for i in range(600)]
+                await BatchProducer(producer).send_and_wait(
+                    OutRecord(settings.outbound_topic, v, key=None, partition=0) for v in values
+                )
+                floor = 300 * (wave + 1)
+                await wait_for(
+                    lambda floor=floor: worker.metrics.total("relay_events_parked") >= floor,
+                    60,
+                    f"the overflow of wave {wave}",
+                )
+        finally:
+            stop.set()
+            await task
+            await producer.stop()
+        parked = worker.metrics.total("relay_events_parked")
+        records = await read_all(kafka_bootstrap, settings.delayed_topic, int(parked))
+    parks = Counter(float(not_before(r) or 0) for r in records)  # due time -> events
+    assert len(parks) >= 2, "two waves, two parks"
+    (first, count), (second, _) = sorted(parks.items())[:2]
+    assert second >= first + 0.9 * count / rate

@@ -67,3 +67,38 @@ def test_revoked_partitions_take_their_events_and_their_buckets() -> None:
     assert [p.offset for p in dropped] == [2] and revoked.held == 0
     assert "b" not in table.buckets and "a" in table.buckets
     assert table.bucket("b").available() == 0  # a new bucket: empty again, X's word forgotten
+
+
+def test_a_lane_behind_its_linger_sends_one_fuller_batch_per_pixel() -> None:
+    one = Lane("acct", TokenBucket(1000, 10, start_full=True), batch_size=5, linger_s=0.0)
+    for offset in range(3):  # three lingers expire before the lane gets to send
+        one.add(item(offset), now=float(offset))
+        one.flush_due(float(offset))
+    assert [len(b.items) for b in one.ready] == [3]
+    one.add(item(3), now=3.0)  # gathered since the batch closed: it goes along
+    batch = one.next_ready(lambda kind, target: False)
+    assert batch is not None and [p.offset for p in batch.items] == [0, 1, 2, 3]
+    assert not one.open and one.held == 4
+
+
+def test_a_retried_batch_keeps_what_x_saw() -> None:
+    one = lane()
+    one.add(item(0), now=0.0)
+    one.flush_due(0.0, everything=True)
+    sent = one.take(one.ready[0], 1)
+    sent.attempts = 1
+    one.retry(sent)
+    one.add(item(1), now=0.0)  # open: not taken along by the retry
+    retried = one.next_ready(lambda kind, target: False)
+    assert retried is sent and [p.offset for p in retried.items] == [0]
+    one.flush_due(0.0, everything=True)  # nor joined to it when it closes
+    assert [[p.offset for p in b.items] for b in one.ready] == [[0], [1]]
+
+
+def test_the_linger_can_be_given_per_call() -> None:
+    one = lane()
+    one.add(item(0), now=0.0)
+    assert one.flush_due(0.5, linger_s=30.0) == 29.5
+    assert not one.ready
+    one.flush_due(0.5, linger_s=0.2)
+    assert len(one.ready) == 1

@@ -93,16 +93,20 @@ class ConsumerStage(abc.ABC):
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
     def new_consumer(self, topics: list[str], group_id: str, **options: Any) -> AIOKafkaConsumer:
+        """The stage's group consumer; `options` win over the defaults here."""
+        chosen: dict[str, Any] = {
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 32 * 1024 * 1024,
+            **group_options(self.settings.kafka_session_timeout_ms),
+            **options,
+        }
         consumer = make_consumer(
             self.settings,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
-            **group_options(self.settings.kafka_session_timeout_ms),
             group_instance_id=self.instance_id(group_id),
-            **options,
+            **chosen,
         )
         consumer.subscribe(topics, listener=_Rebalance(self))
         return consumer

@@ -56,6 +56,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIAL: Final = "default"
 BUCKET_SWEEP_S: Final = 60.0
+# What the consumer fetches ahead is memory too (each partition's answer is kept until
+# read, paused partitions' included): 1 MiB is 2,000 outbound records, plenty a poll.
+FETCH_OPTIONS: Final = {
+    "max_partition_fetch_bytes": 1024 * 1024,
+    "fetch_max_bytes": 8 * 1024 * 1024,
+}
 
 
 class DeliverStage(ConsumerStage):
@@ -140,13 +146,16 @@ class DeliverStage(ConsumerStage):
     def make_consumer(self) -> AIOKafkaConsumer:
         settings = self.settings
         if self.parking is None:
-            return self.new_consumer([settings.outbound_topic], settings.deliver_group)
+            return self.new_consumer(
+                [settings.outbound_topic], settings.deliver_group, **FETCH_OPTIONS
+            )
         # Partition p of both topics on one member: an account's parked records come back
         # to its owner.
         consumer = self.new_consumer(
             [settings.outbound_topic, settings.delayed_topic],
             settings.deliver_group,
             partition_assignment_strategy=DELIVER_ASSIGNORS,
+            **FETCH_OPTIONS,
         )
         self.gate = DelayedGate(consumer, self.metrics)
         return consumer
