@@ -159,8 +159,12 @@ class ConsumerStage(abc.ABC):
 
     async def _commit_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that
+            # comes as the event is set, and this loop, cancelled on stop, then runs on
+            # forever (the stop waits for it: a stage that never stops).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._commit_wanted.wait(), COMMIT_INTERVAL_S)
+                async with asyncio.timeout(COMMIT_INTERVAL_S):
+                    await self._commit_wanted.wait()
             if self._commit_wanted.is_set():
                 await asyncio.sleep(COMMIT_DEBOUNCE_S)
                 self._commit_wanted.clear()

@@ -708,8 +708,9 @@ class DeliverStage(ConsumerStage):
                     )
                     break
                 self._progress.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._progress.wait(), remaining)
+                with contextlib.suppress(TimeoutError):  # not wait_for: it may drop a cancel
+                    async with asyncio.timeout(remaining):
+                        await self._progress.wait()
         finally:
             self._draining = False
 

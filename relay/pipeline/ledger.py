@@ -202,8 +202,9 @@ class DeliveredLedger(Lifecycle):
     async def _write_loop(self) -> None:
         interval = self.settings.ledger_flush_interval_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it may drop the cancel
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._write_pending()
