@@ -12,9 +12,11 @@ it. A warm-up of cold events goes through ingest behind the backlog; once it is 
 (the worker has read the whole backlog, spent the hot budget and parked the rest), the
 trickle starts. `catch_up_s` says how long that took: cold events produced during it wait
 for the deliver stage to read through the hot backlog on their partition, which the target
-does not measure. Each phase is a fresh `relay run` on fresh topics, the sandbox reset
-between them. Latency = the sandbox's acceptance minus the cold record's append time on the
-input topic. Target: cold p99 in B <= 2 x cold p99 in A.
+does not measure; then the trickle waits until X has accepted the hot account's whole
+budget (`trickle_starts_s`): the scenario is a spent budget, and the window's burst of the
+hot account is X's load, not the relay's. Each phase is a fresh `relay run` on fresh
+topics, the sandbox reset between them. Latency = the sandbox's acceptance minus the cold
+record's append time on the input topic. Target: cold p99 in B <= 2 x cold p99 in A.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ LATE_S: Final = 30.0  # after the trickle, how long cold events may still arrive
 
 
 async def _phase(
-    stack: Stack, config: BenchConfig, name: str, hot_events: int, duration_s: float
+    stack: Stack, config: BenchConfig, name: str, hot_events: int, duration_s: float, limit: int
 ) -> dict[str, Any]:
     run = stack.run
     prefix = f"hotcold-{name}"
@@ -69,14 +71,19 @@ async def _phase(
 
     await run.wait_for(warm, f"{name}: the warm-up", alive=stack.check_alive)
     catch_up_s = time.monotonic() - started
-    hot_accepted = int((await stack.client.stats())["conversions_accepted"]) - len(warmup)
+    if hot_events:
+        # The scenario is a spent budget: X has taken the hot account's whole window (it
+        # goes out as fast as X answers, a burst X itself must absorb) before the trickle.
+        async def spent() -> bool:
+            accepted = int((await stack.client.stats())["conversions_accepted"])
+            return accepted - len(warmup) >= limit
+
+        await run.wait_for(spent, f"{name}: the hot budget spent", alive=stack.check_alive)
+    spent_s = time.monotonic() - started
+    detail = f" (behind the hot backlog), the hot budget ({limit:,}) spent at {spent_s:.1f}s"
     run.say(
         f"{name}: warm-up delivered {catch_up_s:.1f}s after the worker started"
-        + (
-            f" (behind the hot backlog; hot events accepted so far: {hot_accepted:,})"
-            if hot_events
-            else ""
-        )
+        + (detail if hot_events else "")
         + "; the cold trickle starts now"
     )
     per_account = max(int(COLD_RATE_PER_S * duration_s), 1)
@@ -97,8 +104,10 @@ async def _phase(
     await relay.stop()
     result: dict[str, Any] = {
         "catch_up_s": round(catch_up_s, 1),
+        "trickle_starts_s": round(spent_s, 1),
         "trickle_starts": "after the warm-up cold events, written behind the hot backlog, "
-        "were delivered (catch_up_s after the worker started)",
+        "were delivered (catch_up_s after the worker started) and X accepted the hot "
+        "account's whole budget (trickle_starts_s)",
         "cold_events": len(wanted),
         "cold_delivered": len(values),
         "accepted_total": stats["conversions_accepted"],
@@ -127,8 +136,8 @@ async def run_hot_cold(
         cold_rate_per_s=COLD_RATE_PER_S,
     )
     async with open_stack(run, config.path) as stack:
-        out.result["baseline"] = await _phase(stack, config, "baseline", 0, duration_s)
-        out.result["with_hot"] = await _phase(stack, config, "hot", hot_events, duration_s)
+        out.result["baseline"] = await _phase(stack, config, "baseline", 0, duration_s, limit)
+        out.result["with_hot"] = await _phase(stack, config, "hot", hot_events, duration_s, limit)
     base = out.result["baseline"].get("p99_ms")
     hot = out.result["with_hot"].get("p99_ms")
     ratio = hot / base if base and hot is not None else None
