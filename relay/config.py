@@ -499,7 +499,12 @@ class Settings:
         maximum=MAX_WEB_BATCH_SIZE,
     )
     linger_s: float = setting(
-        "RELAY_LINGER_S", 0.2, "how long a batch waits to fill", minimum=0, maximum=60
+        "RELAY_LINGER_S",
+        0.2,
+        "how long a batch waits to fill (while records wait unread on the deliver stage's "
+        "partitions: until full, at most 30 s)",
+        minimum=0,
+        maximum=60,
     )
     max_attempts: int = setting(
         "RELAY_MAX_ATTEMPTS",
