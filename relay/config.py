@@ -280,6 +280,16 @@ class Settings:
         minimum=1_000,
         maximum=3_600_000,
     )
+    # None: chosen by the broker too. The embedded broker looks for new records only now and
+    # then while a fetch waits; Kafka answers as soon as records arrive.
+    kafka_fetch_max_wait_ms: int | None = setting(
+        "RELAY_KAFKA_FETCH_MAX_WAIT_MS",
+        None,
+        "longest a stage's fetch waits for records; unset: 100, or 20 on the embedded broker"
+        " (which hands a new record over only when it looks again, at the latest then)",
+        minimum=0,
+        maximum=60_000,
+    )
     kafka_client_id: str = setting(
         "RELAY_KAFKA_CLIENT_ID",
         "conversion-relay",

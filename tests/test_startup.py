@@ -15,13 +15,15 @@ from typing import Final
 import pytest
 
 from relay.broker import free_port
-from relay.config import default_mapping_path, load_mapping
+from relay.config import default_mapping_path, load_mapping, load_settings
 from relay.kafka import (
     DEFAULT_SESSION_TIMEOUT_MS,
+    EMBEDDED_FETCH_MAX_WAIT_MS,
     EMBEDDED_SESSION_TIMEOUT_MS,
     group_options,
     session_timeout_for,
 )
+from relay.pipeline.worker import with_broker_defaults
 from relay.tools.bench.startup import parse_timeline
 from relay.tools.produce import generate_web, usable_pixels
 from relay.tools.stack import sandbox_process, sandbox_stats
@@ -98,6 +100,17 @@ async def test_session_timeout_is_chosen_by_the_broker_unless_set(kafka_bootstra
     assert await session_timeout_for(kafka_bootstrap, 7000) == 7000
     assert group_options(None)["session_timeout_ms"] == DEFAULT_SESSION_TIMEOUT_MS
     assert group_options(2000)["heartbeat_interval_ms"] < 2000
+
+
+async def test_the_fetch_wait_is_chosen_by_the_broker_unless_set(kafka_bootstrap: str) -> None:
+    # The embedded broker hands a record to a waiting fetch only when it looks again.
+    env = default_env(kafka_bootstrap, "fetchwait", "http://127.0.0.1:9")
+    chosen = await with_broker_defaults(load_settings(env))
+    assert chosen.kafka_fetch_max_wait_ms == EMBEDDED_FETCH_MAX_WAIT_MS
+    assert chosen.kafka_session_timeout_ms == EMBEDDED_SESSION_TIMEOUT_MS
+    configured = load_settings({**env, "RELAY_KAFKA_FETCH_MAX_WAIT_MS": "250"})
+    assert (await with_broker_defaults(configured)).kafka_fetch_max_wait_ms == 250
+    assert group_options(None, 20)["fetch_max_wait_ms"] == 20
 
 
 # What `relay run` imports before its consumers start joining: the rest (the X client and

@@ -68,7 +68,7 @@ def group_consumer(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
-        **group_options(settings.kafka_session_timeout_ms),
+        **group_options(settings.kafka_session_timeout_ms, settings.kafka_fetch_max_wait_ms),
         group_instance_id=instance_id(settings, stage),
         **wanted.options,
     )

@@ -26,9 +26,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import (
+    DEFAULT_SESSION_TIMEOUT_MS,
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EMBEDDED_SESSION_TIMEOUT_MS,
+    FETCH_MAX_WAIT_MS,
     BatchProducer,
     admin_client,
-    session_timeout_for,
+    is_embedded_broker,
     start_producer,
 )
 from relay.kafka_security import broker_tls
@@ -244,8 +248,8 @@ class Worker:
             try:
                 await prepare_topics(settings, ingest=ingest, admin=admin)
                 self.timeline.mark("topics")
-                settings = await with_session_timeout(settings, admin)
-                self.timeline.mark("session timeout")
+                settings = await with_broker_defaults(settings, admin)
+                self.timeline.mark("broker defaults")
             except BaseException:
                 # Let it finish starting, then stop it: a producer cancelled mid-start leaks.
                 with contextlib.suppress(Exception):
@@ -296,14 +300,22 @@ async def close_ledger(ledger: DeliveredLedger, watch: BrokerWatch) -> None:
         log.warning("delivered ledger not written out (Kafka unreachable): %s", exc)
 
 
-async def with_session_timeout(
+async def with_broker_defaults(
     settings: Settings, admin: AIOKafkaAdminClient | None = None
 ) -> Settings:
-    """`settings` with the group session timeout the broker calls for, when unset."""
-    timeout_ms = await session_timeout_for(settings, settings.kafka_session_timeout_ms, admin)
-    if timeout_ms == settings.kafka_session_timeout_ms:
+    """`settings` with the group session timeout and fetch wait the broker calls for, where
+    unset."""
+    session_ms, fetch_ms = settings.kafka_session_timeout_ms, settings.kafka_fetch_max_wait_ms
+    if session_ms is not None and fetch_ms is not None:
         return settings
-    return dataclasses.replace(settings, kafka_session_timeout_ms=timeout_ms)
+    embedded = await is_embedded_broker(settings, admin)
+    if session_ms is None:
+        session_ms = EMBEDDED_SESSION_TIMEOUT_MS if embedded else DEFAULT_SESSION_TIMEOUT_MS
+    if fetch_ms is None:
+        fetch_ms = EMBEDDED_FETCH_MAX_WAIT_MS if embedded else FETCH_MAX_WAIT_MS
+    return dataclasses.replace(
+        settings, kafka_session_timeout_ms=session_ms, kafka_fetch_max_wait_ms=fetch_ms
+    )
 
 
 def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | None = None) -> int:
