@@ -10,7 +10,6 @@ the broker holds them. Partitions assigned before the stage is attached wait for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -121,8 +120,9 @@ class EarlyMember:
         (which bounds the wait when the broker is gone)."""
         self.listener.attach(None)
         self.starting.cancel()
-        with contextlib.suppress(BaseException):
-            await self.starting
+        await asyncio.wait([self.starting])  # its end, without raising what ended it
+        if not self.starting.cancelled():
+            self.starting.exception()  # retrieved: the stage's failure is reported elsewhere
         await stop(self.consumer.stop())
 
 
