@@ -6,6 +6,9 @@ relay process fed at `load` x capacity for `duration_s`, each record stamped wit
 time (the record timestamp, epoch ms); the latency of an event is the sandbox's acceptance
 time (`received_at` in its journal, ms) minus that stamp, both on this machine's clock. The
 sandbox answers without added latency here, so the numbers are the relay's own.
+Where it goes: each event's outbound record (written by the ingest stage, its Kafka
+timestamp) splits it into ingest (append -> outbound) and delivery (outbound -> X's 2xx,
+the batch's linger included).
 Target: p99 <= linger + 150 ms.
 """
 
@@ -16,13 +19,17 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
+import orjson
+from aiokafka import ConsumerRecord
+
 from relay.config import load_settings
+from relay.pipeline import outbound
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.configs import default_config
 from relay.tools.bench.context import BenchTimeout, Run, StallGuard
 from relay.tools.bench.e2e import DeadLettered, input_spec, measure
 from relay.tools.bench.events import Event, Kind, entry_identity, mobile_events, web_events
-from relay.tools.bench.kafka_io import PacedFeed
+from relay.tools.bench.kafka_io import PacedFeed, read_topic
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import Target
 from relay.tools.bench.stack import ProcessDied, Stack, accepted, open_stack
@@ -50,6 +57,49 @@ def latencies_ms(
         if appended is not None and identity not in found:
             found[identity] = received_s(entry) * 1000 - appended
     return sorted(found.values())
+
+
+def outbound_identity(payload: bytes, kind: Kind) -> str | None:
+    """The identity of an outbound record's event, as `entry_identity` gives it."""
+    try:
+        params = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    value = params.get("conversion_time" if kind == "mobile" else "conversion_id")
+    return None if value is None else str(value)
+
+
+def stage_split(
+    records: Sequence[ConsumerRecord],
+    entries: Sequence[dict[str, Any]],
+    appended_ms: dict[str, int],
+    kind: Kind,
+) -> dict[str, float]:
+    """p50/p95/p99 of ingest (append -> outbound record) and delivery (-> X's 2xx)."""
+    written: dict[str, int] = {}
+    for record in records:
+        try:
+            payload = outbound.decode(record.value).payload
+        except outbound.UnknownOutbound:
+            continue
+        identity = outbound_identity(payload, kind)
+        if identity is not None and identity in appended_ms:
+            written.setdefault(identity, record.timestamp)
+    ingest: list[float] = []
+    deliver: list[float] = []
+    seen: set[str] = set()
+    for entry in entries:
+        identity = entry_identity(entry, kind)
+        if identity in seen or identity not in written:
+            continue
+        seen.add(identity)
+        ingest.append(written[identity] - appended_ms[identity])
+        deliver.append(received_s(entry) * 1000 - written[identity])
+    split: dict[str, float] = {}
+    for name, values in (("ingest", sorted(ingest)), ("deliver", sorted(deliver))):
+        for p in PERCENTILES if values else ():
+            split[f"{name}_p{p}_ms"] = round(percentile(values, p), 1)
+    return split
 
 
 def _events(kind: Kind, count: int, seed: int) -> list[Event]:
@@ -102,6 +152,8 @@ async def _one_kind(
         "measured": len(values),
     }
     result.update({f"p{p}_ms": round(percentile(values, p), 1) for p in PERCENTILES if values})
+    records = await read_topic(stack.bootstrap, f"{prefix}.outbound", timeout_s=120)
+    result.update(stage_split(records, entries, feed.appended_ms, kind))
     return result
 
 
