@@ -170,7 +170,8 @@ async def test_head_answers_the_get_headers_without_a_body() -> None:
     [
         b"NOT HTTP AT ALL\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: sandbox\r\nContent-Length: nope\r\n\r\n",
-        b"POST /12/conversion_event HTTP/1.1\r\nHost: sandbox\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /12/conversion_event HTTP/1.1\r\nHost: sandbox\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
     ],
     ids=["no-request-line", "bad-content-length", "bad-chunk"],
 )
@@ -288,8 +289,8 @@ async def test_hot_routes_answer_as_aiohttp_does() -> None:
         web_request(web_body(2)),
         web_request(b'{"conversions": [{"event_id": "nope"}]}'),
         web_request(b"not json"),
-        b"POST /12/conversion_event?app_id=333903271 HTTP/1.1\r\nHost: s\r\nContent-Length: 0\r\n\r\n",
-        b"POST /12/measurement/conversions/unknown HTTP/1.1\r\nHost: s\r\nContent-Length: 0\r\n\r\n",
+        b"POST /12/conversion_event?app_id=333903271 HTTP/1.1\r\nHost: s\r\n\r\n",
+        b"POST /12/measurement/conversions/unknown HTTP/1.1\r\nHost: s\r\n\r\n",
     ]
     answers: dict[bool, list[Answer]] = {}
     for own in (False, True):
