@@ -230,7 +230,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._server.connections.discard(self)
+        self._server.forget(self)
         self._queue.clear()
         request, self._in_flight = self._in_flight, None
         if request is not None and request.on_client_gone is not None:
@@ -485,6 +485,7 @@ class HttpServer:
         self.closing = False
         self._on_error = on_error
         self._server: asyncio.AbstractServer | None = None
+        self._drained = asyncio.Event()  # closing, and no connection left
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -512,13 +513,11 @@ class HttpServer:
             connection.close_if_idle()
         if before_drain is not None:
             await before_drain
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self.connections and asyncio.get_running_loop().time() < deadline:
-            for connection in list(self.connections):
-                connection.close_if_idle()
-            if not self.connections:
-                break
-            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.close_if_idle()  # the ones that went idle meanwhile; busy ones close
+        if self.connections:  # after their answer (keep-alive is off while closing)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout_s)
         for connection in list(self.connections):
             connection.abort()
         if self._server is not None:
@@ -533,6 +532,11 @@ class HttpServer:
             for connection in list(self.connections):
                 if connection.last_active < horizon:
                     connection.close_if_idle()
+
+    def forget(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        if self.closing and not self.connections:
+            self._drained.set()
 
     def logger_exception(self, request: HttpRequest, exc: BaseException | None = None) -> None:
         if self._on_error is not None:
