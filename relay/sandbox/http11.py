@@ -29,7 +29,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Final, cast
@@ -66,6 +66,7 @@ class HttpRequest:
     version: str
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    host: bytes | None  # the first Host field
     keep_alive: bool
     transport: asyncio.Transport
     body_too_large: bool = False
@@ -146,11 +147,11 @@ def serialize(answer: Answer, keep_alive: bool, http10: bool) -> bytes:
     return b"".join((head, _DATE.line(), b"\r\n", answer.body))
 
 
+_REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return _REASONS.get(status, "Unknown")
 
 
 class _Resume:
@@ -187,17 +188,45 @@ async def _resumed(coro: Coroutine[Any, Any, Answer | None], first: Any) -> Answ
     return await _Resume(coro, first)
 
 
-@dataclass(eq=False)
 class _Message:
-    """The request being parsed."""
+    """The request being parsed; the fields the server itself reads noted on the way."""
 
-    url: list[bytes] = field(default_factory=list)
-    url_bytes: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    header_bytes: int = 0
-    body: list[bytes] = field(default_factory=list)
-    body_bytes: int = 0
-    too_large: bool = False  # dispatched already: what is left of the body is thrown away
+    __slots__ = (
+        "body",
+        "body_bytes",
+        "content_length",
+        "expects_continue",
+        "header_bytes",
+        "headers",
+        "host",
+        "too_large",
+        "url",
+        "url_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.url: list[bytes] = []
+        self.url_bytes = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.content_length: int | None = None
+        self.expects_continue = False
+        self.host: bytes | None = None
+        self.too_large = False  # dispatched already: what is left of the body is thrown away
+
+    def note(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"host":
+            if self.host is None:
+                self.host = value
+        elif lower == b"content-length":
+            if self.content_length is None:
+                with contextlib.suppress(ValueError):
+                    self.content_length = int(value)
+        elif lower == b"expect":
+            self.expects_continue = value.strip().lower() == b"100-continue"
 
 
 class Connection(asyncio.Protocol):
@@ -276,6 +305,7 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         message = self._current()
         message.headers.append((name, value))
+        message.note(name, value)
         message.header_bytes += len(name) + len(value) + 4
         if message.header_bytes > self._limits.max_header_bytes:
             raise _Refused(
@@ -284,11 +314,11 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         message = self._current()
-        length = _content_length(message.headers)
+        length = message.content_length
         if length is not None and length > self._limits.max_body_bytes:
             self._too_large(message)
             return
-        if _expects_continue(message.headers):
+        if message.expects_continue:
             if self._busy or self._queue:
                 self._continue_owed = True
             else:
@@ -328,6 +358,7 @@ class Connection(asyncio.Protocol):
             version=self._parser.get_http_version(),
             headers=message.headers,
             body=body,
+            host=message.host,
             keep_alive=bool(self._parser.should_keep_alive()) and not too_large,
             transport=self._transport,
             body_too_large=too_large,
@@ -452,21 +483,6 @@ class Connection(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._abort()
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            with contextlib.suppress(ValueError):
-                return int(value)
-    return None
-
-
-def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(
-        name.lower() == b"expect" and value.strip().lower() == b"100-continue"
-        for name, value in headers
-    )
 
 
 class HttpServer:

@@ -213,7 +213,7 @@ class Router:
         hot = None
         if request.method == "POST" and "%" not in path and "#" not in request.target:
             hot = self._hot(path)
-        host = request.header(b"host") if hot is not None else None
+        host = request.host
         if hot is None or not host:
             return await self._bridge.answer(request)
         route, params = hot
