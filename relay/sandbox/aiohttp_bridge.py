@@ -95,7 +95,8 @@ class _Pipe(asyncio.Transport):
 
 def _forwarded(request: HttpRequest) -> bytes:
     """The request as aiohttp is to read it: its fields in order, the body by length."""
-    lines = [f"{request.method} {request.target} HTTP/{request.version}\r\n".encode()]
+    request_line = f"{request.method} {request.target} HTTP/{request.version}\r\n"
+    lines = [request_line.encode("utf-8", "surrogateescape")]
     for name, value in request.headers:
         if name.lower().decode("latin-1") not in _NOT_FORWARDED:
             lines.append(name + b": " + value + b"\r\n")

@@ -110,7 +110,14 @@ class FastRequest:
         return self._body
 
     async def text(self) -> str:
-        return self._body.decode("utf-8")
+        """As aiohttp decodes it: the charset the Content-Type names, else UTF-8."""
+        raw = self.headers.get("Content-Type", "")
+        charset = "utf-8"
+        for param in raw.split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset":
+                charset = value.strip().strip('"') or charset
+        return self._body.decode(charset)
 
     def get(self, key: Any, default: Any = None) -> Any:
         return self._storage.get(key, default)
@@ -211,7 +218,8 @@ class Router:
     async def __call__(self, request: HttpRequest) -> Answer | None:
         path, _, query_string = request.target.partition("?")
         hot = None
-        if request.method == "POST" and "%" not in path and "#" not in request.target:
+        target = request.target
+        if request.method == "POST" and target.isascii() and "%" not in path and "#" not in target:
             hot = self._hot(path)
         host = request.host
         if hot is None or not host:
