@@ -13,10 +13,11 @@ from typing import Any, Final
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
-from relay.sandbox.app import MAX_BODY_BYTES
+from relay.sandbox.app import MAX_BODY_BYTES, create_app
 from relay.sandbox.http11 import Limits
-from relay.sandbox.routing import HOT_ROUTES
+from relay.sandbox.routing import HOT_ROUTES, Router
 from relay.sandbox.server import SandboxServer
 from tests.sandbox_fixtures import PIXEL, conversion, default_config
 
@@ -310,3 +311,33 @@ async def test_hot_routes_answer_as_aiohttp_does() -> None:
         assert {k: v for k, v in ours.headers.items() if k not in ignored} == {
             k: v for k, v in theirs.headers.items() if k not in ignored
         }
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "host", "fast"),
+    [
+        ("POST", "/12/conversion_event?app_id=1", b"h", "/12/conversion_event"),
+        ("POST", f"{WEB_PATH}", b"h", "/12/measurement/conversions/{pixel_id}"),
+        ("GET", "/12/conversion_event", b"h", None),  # aiohttp answers its 405
+        ("POST", "/12/conversion_%65vent", b"h", None),  # percent-encoded
+        ("POST", "/12/measurement/conversions/..", b"h", None),  # dot segment
+        ("POST", "/12/measurement/conversions/a/b", b"h", None),
+        ("POST", "/12/conversion_event", None, None),  # no Host
+        ("POST", "/12/accounts/a/app_event_tags", b"h", None),  # a cold route
+    ],
+)
+async def test_the_conversion_endpoints_take_the_fast_path_and_nothing_unusual_does(
+    method: str, target: str, host: bytes | None, fast: str | None
+) -> None:
+    app = create_app(default_config())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        assert runner.server is not None
+        router = Router(app, runner.server, MAX_BODY_BYTES)
+        found = router.fast_route(method, target, host)
+        assert (found[0].resource.canonical if found and found[0].resource else None) == fast
+        if fast and "{" in fast:
+            assert found is not None and found[1] == {"pixel_id": PIXEL}
+    finally:
+        await runner.cleanup()

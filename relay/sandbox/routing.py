@@ -200,6 +200,16 @@ class Router:
                 else:  # one parameter, the last segment
                     self._prefixed[head] = (tail.rstrip("}"), route)
 
+    def fast_route(
+        self, method: str, target: str, host: bytes | None
+    ) -> tuple[web.AbstractRoute, dict[str, str]] | None:
+        """The hot route and its path parameters when the request takes the fast path;
+        None when the aiohttp application answers it."""
+        if method != "POST" or not host or not target.isascii() or "#" in target:
+            return None
+        path = target.partition("?")[0]
+        return None if "%" in path else self._hot(path)
+
     def _hot(self, path: str) -> tuple[web.AbstractRoute, dict[str, str]] | None:
         route = self._exact.get(path)
         if route is not None:
@@ -216,15 +226,12 @@ class Router:
         return match[1], {match[0]: segment}
 
     async def __call__(self, request: HttpRequest) -> Answer | None:
-        path, _, query_string = request.target.partition("?")
-        hot = None
-        target = request.target
-        if request.method == "POST" and target.isascii() and "%" not in path and "#" not in target:
-            hot = self._hot(path)
         host = request.host
-        if hot is None or not host:
+        hot = self.fast_route(request.method, request.target, host)
+        if hot is None or host is None:
             return await self._bridge.answer(request)
         route, params = hot
+        path, _, query_string = request.target.partition("?")
         kind = TooLargeRequest if request.body_too_large else FastRequest
         fast = kind(
             self._app,
