@@ -106,11 +106,11 @@ async def test_parked_overflow_comes_back_when_the_budget_has_room_one_park_afte
                     OutRecord(settings.outbound_topic, v, key=None, partition=0) for v in values
                 )
                 floor = 300 * (wave + 1)
-                await wait_for(
-                    lambda floor=floor: worker.metrics.total("relay_events_parked") >= floor,
-                    60,
-                    f"the overflow of wave {wave}",
-                )
+
+                def parked_past(floor: int = floor) -> bool:
+                    return worker.metrics.total("relay_events_parked") >= floor
+
+                await wait_for(parked_past, 60, f"the overflow of wave {wave}")
         finally:
             stop.set()
             await task

@@ -30,6 +30,7 @@ from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
+from relay.observability.startup import FIRST_DELIVERY
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
@@ -39,8 +40,8 @@ from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ledger import DeliveredLedger
 from relay.pipeline.linger import Linger
+from relay.pipeline.membership import subscription
 from relay.pipeline.parking import (
-    DELIVER_ASSIGNORS,
     DelayedGate,
     ParkedRecord,
     Parking,
@@ -56,12 +57,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIAL: Final = "default"
 BUCKET_SWEEP_S: Final = 60.0
-# What the consumer fetches ahead is memory too (each partition's answer is kept until
-# read, paused partitions' included): 1 MiB is 2,000 outbound records, plenty a poll.
-FETCH_OPTIONS: Final = {
-    "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_bytes": 8 * 1024 * 1024,
-}
 
 
 class DeliverStage(ConsumerStage):
@@ -144,21 +139,14 @@ class DeliverStage(ConsumerStage):
         return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        settings = self.settings
-        if self.parking is None:
-            return self.new_consumer(
-                [settings.outbound_topic], settings.deliver_group, **FETCH_OPTIONS
-            )
-        # Partition p of both topics on one member: an account's parked records come back
-        # to its owner.
-        consumer = self.new_consumer(
-            [settings.outbound_topic, settings.delayed_topic],
-            settings.deliver_group,
-            partition_assignment_strategy=DELIVER_ASSIGNORS,
-            **FETCH_OPTIONS,
-        )
-        self.gate = DelayedGate(consumer, self.metrics)
+        wanted = subscription(self.settings, "deliver", parked=self.parking is not None)
+        consumer = self.new_consumer(wanted.topics, wanted.group_id, **wanted.options)
+        self.on_consumer(consumer)
         return consumer
+
+    def on_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        if self.parking is not None:
+            self.gate = DelayedGate(consumer, self.metrics)
 
     def credential_for(self, routed: outbound.Routed) -> str:
         """The named credentials of the record's pixel or app, else of its account."""
@@ -296,6 +284,7 @@ class DeliverStage(ConsumerStage):
         """The delivered ledger of the new partitions is read before their first send."""
         if self.ledger is not None and assigned:
             await self.ledger.rebuild({tp.partition for tp in assigned})
+            self.timeline.mark("ledger rebuilt")
 
     async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
         """Park events on the delayed topic; once acknowledged their offsets finish here."""
@@ -645,6 +634,7 @@ class DeliverStage(ConsumerStage):
         self.metrics.observe_delivered(
             batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
         )
+        self.timeline.mark(FIRST_DELIVERY)
         self._finish(lane, batch.items)
 
     @staticmethod

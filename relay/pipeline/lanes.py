@@ -146,8 +146,12 @@ class Lane:
         """Close batches whose linger (`linger_s`, else the lane's) expired (all with
         `everything`); return the seconds until the next one is due, or None when nothing
         is open."""
-        linger = self.linger_s if linger_s is None else linger_s
         next_due: float | None = None
+        # Before X's first answer the first request carries only what the empty-started
+        # bucket holds (often one event): filling a batch gains nothing, so it goes at once
+        # (X's answer then tells the budget; later batches linger).
+        first = not self.bucket.server_known and not self.bucket.in_flight
+        linger = 0.0 if first else (self.linger_s if linger_s is None else linger_s)
         for target, opened in list(self.opened_at.items()):
             due = opened + linger
             if everything or due <= now:
