@@ -113,6 +113,7 @@ class DeliverStage(ConsumerStage):
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
+        self._gauges_shown: tuple[bool, bool, int] | None = None
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
@@ -559,6 +560,11 @@ class DeliverStage(ConsumerStage):
             )
 
     def _update_gauges(self) -> None:
+        # Runs after every answer of X: the gauges are set only when what they show changed.
+        state = (bool(self.holds.credentials), self.circuit.is_open, len(self.holds.targets))
+        if state == self._gauges_shown:
+            return
+        self._gauges_shown = state
         blocked = self.metrics.delivery_blocked
         blocked.labels("credential_rejected").set(1 if self.holds.credentials else 0)
         blocked.labels("circuit_open").set(1 if self.circuit.is_open else 0)
