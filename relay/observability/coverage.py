@@ -62,6 +62,7 @@ def _label_of(mask: int) -> str:
 
 
 _LABELS: Final = tuple(_label_of(mask) for mask in range(1 << 6))
+LABELS: Final = frozenset(_LABELS)  # every label value there is
 
 
 def _web_mask(payload: Mapping[str, Any]) -> int:
@@ -98,9 +99,13 @@ def _app_mask(payload: Mapping[str, Any]) -> int:
     return mask
 
 
-def identifier_set(kind: str, payload: Mapping[str, Any] | bytes) -> str:
+def identifier_set(kind: str, payload: Mapping[str, Any] | bytes | str) -> str:
     """The label value for one delivered payload of `kind` (web or app); a web payload may
-    come as the outbound record's JSON bytes."""
+    come as the outbound record's JSON bytes, or as its label already (a str of LABELS)."""
+    if isinstance(payload, str):
+        if payload not in LABELS:
+            raise ValueError("not an identifier set label")
+        return payload
     if isinstance(payload, bytes):
         if kind == "app":
             raise TypeError("app payloads are read decoded")

@@ -195,8 +195,13 @@ class DeliverStage(ConsumerStage):
                 self._held_keys[key] = tp
                 lane = self._lane(routed)
                 pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
-                pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
-                pending.headers = carried_headers(msg.headers)
+                if msg.headers:  # R3 records carry the origin in the routing line
+                    pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                    pending.headers = carried_headers(msg.headers)
+                else:
+                    pending.timestamp_ms = msg.timestamp
+                if routed.origin_ms >= 0:
+                    pending.timestamp_ms = routed.origin_ms
                 lane.add(pending, now)
                 touched.add(lane)
         if duplicates:
@@ -606,13 +611,15 @@ class DeliverStage(ConsumerStage):
             await self.attributions.publish(record)
             self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
         self.metrics.batch_size.labels(batch.kind).observe(size)
-        payloads: list[Mapping[str, Any] | bytes] = (
+        items = batch.items
+        payloads: list[Mapping[str, Any] | bytes | str] = (
             [sent.params]
             if sent.params is not None
-            else [p.routed.payload for p in batch.items]  # web: read as bytes, not decoded
+            # web: the label of the routing line, else the payload read as bytes
+            else [p.routed.identifiers or p.routed.payload for p in items]
         )
         self.metrics.observe_delivered(
-            batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
+            batch.kind, payloads, [p.timestamp_ms for p in items], account=lane.account
         )
         self._finish(lane, batch.items)
 

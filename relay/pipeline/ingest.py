@@ -26,7 +26,6 @@ from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, Header, OutRecord
 from relay.normalize.device_ids import redact_device_ids
-from relay.observability.latency import origin_timestamp_header
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
@@ -39,13 +38,15 @@ log = logging.getLogger(__name__)
 MAX_CHUNKS_IN_FLIGHT: Final = 4
 
 
+NO_HEADERS: Final[list[Header]] = []  # shared: the producer only reads it
+
+
 def outbound_headers(msg: ConsumerRecord) -> list[Header]:
-    """The input's timestamp (end-to-end latency) and the headers that travel on (the redrive
-    count); a list, the producer's record builder takes no other sequence."""
-    headers = [origin_timestamp_header(msg.timestamp)]
-    if msg.headers:  # most input records have none
-        headers.extend(carried_headers(msg.headers))
-    return headers
+    """The headers that travel on (the redrive count); a list, the producer's record builder
+    takes no other sequence. The input's timestamp travels in the routing line."""
+    if not msg.headers:  # most input records have none
+        return NO_HEADERS
+    return list(carried_headers(msg.headers))
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> Any:
@@ -123,7 +124,7 @@ class Ingestor:
     def outbound_record(self, event: OutboundEvent, msg: ConsumerRecord) -> OutRecord:
         return OutRecord(
             self.settings.outbound_topic,
-            outbound.encode(event),
+            outbound.encode(event, msg.timestamp),
             key=event.budget_key.encode(),
             headers=outbound_headers(msg),
         )
@@ -200,7 +201,7 @@ class IngestStage(ConsumerStage):
                 records.append(
                     OutRecord(
                         outbound_topic,
-                        encode(event),
+                        encode(event, msg.timestamp),
                         key=event.budget_key.encode(),
                         headers=outbound_headers(msg),
                     )
