@@ -14,6 +14,7 @@ from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import NormalizeContext, OutboundEvent
 from relay.formats.web import adapt_web, adapt_web_checked
 from relay.normalize.identifiers import sha256_hex
+from relay.observability.coverage import identifier_set
 
 MAPPING = load_mapping(default_mapping_path())
 ABSENT = object()
@@ -83,6 +84,8 @@ def outcome(adapter: Any, record: Any, ctx: NormalizeContext) -> Any:
         return ("invalid", bad.message, bad.field, bad.error_class)
     except DroppedEvent as drop:
         return ("dropped", drop.reason)
+    if event.identifiers is not None:  # the label the adapter knew is the payload's
+        assert event.identifiers == identifier_set("web", event.payload)
     return ("event", event.kind, event.budget_key, event.target, event.payload, event.ledger_key)
 
 

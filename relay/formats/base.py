@@ -39,6 +39,7 @@ class OutboundEvent:
     target: str
     payload: dict[str, Any]
     ledger_key: str = ""
+    identifiers: str | None = None  # the coverage label of the payload, when the adapter knew it
 
 
 class Adapter(Protocol):

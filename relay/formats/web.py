@@ -36,6 +36,7 @@ from relay.normalize.conversion_ids import derive_conversion_id
 from relay.normalize.identifiers import hash_email, hash_phone, web_identifiers
 from relay.normalize.money import normalize_amount, normalize_currency, normalize_quantity
 from relay.normalize.timestamps import normalize_time
+from relay.observability.coverage import web_identifier_set
 
 MAX_REMEMBERED_IDS: Final = 4096  # (pixel, account, event) as sent -> as checked
 
@@ -174,7 +175,8 @@ def _adapt_well_formed(record: Any, ctx: NormalizeContext) -> OutboundEvent:
         payload["description"] = description
     if get("contents") is not None:
         raise _Fallback
-    return OutboundEvent(kind="web", budget_key=account_id, target=pixel_id, payload=payload)
+    label = web_identifier_set(twclid, hashed_email, hashed_phone, ip_address, user_agent)
+    return OutboundEvent("web", account_id, pixel_id, payload, identifiers=label)
 
 
 def _present(value: object) -> Any:

@@ -65,6 +65,23 @@ _LABELS: Final = tuple(_label_of(mask) for mask in range(1 << 6))
 LABELS: Final = frozenset(_LABELS)  # every label value there is
 
 
+def web_identifier_set(
+    twclid: object, email: object, phone: object, ip_address: object, user_agent: object
+) -> str:
+    """The label of a web payload with these identifiers (each: present when truthy), as
+    `identifier_set` reads it from the payload; for the adapter that builds it."""
+    mask = _TWCLID if twclid else 0
+    if email:
+        mask |= _EMAIL
+    if phone:
+        mask |= _PHONE
+    if ip_address:
+        mask |= _IP
+    if user_agent:
+        mask |= _UA
+    return _LABELS[mask]
+
+
 def _web_mask(payload: Mapping[str, Any]) -> int:
     # The payload is X's request body as ingest built it: identifiers hold no empty values.
     mask = 0

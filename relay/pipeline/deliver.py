@@ -37,7 +37,7 @@ from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
-from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.ledger import DeliveredLedger, ledger_digest
 from relay.pipeline.parking import (
     DELIVER_ASSIGNORS,
     DelayedGate,
@@ -162,7 +162,7 @@ class DeliverStage(ConsumerStage):
     # -- intake -------------------------------------------------------------------------
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        tracker = self.tracker
+        tracker, ledger = self.tracker, self.ledger
         undecodable: list[Pending] = []
         touched: set[Lane] = set()
         now = self.clock()
@@ -186,7 +186,8 @@ class DeliverStage(ConsumerStage):
                     )
                     continue
                 key = routed.ledger_key
-                if key in self._held_keys or (self.ledger is not None and self.ledger.seen(key)):
+                digest = ledger_digest(key) if ledger is not None else b""
+                if key in self._held_keys or (ledger is not None and ledger.seen_digest(digest)):
                     # A replay: X has it, or its first copy waits here (a copy is written
                     # after it on the same partition, so the commit cannot pass that first).
                     tracker.finish(tp, msg.offset)
@@ -195,6 +196,7 @@ class DeliverStage(ConsumerStage):
                 self._held_keys[key] = tp
                 lane = self._lane(routed)
                 pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
+                pending.digest = digest
                 if msg.headers:  # R3 records carry the origin in the routing line
                     pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
                     pending.headers = carried_headers(msg.headers)
@@ -592,11 +594,12 @@ class DeliverStage(ConsumerStage):
                 batch.target,
             )
         if self.ledger is not None:
-            by_partition: dict[int, list[str]] = {}
+            by_partition: dict[int, list[bytes]] = {}
             for p in batch.items:
-                by_partition.setdefault(p.tp.partition, []).append(p.routed.ledger_key)
-            for partition, keys in by_partition.items():
-                self.ledger.record(partition, keys)
+                digest = p.digest or ledger_digest(p.routed.ledger_key)
+                by_partition.setdefault(p.tp.partition, []).append(digest)
+            for partition, digests in by_partition.items():
+                self.ledger.record_digests(partition, digests)
         if batch.kind == "app" and sent.params is not None:
             (item,) = batch.items
             mode = self.settings.mobile_mode

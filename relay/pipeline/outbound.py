@@ -98,7 +98,7 @@ def encode(event: OutboundEvent, origin_ms: int = -1) -> bytes:
     budget_key, target = event.budget_key, event.target
     _check_field(budget_key, "budget_key")
     _check_field(target, "target")
-    identifiers = coverage.identifier_set(kind, event.payload)
+    identifiers = event.identifiers or coverage.identifier_set(kind, event.payload)
     # One format and one encode of the routing line: this runs once per ingested event.
     head = (
         f"R3 {kind} {budget_key} {target} {ledger_key_for(event, payload)}"
