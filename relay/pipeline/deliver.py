@@ -168,13 +168,17 @@ class DeliverStage(ConsumerStage):
         now = self.clock()
         count = 0
         duplicates = 0
+        held_keys = self._held_keys
+        lanes: dict[tuple[str, str, str], Lane] = {}  # of this batch's records, looked up once
         for tp, messages in batch.items():
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
+            count += len(messages)
+            register = tracker.registrar(tp)
             for msg in messages:
-                count += 1
-                tracker.register(tp, msg.offset)
+                offset = msg.offset
+                register(offset)
                 value: bytes = msg.value or b""
                 origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
                 try:
@@ -182,20 +186,19 @@ class DeliverStage(ConsumerStage):
                 except outbound.UnknownOutbound:
                     placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
                     undecodable.append(
-                        Pending(tp, msg.offset, msg.key, value, placeholder, origin, parked)
+                        Pending(tp, offset, msg.key, value, placeholder, origin, parked)
                     )
                     continue
                 key = routed.ledger_key
                 digest = ledger_digest(key) if ledger is not None else b""
-                if key in self._held_keys or (ledger is not None and ledger.seen_digest(digest)):
+                if key in held_keys or (ledger is not None and ledger.seen_digest(digest)):
                     # A replay: X has it, or its first copy waits here (a copy is written
                     # after it on the same partition, so the commit cannot pass that first).
-                    tracker.finish(tp, msg.offset)
+                    tracker.finish(tp, offset)
                     duplicates += 1
                     continue
-                self._held_keys[key] = tp
-                lane = self._lane(routed)
-                pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
+                held_keys[key] = tp
+                pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
                 pending.digest = digest
                 if msg.headers:  # R3 records carry the origin in the routing line
                     pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
@@ -204,8 +207,12 @@ class DeliverStage(ConsumerStage):
                     pending.timestamp_ms = msg.timestamp
                 if routed.origin_ms >= 0:
                     pending.timestamp_ms = routed.origin_ms
+                slot = (routed.kind, routed.target, routed.budget_key)
+                lane = lanes.get(slot)
+                if lane is None:
+                    lane = lanes[slot] = self._lane(routed)
+                    touched.add(lane)
                 lane.add(pending, now)
-                touched.add(lane)
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
             self.commit_soon()

@@ -36,6 +36,7 @@ from relay.pipeline.redact import REDACTED_HEADER, redact
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
+MAX_RECORD_KEYS: Final = 100_000
 
 
 NO_HEADERS: Final[list[Header]] = []  # shared: the producer only reads it
@@ -161,6 +162,7 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self._record_keys: dict[str, bytes] = {}  # budget key -> record key: accounts repeat
         self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
@@ -176,6 +178,7 @@ class IngestStage(ConsumerStage):
         dead: Counter[str] = Counter()
         decode, max_bytes, ctx = decode_record, self.settings.max_event_bytes, ingestor.ctx
         outbound_topic, encode = self.settings.outbound_topic, outbound.encode
+        record_keys = self._record_keys
         consumed = 0
         for tp, messages in batch.items():
             if not messages:
@@ -198,12 +201,18 @@ class IngestStage(ConsumerStage):
                         origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
                     )
                     continue
+                budget_key = event.budget_key
+                key = record_keys.get(budget_key)
+                if key is None:
+                    if len(record_keys) >= MAX_RECORD_KEYS:
+                        record_keys.clear()
+                    key = record_keys[budget_key] = budget_key.encode()
                 records.append(
                     OutRecord(
                         outbound_topic,
                         encode(event, msg.timestamp),
-                        key=event.budget_key.encode(),
-                        headers=outbound_headers(msg),
+                        key,
+                        outbound_headers(msg) if msg.headers else NO_HEADERS,
                     )
                 )
                 kinds[event.kind] += 1

@@ -32,6 +32,7 @@ from relay.observability import coverage
 VERSION_TAG: Final = b"R3 "
 VERSION_2_TAG: Final = b"R2 "
 KINDS: Final = ("web", "app")
+_LABELS: Final = coverage.LABELS
 Kind = Literal["web", "app"]
 
 
@@ -102,7 +103,7 @@ def encode(event: OutboundEvent, origin_ms: int = -1) -> bytes:
     # One format and one encode of the routing line: this runs once per ingested event.
     head = (
         f"R3 {kind} {budget_key} {target} {ledger_key_for(event, payload)}"
-        f" {origin_ms if origin_ms >= 0 else -1} {identifiers}\n"
+        f" {origin_ms if origin_ms > 0 else -1} {identifiers}\n"
     )
     return head.encode() + payload
 
@@ -111,31 +112,46 @@ def decode(value: bytes | None) -> Routed:
     """An outbound record value -> `Routed`; `UnknownOutbound` for what it cannot read."""
     if not value:
         raise UnknownOutbound("empty outbound record")
-    version3 = value.startswith(VERSION_TAG)
-    if version3 or value.startswith(VERSION_2_TAG):
-        head, sep, payload = value.partition(b"\n")
+    if value.startswith(VERSION_TAG):  # this runs once per delivered event
+        head, _, payload = value.partition(b"\n")
         try:
-            parts = head.decode().split(" ")
-        except UnicodeDecodeError:
-            raise UnknownOutbound("outbound routing line is not UTF-8") from None
-        if not sep or len(parts) != (7 if version3 else 5) or not payload:
-            raise UnknownOutbound("outbound record framing is broken")
-        kind = parts[1]
-        if kind not in KINDS:
-            raise UnknownOutbound(f"outbound kind {kind!r} is unknown")
-        routed = Routed(kind, parts[2], parts[3], parts[4], payload)  # type: ignore[arg-type]
-        if version3:
-            origin, identifiers = parts[5], parts[6]
-            if origin.isdigit():
-                routed.origin_ms = int(origin)
-            elif origin != "-1":
-                raise UnknownOutbound("outbound origin timestamp is not a number")
+            _, kind, budget_key, target, ledger_key, origin, identifiers = head.decode().split(" ")
+        except (UnicodeDecodeError, ValueError):
+            raise UnknownOutbound("outbound record framing is broken") from None
+        if not payload or kind not in KINDS:
+            raise UnknownOutbound("outbound record framing is broken or its kind is unknown")
+        if origin.isascii() and origin.isdigit():
+            origin_ms = int(origin)
+        elif origin == "-1":
+            origin_ms = -1
+        else:
+            raise UnknownOutbound("outbound origin timestamp is not a number")
+        return Routed(
+            kind,  # type: ignore[arg-type]
+            budget_key,
+            target,
+            ledger_key,
+            payload,
+            origin_ms,
             # A label of the metric's fixed set only: nothing else reaches a label value.
-            routed.identifiers = identifiers if identifiers in coverage.LABELS else None
-        return routed
+            identifiers if identifiers in _LABELS else None,
+        )
+    if value.startswith(VERSION_2_TAG):
+        return _decode_v2(value)
     if value[:1] == b"{":
         return _decode_v1(value)
     raise UnknownOutbound("outbound record of an unknown version")
+
+
+def _decode_v2(value: bytes) -> Routed:
+    head, _, payload = value.partition(b"\n")
+    try:
+        _, kind, budget_key, target, ledger_key = head.decode().split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise UnknownOutbound("outbound record framing is broken") from None
+    if not payload or kind not in KINDS:
+        raise UnknownOutbound("outbound record framing is broken or its kind is unknown")
+    return Routed(kind, budget_key, target, ledger_key, payload)  # type: ignore[arg-type]
 
 
 def _decode_v1(value: bytes) -> Routed:
