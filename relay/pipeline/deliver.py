@@ -666,10 +666,10 @@ class DeliverStage(ConsumerStage):
         self._finish(lane, items)
 
     def _finish(self, lane: Lane | None, items: list[Pending]) -> None:
-        finish = self.tracker.finish
+        finish, forget = self.tracker.finish, self._held_keys.pop
         for p in items:
             finish(p.tp, p.offset)
-            self._held_keys.pop(p.routed.ledger_key, None)
+            forget(p.routed.ledger_key, None)
         if lane is not None:
             lane.done(items)
         self.metrics.buffered.set(self.tracker.in_flight())
