@@ -90,8 +90,10 @@ def _adapt_well_formed(record: Any, ctx: NormalizeContext) -> OutboundEvent:
         raise _Fallback
 
     sent = pixel, account, event = get("pixel_id"), get("account_id"), get("event_id")
-    if type(pixel) is not str or type(event) is not str or not (
-        account is None or type(account) is str
+    if (
+        type(pixel) is not str
+        or type(event) is not str
+        or not (account is None or type(account) is str)
     ):
         raise _Fallback  # invalid whatever it is (and maybe not hashable)
     remembered = ctx.web_ids.get(sent)
@@ -155,7 +157,14 @@ def _adapt_well_formed(record: Any, ctx: NormalizeContext) -> OutboundEvent:
         conversion_id = conversion_id.strip()
     else:
         conversion_id = derive_conversion_id(
-            pixel_id, event_key, conversion_time, twclid, hashed_email, hashed_phone, value, currency
+            pixel_id,
+            event_key,
+            conversion_time,
+            twclid,
+            hashed_email,
+            hashed_phone,
+            value,
+            currency,
         )
     payload: dict[str, Any] = {
         "conversion_time": conversion_time,

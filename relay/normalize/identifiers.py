@@ -76,8 +76,6 @@ def hash_phone(raw: str, default_region: str | None) -> str | None:
     return hashed
 
 
-
-
 def _nanp_e164(phone: str) -> str | None:
     """`+1` and exactly ten digits (separators aside) is already E.164: skip the parser.
 
