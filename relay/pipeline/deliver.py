@@ -200,13 +200,15 @@ class DeliverStage(ConsumerStage):
                 held_keys[key] = tp
                 pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
                 pending.digest = digest
-                if msg.headers:  # R3 records carry the origin in the routing line
-                    pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                pending.timestamp_ms = msg.timestamp
+                if msg.headers:
                     pending.headers = carried_headers(msg.headers)
-                else:
-                    pending.timestamp_ms = msg.timestamp
-                if routed.origin_ms >= 0:
+                if delayed or pending.headers:
+                    pass  # parked or redriven: counted from its own append, as before R3
+                elif routed.origin_ms >= 0:  # R3: the input's timestamp in the routing line
                     pending.timestamp_ms = routed.origin_ms
+                elif msg.headers:  # R2: in a header
+                    pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
                 slot = (routed.kind, routed.target, routed.budget_key)
                 lane = lanes.get(slot)
                 if lane is None:
