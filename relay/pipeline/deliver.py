@@ -49,7 +49,7 @@ from relay.pipeline.parking import (
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
-from relay.xads.errors import ApiError, TransportError
+from relay.xads.errors import ApiError, NotSent, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ class DeliverStage(ConsumerStage):
             lane.in_flight += 1
             self.peak_lane_in_flight = max(self.peak_lane_in_flight, lane.in_flight)
             stack.pop_all()  # the attempt releases the request slot
-        self._spawn(self._attempt(lane, sent, probe))
+        self._spawn(self._attempt(lane, sent, circuit_probe=circuit.probe, hold_probe=gate.probe))
         return 0
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -419,17 +419,29 @@ class DeliverStage(ConsumerStage):
 
     # -- one attempt and what X's answer means ------------------------------------------------
 
-    async def _attempt(self, lane: Lane, batch: Batch, probe: bool) -> None:
-        batch.attempts += 1
-        batch.first_attempt_at = batch.first_attempt_at or time.time()
+    async def _attempt(
+        self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool
+    ) -> None:
+        probe = circuit_probe or hold_probe
         sender = self.senders[batch.kind]
         account = lane.account if batch.kind == "app" and lane.account != batch.target else None
+        first_attempt_at = batch.first_attempt_at or time.time()
         started = time.monotonic()
         answer: Sent | ApiError
         try:
-            answer = await sender.send(self.clients[lane.credential], batch, account)
+            answer = await sender.send(
+                self.clients[lane.credential],
+                batch,
+                account,
+                lambda: self._may_go(lane, batch, probe),
+            )
         except ApiError as err:
             answer = err
+        except NotSent:
+            self._requests.release()
+            lane.in_flight -= 1
+            self._withheld(lane, batch, circuit_probe=circuit_probe, hold_probe=hold_probe)
+            return
         except Exception as exc:
             self._requests.release()
             lane.in_flight -= 1
@@ -437,6 +449,8 @@ class DeliverStage(ConsumerStage):
             return
         self._requests.release()
         lane.in_flight -= 1
+        batch.attempts += 1
+        batch.first_attempt_at = first_attempt_at
         self.metrics.api_latency.labels(sender.endpoint).observe(time.monotonic() - started)
         status = "200" if isinstance(answer, Sent) else str(answer.status or "error")
         self.metrics.api_requests.labels(sender.endpoint, status).inc()
@@ -448,6 +462,33 @@ class DeliverStage(ConsumerStage):
             lane.last_active = self.clock()
             lane.wakeup.set()
             self._progress.set()
+
+    def _may_go(self, lane: Lane, batch: Batch, probe: bool) -> bool:
+        """Asked at the wire, once the request holds a connection: what was learned since it
+        was dispatched (a 429 for its account, a 401 for its credential, a 403/404 for its
+        target, the circuit opening, the partition revoked) withholds it. X announced a reset,
+        so nothing of that account may reach X before it, not even what was already queued."""
+        if lane.closed or lane.bucket.blocked_for() > 0:
+            return False
+        return probe or not (
+            self.circuit.is_open
+            or lane.credential in self.holds.credentials
+            or self.holds.target_held(batch.kind, batch.target)
+        )
+
+    def _withheld(self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool) -> None:
+        """A request `_may_go` stopped: nothing reached X, so nothing is charged or counted;
+        the batch goes back to the head of its lane (a closed lane's new owner reads it again)."""
+        lane.bucket.settle(len(batch.items), counted=0)
+        if circuit_probe:
+            self.circuit.probing = False
+        if hold_probe:
+            self.holds.cancel_probe(lane.credential, batch.kind, batch.target)
+        self.metrics.retries.labels("withheld").inc()
+        if not lane.closed:
+            lane.retry(batch)
+        lane.wakeup.set()
+        self._progress.set()
 
     def _observe_budget(self, lane: Lane, batch: Batch, answer: Sent | ApiError) -> None:
         size = len(batch.items)
