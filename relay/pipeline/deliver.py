@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIAL: Final = "default"
 BUCKET_SWEEP_S: Final = 60.0
+RESET_NOTE_S: Final = 0.1  # a reset moved by less is the one already noted
 
 
 class DeliverStage(ConsumerStage):
@@ -510,7 +511,9 @@ class DeliverStage(ConsumerStage):
         err = answer if isinstance(answer, ApiError) else None
         outage = err is not None and policy.is_outage(err)
         self.circuit.record(not outage, probe=probe)
+        blocked_until = lane.bucket.blocked_until
         self._observe_budget(lane, batch, answer)
+        blocked_until = self._note_reset(lane, blocked_until)
         if err is None or (err.status not in (401, None) and not outage):
             self._release(lane.credential, None)  # X took the credentials
         if err is None or err.status in (400, 429):
@@ -557,6 +560,7 @@ class DeliverStage(ConsumerStage):
                 batch.charged += 1
             if action.block_account:
                 lane.bucket.block_for(action.delay_s)
+                self._note_reset(lane, blocked_until)
                 self.ops.rate_limited(lane.account, action.delay_s, batch.target)
             else:
                 lane.paused_until = max(lane.paused_until, self.clock() + action.delay_s)
@@ -570,6 +574,20 @@ class DeliverStage(ConsumerStage):
                     action.delay_s,
                     batch.attempts,
                 )
+
+    def _note_reset(self, lane: Lane, blocked_until: float) -> float:
+        """One line when X's answer moved the account's reset later: the moment the relay
+        learned it (nothing for the account may start after it, before the reset)."""
+        bucket = lane.bucket
+        if bucket.blocked_until > max(blocked_until, self.clock()) + RESET_NOTE_S:
+            wait = bucket.blocked_for()
+            log.info(
+                "deliver: account %s waits %.3fs for the reset X announced",
+                lane.account,
+                wait,
+                extra={"account": lane.account, "wait_s": round(wait, 3)},
+            )
+        return bucket.blocked_until
 
     def _lost(self, lane: Lane, batch: Batch) -> bool:
         return lane.closed or any(

@@ -150,5 +150,10 @@ class TokenBucket:
             self.tokens = 0.0
         self._blocked_until = max(self._blocked_until, now + max(seconds, 0.0))
 
+    @property
+    def blocked_until(self) -> float:
+        """The clock's time before which nothing may be spent (a 429's reset, say)."""
+        return self._blocked_until
+
     def blocked_for(self) -> float:
         return max(0.0, self._blocked_until - self.clock())

@@ -115,6 +115,18 @@ async def delete_faults(request: web.Request) -> web.Response:
     return json_response(state.faults.to_json(state.clock()))
 
 
+async def get_early_requests(request: web.Request) -> web.Response:
+    """Requests that arrived before the reset a 429 had announced to their account (epoch
+    seconds): `arrived_at`, the `reset`, and `announced_at` (the first 429 announcing it)."""
+    state = request.app[STATE_KEY]
+    return json_response(
+        {
+            "requests": list(state.early_requests),
+            "total": state.stats.requests_before_reset,
+        }
+    )
+
+
 async def get_engagements(request: web.Request) -> web.Response:
     engagements = request.app[STATE_KEY].engagements
     return json_response({"engagements": engagements.to_json(), "total": len(engagements)})
@@ -160,4 +172,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PREFIX + "faults", post_faults)
     app.router.add_delete(PREFIX + "faults", delete_faults)
     app.router.add_get(PREFIX + "engagements", get_engagements)
+    app.router.add_get(PREFIX + "early-requests", get_early_requests)
     app.router.add_post(PREFIX + "engagements", post_engagements)

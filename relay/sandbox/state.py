@@ -208,6 +208,9 @@ class Stats:
         self.requests_before_reset = 0
 
 
+EARLY_KEPT = 10_000  # early requests listed (the counter counts them all)
+
+
 class SandboxState:
     """Everything one sandbox app remembers; `reset` forgets it all."""
 
@@ -222,16 +225,33 @@ class SandboxState:
         self.replay = ReplayGuard(clock, config.oauth_window_s, config.nonce_max_keys)
         self.engagements = Engagements(config.engagements, config.max_engagements)
         self.faults = FaultInjector()
-        self.announced_reset: dict[str, float] = {}  # account -> reset of its latest 429
+        # account -> (reset of its latest 429, when the first 429 announcing it was answered)
+        self.announced_reset: dict[str, tuple[float, float]] = {}
+        # Requests that arrived before their account's announced reset, oldest first: when
+        # they arrived and what had been announced. A request can only be faulted for what
+        # its client knew when it sent it; the client's own record tells which ones were
+        # sent after its 429 arrived (`relay bench faults` joins the two).
+        self.early_requests: deque[dict[str, Any]] = deque(maxlen=EARLY_KEPT)
 
-    def announce_reset(self, account_id: str, reset_epoch_s: float) -> None:
+    def announce_reset(self, account_id: str, reset_epoch_s: float, now: float) -> None:
         """A 429 told the account to wait until `reset_epoch_s`."""
-        self.announced_reset[account_id] = reset_epoch_s
+        known = self.announced_reset.get(account_id)
+        if known is None or known[0] != reset_epoch_s:
+            self.announced_reset[account_id] = (reset_epoch_s, now)
 
     def check_reset(self, account_id: str, now: float) -> None:
         """Counts a request for an account that arrives before its announced reset."""
-        if now < self.announced_reset.get(account_id, 0.0):
+        reset, announced_at = self.announced_reset.get(account_id, (0.0, 0.0))
+        if now < reset:
             self.stats.requests_before_reset += 1
+            self.early_requests.append(
+                {
+                    "account_id": account_id,
+                    "arrived_at": now,
+                    "reset": reset,
+                    "announced_at": announced_at,
+                }
+            )
 
     def spend_account(self, account_id: str, events: int, now: float) -> None:
         """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
@@ -302,6 +322,7 @@ class SandboxState:
         self.engagements.reset()
         self.faults.clear()
         self.announced_reset.clear()
+        self.early_requests.clear()
 
 
 def iso_ms(epoch_s: float) -> str:

@@ -1,0 +1,44 @@
+"""relay bench faults: which early arrivals at X were sent after the relay learned the reset."""
+
+from __future__ import annotations
+
+import logging
+
+from relay.observability.logs import JsonFormatter
+from relay.tools.bench.resets import reset_learned_at, sent_knowing
+
+
+def relay_line(account: str, created: float) -> bytes:
+    record = logging.LogRecord(
+        "relay.pipeline.deliver",
+        logging.INFO,
+        __file__,
+        1,
+        "deliver: account %s waits %.3fs for the reset X announced",
+        (account, 2.5),
+        None,
+    )
+    record.created, record.msecs = created, (created % 1) * 1000
+    record.account = account
+    return JsonFormatter().format(record).encode()
+
+
+def test_only_arrivals_after_the_relay_learned_the_reset_count() -> None:
+    lines = [
+        b"not json: a line of aiokafka",
+        relay_line("acc1", 1_000.100),
+        b'{"message": "something else", "account": "acc1", "ts": "1970-01-01T00:16:40.000Z"}',
+    ]
+    learned = reset_learned_at(lines)
+    assert learned == {"acc1": [1_000.1]}
+    early = [
+        # On its way when X answered the 429: it arrived before the relay learned the reset.
+        {"account_id": "acc1", "arrived_at": 1_000.050, "reset": 1_003.0, "announced_at": 1_000.0},
+        # Sent after the relay knew: early in X's sense.
+        {"account_id": "acc1", "arrived_at": 1_000.400, "reset": 1_003.0, "announced_at": 1_000.0},
+        # Another account, whose reset the relay never learned (no answer reached it yet).
+        {"account_id": "acc2", "arrived_at": 1_000.400, "reset": 1_003.0, "announced_at": 1_000.0},
+        # A later reset of acc1, announced after the moment the relay learned the first one.
+        {"account_id": "acc1", "arrived_at": 1_050.400, "reset": 1_053.0, "announced_at": 1_050.0},
+    ]
+    assert sent_knowing(early, learned) == [early[1]]
