@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from relay.observability.logs import JsonFormatter
-from relay.tools.bench.resets import reset_learned_at, sent_knowing
+from relay.tools.bench.resets import arrived_after_learning, reset_learned_at, sent_before_reset
 
 
 def relay_line(account: str, created: float) -> bytes:
@@ -42,4 +42,12 @@ def test_only_arrivals_after_the_relay_learned_the_reset_count() -> None:
         # A later reset of acc1, announced after the moment the relay learned the first one.
         {"account_id": "acc1", "arrived_at": 1_050.400, "reset": 1_053.0, "announced_at": 1_050.0},
     ]
-    assert sent_knowing(early, learned) == [early[1]]
+    assert arrived_after_learning(early, learned) == [early[1]]
+
+
+def test_the_relays_own_count_of_requests_before_the_reset() -> None:
+    went = (
+        b'{"ts": "2026-12-01T12:00:00.000001Z", "message": "deliver: a request for account'
+        b' acc1 went 0.400s before the reset X announced", "account": "acc1"}'
+    )
+    assert sent_before_reset([relay_line("acc1", 1_000.0), went, b"plain text line"]) == 1

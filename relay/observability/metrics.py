@@ -163,6 +163,10 @@ class Metrics:
             "2xx answers whose conversions_processed differs from what was sent.",
             "kind",
         )
+        self.before_reset = counter(
+            "relay_requests_before_reset",
+            "Requests that went to X after X had announced their account's reset, before it.",
+        )
         self.tokens_refunded = counter(
             "relay_ratelimit_tokens_refunded", "Budget given back for events X did not count."
         )

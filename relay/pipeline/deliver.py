@@ -49,7 +49,7 @@ from relay.pipeline.parking import (
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
-from relay.xads.errors import ApiError, NotSent, TransportError
+from relay.xads.errors import ApiError, NotSent, RateLimited, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class DeliverStage(ConsumerStage):
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
+        self._announced: dict[str, float] = {}  # account -> reset X announced (epoch s)
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
@@ -471,10 +472,30 @@ class DeliverStage(ConsumerStage):
         so nothing of that account may reach X before it, not even what was already queued."""
         if lane.closed or lane.bucket.blocked_for() > 0:
             return False
-        return probe or not (
+        go = probe or not (
             self.circuit.is_open
             or lane.credential in self.holds.credentials
             or self.holds.target_held(batch.kind, batch.target)
+        )
+        if go:
+            self._witness_reset(lane.account)
+        return go
+
+    def _witness_reset(self, account: str) -> None:
+        """Counts a request going to X before the reset X announced for its account, by X's
+        own word (its header), apart from the bucket that should have stopped it."""
+        reset = self._announced.get(account)
+        if reset is None:
+            return
+        if time.time() >= reset:
+            del self._announced[account]
+            return
+        self.metrics.before_reset.inc()
+        log.error(
+            "deliver: a request for account %s went %.3fs before the reset X announced",
+            account,
+            reset - time.time(),
+            extra={"account": account},
         )
 
     def _withheld(self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool) -> None:
@@ -506,6 +527,25 @@ class DeliverStage(ConsumerStage):
         if info.remaining is not None:
             reset_in = info.reset_epoch_s - time.time() if info.reset_epoch_s else None
             lane.bucket.observe_server(info.remaining, reset_in, info.limit)
+        self._remember_reset(lane.account, answer)
+
+    def _remember_reset(self, account: str, answer: Sent | ApiError) -> None:
+        """The reset X announced (a 429, or nothing remaining), as X wrote it."""
+        info = answer.rate_limit
+        spent = isinstance(answer, RateLimited) or info.remaining == 0
+        if not spent:
+            return
+        now = time.time()
+        resets = [
+            r
+            for r in (
+                info.reset_epoch_s,
+                now + info.retry_after_s if info.retry_after_s is not None else None,
+            )
+            if r is not None
+        ]
+        if resets and max(resets) > now:
+            self._announced[account] = max(max(resets), self._announced.get(account, 0.0))
 
     async def _settle(self, lane: Lane, batch: Batch, answer: Sent | ApiError, probe: bool) -> None:
         err = answer if isinstance(answer, ApiError) else None
