@@ -1,13 +1,17 @@
 """`relay bench chaos --kill9 N [--kind web|mobile]`: a backlog over several accounts (web:
-the token's four accounts; mobile: the demo apps), `relay run` killed with SIGKILL at N
-random moments (drawn as shares of the run's progress) and started again each time.
+the token's four accounts; mobile: eight accounts' apps, as an MMP posts them: one account
+alone is capped at RELAY_MAX_IN_FLIGHT_PER_ACCOUNT requests in flight, which made a 100,000
+conversion feed of the demo apps' one account take a quarter of an hour), `relay run` killed
+with SIGKILL at N random moments (drawn as shares of the run's progress) and started again
+each time.
 
 Then every produced event is looked up: lost = neither in the sandbox's journal nor in the
 dead-letter topic (target 0); duplicates = journal entries beyond one per event (web: the
 conversions X saw again and deduplicated by conversion_id; app: each one a double count at
 X), bucketed by the kill they follow. The bound compared with: what the relay may have in
-flight at a kill with its settings (in-flight requests x batch size for web, in-flight
-requests for app), ledger entries not yet acknowledged left out.
+flight at a kill with its settings (min(RELAY_MAX_IN_FLIGHT_REQUESTS, accounts x
+RELAY_MAX_IN_FLIGHT_PER_ACCOUNT) requests, x batch size for web), ledger entries not yet
+acknowledged left out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Final
 
 from relay.config import load_settings
 from relay.tools.bench.accounting import duplicates_between
-from relay.tools.bench.configs import default_config
+from relay.tools.bench.configs import default_config, write_app_config
 from relay.tools.bench.context import Run
 from relay.tools.bench.disturb import await_settled, first_after, progress, wait_progress
 from relay.tools.bench.e2e import input_spec
@@ -27,21 +31,27 @@ from relay.tools.bench.kafka_io import fill
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import Target
 from relay.tools.bench.stack import open_stack
-from relay.tools.bench.throughput import relay_settings
+from relay.tools.bench.throughput import MOBILE_ACCOUNTS, relay_settings
 
 PREFIX: Final = "chaos"
 FIRST_KILL_SHARE: Final = 0.05
 LAST_KILL_SHARE: Final = 0.9
 
 
-def in_flight_bound(kind: Kind, env: dict[str, str]) -> int:
+def in_flight_bound(kind: Kind, env: dict[str, str], accounts: int) -> int:
     settings = load_settings({k: v for k, v in env.items() if k.startswith("RELAY_")})
-    requests = settings.max_in_flight_requests
+    requests = min(settings.max_in_flight_requests, accounts * settings.max_in_flight_per_account)
     return requests * settings.web_batch_size if kind == "web" else requests
 
 
 async def run_chaos(run: Run, out: Outcome, kind: Kind, kill9: int, events: int) -> None:
-    config = default_config()
+    config = (
+        default_config()
+        if kind == "web"
+        else write_app_config(run.work_dir / "apps.toml", MOBILE_ACCOUNTS)
+    )
+    targets = config.pixels if kind == "web" else config.apps
+    accounts = len({t.account_id for t in targets})
     run.relay_env = {**relay_settings(kind), **run.relay_env}
     out.settings = run.settings_note()
     rng = random.Random(kill9 * 7919 + events)
@@ -51,7 +61,7 @@ async def run_chaos(run: Run, out: Outcome, kind: Kind, kill9: int, events: int)
         if kind == "web"
         else mobile_events(events, config.path, seed=5)
     )
-    out.result.update(kind=kind, events=events, kills_planned=kill9)
+    out.result.update(kind=kind, events=events, kills_planned=kill9, accounts=accounts)
     async with open_stack(run, config.path) as stack:
         topic, inputs = input_spec(PREFIX, kind)
         await fill(stack.bootstrap, topic, batch)
@@ -70,7 +80,7 @@ async def run_chaos(run: Run, out: Outcome, kind: Kind, kill9: int, events: int)
             relay = await stack.start_relay(PREFIX, inputs)
         settled = await await_settled(stack, PREFIX, kind, [e.identity for e in batch])
         await relay.stop()
-    bound = in_flight_bound(kind, {**stack.relay_env(PREFIX, inputs)})
+    bound = in_flight_bound(kind, {**stack.relay_env(PREFIX, inputs)}, accounts)
     per_kill = duplicates_between(settled.entries, kind, marks)
     resume = [first_after(settled.entries, m) for m in marks]
     acc = settled.accounting
