@@ -26,6 +26,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
+from relay.errors import BrokerError, ClosedError
 from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
@@ -782,6 +783,7 @@ class DeliverStage(ConsumerStage):
         finally:
             self._revoking -= revoked
         if self.ledger is not None:
+            await self._flush_ledger()
             self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
         if self.gate is not None:
             self.gate.forget(revoked)
@@ -792,6 +794,16 @@ class DeliverStage(ConsumerStage):
             if lane.partitions & revoked or lane.idle:
                 lane.drop_partitions(revoked)
                 self._close_lane(key)  # its bucket went with the partition
+
+    async def _flush_ledger(self) -> None:
+        """Before revoked partitions leave memory, their delivered keys must be on the
+        ledger topic: the next owner (this worker again, after an eager rebalance, or
+        another) reads them from there, and the offsets past them may not be committed."""
+        assert self.ledger is not None
+        try:
+            await asyncio.wait_for(self.ledger.flush(), self.settings.revoke_drain_s)
+        except (TimeoutError, BrokerError, ClosedError) as exc:
+            log.warning("deliver: the delivered ledger was not flushed before the revoke: %r", exc)
 
     def _still_owned(self) -> set[int]:
         return {tp.partition for tp in self.assigned}
