@@ -31,6 +31,7 @@ from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
+from relay.observability.startup import FIRST_DELIVERY
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
@@ -39,8 +40,8 @@ from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.membership import subscription
 from relay.pipeline.parking import (
-    DELIVER_ASSIGNORS,
     DelayedGate,
     ParkedRecord,
     Parking,
@@ -138,18 +139,14 @@ class DeliverStage(ConsumerStage):
         return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        settings = self.settings
-        if self.parking is None:
-            return self.new_consumer([settings.outbound_topic], settings.deliver_group)
-        # Partition p of both topics on one member: an account's parked records come back
-        # to its owner.
-        consumer = self.new_consumer(
-            [settings.outbound_topic, settings.delayed_topic],
-            settings.deliver_group,
-            partition_assignment_strategy=DELIVER_ASSIGNORS,
-        )
-        self.gate = DelayedGate(consumer, self.metrics)
+        wanted = subscription(self.settings, "deliver", parked=self.parking is not None)
+        consumer = self.new_consumer(wanted.topics, wanted.group_id, **wanted.options)
+        self.on_consumer(consumer)
         return consumer
+
+    def on_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        if self.parking is not None:
+            self.gate = DelayedGate(consumer, self.metrics)
 
     def credential_for(self, routed: outbound.Routed) -> str:
         """The named credentials of the record's pixel or app, else of its account."""
@@ -273,6 +270,7 @@ class DeliverStage(ConsumerStage):
         """The delivered ledger of the new partitions is read before their first send."""
         if self.ledger is not None and assigned:
             await self.ledger.rebuild({tp.partition for tp in assigned})
+            self.timeline.mark("ledger rebuilt")
 
     async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
         """Park events on the delayed topic; once acknowledged their offsets finish here."""
@@ -708,6 +706,7 @@ class DeliverStage(ConsumerStage):
         self.metrics.observe_delivered(
             batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
         )
+        self.timeline.mark(FIRST_DELIVERY)
         self._finish(lane, batch.items)
 
     @staticmethod

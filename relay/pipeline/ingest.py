@@ -32,6 +32,7 @@ from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.membership import subscription
 from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ class IngestStage(ConsumerStage):
         self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
+        wanted = subscription(self.settings, "ingest")
+        return self.new_consumer(wanted.topics, wanted.group_id)
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # The hot path: Ingestor.process inlined, no per-record object besides the OutRecord,

@@ -119,8 +119,13 @@ class Lane:
         """Close batches whose linger expired (all with `everything`); return the seconds
         until the next one is due, or None when nothing is open."""
         next_due: float | None = None
+        # Before X's first answer the first request carries only what the empty-started
+        # bucket holds (often one event): filling a batch gains nothing, so it goes at once
+        # (X's answer then tells the budget; later batches linger).
+        first = not self.bucket.server_known and not self.bucket.in_flight
+        linger_s = 0.0 if first else self.linger_s
         for target, opened in list(self.opened_at.items()):
-            due = opened + self.linger_s
+            due = opened + linger_s
             if everything or due <= now:
                 self._close(target)
             else:

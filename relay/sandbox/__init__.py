@@ -1,4 +1,5 @@
-"""The X Ads API sandbox: an aiohttp emulator of X that the relay, the demo and tests call.
+"""The X Ads API sandbox: an emulator of X (an aiohttp application, served by an HTTP server
+of its own) that the relay, the demo and tests call.
 
 config.py           SandboxConfig: accounts, pixels, apps, engagements, credentials, budgets,
                     read by the sandbox itself (never with the relay's parser)
@@ -24,7 +25,11 @@ control.py          /_sandbox/journal, config, stats, reset, faults, access, ear
                     engagements
 edge.py             the one middleware: capacity, faults, X's error bodies, counters, budgets
 app.py              create_app: routes and the edge
-server.py           SandboxServer, run_sandbox (on uvloop when installed)
+http11.py           the sandbox's own HTTP/1.1 server (asyncio.Protocol over httptools)
+routing.py          its fast path: X's conversion endpoints run on a FastRequest
+aiohttp_bridge.py   every other request answered by the aiohttp application, in process
+server.py           SandboxServer, run_sandbox (own server with httptools, uvloop when
+                    installed; aiohttp's own server without httptools)
 """
 
 from relay.sandbox.app import create_app

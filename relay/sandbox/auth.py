@@ -12,8 +12,7 @@ replay.py. Every failure answers X's one 401 body, whatever went wrong, as X doe
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from aiohttp import hdrs, web
 
@@ -36,8 +35,7 @@ _REQUIRED: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
+class SignedRequest(NamedTuple):
     """What a signature covers: the base string URI, the raw query and the raw urlencoded
     body as sent. `replay` (the app's) refuses stale and replayed signatures; without it
     only the signature is checked."""

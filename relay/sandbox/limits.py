@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from relay.sandbox.responses import XApiError
 
@@ -22,20 +21,29 @@ TOKEN_PREFIX: Final = "x-rate-limit-"
 TOO_MANY_REQUESTS: Final = "TOO_MANY_REQUESTS"
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetState:
-    """What the headers tell: the window's budget, what is left, when it resets."""
+class BudgetState(NamedTuple):
+    """What the headers tell: the window's budget, what is left, when it resets. (A tuple:
+    one is made for every answer.)"""
 
     limit: int
     remaining: int
     reset_epoch_s: int
 
     def headers(self, prefix: str) -> dict[str, str]:
+        limit, remaining, reset = _HEADER_NAMES.get(prefix) or _header_names(prefix)
         return {
-            prefix + "limit": str(self.limit),
-            prefix + "remaining": str(self.remaining),
-            prefix + "reset": str(self.reset_epoch_s),
+            limit: str(self.limit),
+            remaining: str(self.remaining),
+            reset: str(self.reset_epoch_s),
         }
+
+
+_HEADER_NAMES: Final[dict[str, tuple[str, str, str]]] = {}
+
+
+def _header_names(prefix: str) -> tuple[str, str, str]:
+    names = _HEADER_NAMES[prefix] = (prefix + "limit", prefix + "remaining", prefix + "reset")
+    return names
 
 
 class FixedWindowBudget:
@@ -47,12 +55,16 @@ class FixedWindowBudget:
         self.limit = limit
         self.window_s = window_s
         self._used: dict[str, tuple[int, int]] = {}  # key -> (window index, units used)
+        self._reset: tuple[int, int] = (-1, 0)  # the last window asked about, its reset
 
     def _window(self, now: float) -> int:
         return math.floor(now / self.window_s)
 
     def _state(self, window: int, used: int) -> BudgetState:
-        reset = math.ceil((window + 1) * self.window_s)
+        known, reset = self._reset
+        if known != window:
+            reset = math.ceil((window + 1) * self.window_s)
+            self._reset = (window, reset)
         return BudgetState(self.limit, max(self.limit - used, 0), reset)
 
     def _used_in(self, key: str, window: int) -> int:

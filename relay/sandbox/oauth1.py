@@ -39,6 +39,21 @@ _ITEM: Final = re.compile(r'\s*([^=\s,]+)\s*=\s*"([^"]*)"\s*(?:,\s*|$)')
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 _CACHE_SIZE: Final = 8192
 _ALREADY_ENCODED: Final = re.compile(r"[A-Za-z0-9._~-]*", re.ASCII)
+# The names a header usually holds: they need no decoding, nor encoding in the base string.
+_KNOWN_NAMES: Final = frozenset(
+    {
+        "oauth_consumer_key",
+        "oauth_nonce",
+        "oauth_signature",
+        "oauth_signature_method",
+        "oauth_timestamp",
+        "oauth_token",
+        "oauth_version",
+        "oauth_callback",
+        "oauth_verifier",
+        "realm",
+    }
+)
 
 
 def encode(text: str) -> str:
@@ -71,6 +86,38 @@ def parse_header(value: str) -> dict[str, str] | None:
     if not value.startswith(_SCHEME):
         return None
     rest = value[len(_SCHEME) :]
+    params = _plain_header(rest)
+    if params is None:
+        params = _scanned_header(rest)
+    if params is not None:
+        params.pop("realm", None)  # not a protocol parameter
+    return params
+
+
+def _plain_header(rest: str) -> dict[str, str] | None:
+    """The usual header (known names, quoted values without commas) by splitting it; None
+    for anything else, which `_scanned_header` decides."""
+    params: dict[str, str] = {}
+    for part in rest.split(","):
+        name, equals, quoted = part.partition("=")
+        name = name.strip()
+        quoted = quoted.strip()
+        if (
+            not equals
+            or name not in _KNOWN_NAMES
+            or name in params
+            or len(quoted) < 2
+            or quoted[0] != '"'
+            or quoted[-1] != '"'
+            or '"' in quoted[1:-1]
+        ):
+            return None
+        raw = quoted[1:-1]
+        params[name] = unquote(raw) if "%" in raw else raw
+    return params
+
+
+def _scanned_header(rest: str) -> dict[str, str] | None:
     params: dict[str, str] = {}
     pos, end = 0, len(rest)
     if rest.isspace():
@@ -86,7 +133,6 @@ def parse_header(value: str) -> dict[str, str] | None:
             return None
         params[name] = _decode(raw)
         pos = found.end()
-    params.pop("realm", None)  # not a protocol parameter
     return params
 
 
@@ -120,7 +166,7 @@ def base_string(
 ) -> str:
     """RFC 5849 3.4.1.1. `protocol` holds decoded header parameters (no signature),
     `encoded` the query and form pairs as `encoded_form` gives them."""
-    pairs = [(encode(k), encode(v)) for k, v in protocol]
+    pairs = [(k if k in _KNOWN_NAMES else encode(k), encode(v)) for k, v in protocol]
     pairs.extend(encoded)
     pairs.sort()
     normalized = "&".join([f"{k}={v}" for k, v in pairs])

@@ -68,5 +68,9 @@ class XApiError(Exception):
         return response
 
 
+# The same header as `content_type="application/json"`, at half the cost of aiohttp's parsing it.
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(body), status=status, headers=_JSON_HEADERS)

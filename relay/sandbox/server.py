@@ -4,26 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
 from relay.lifecycle import Lifecycle
-from relay.sandbox.app import create_app
+from relay.sandbox.app import MAX_BODY_BYTES, create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
 from relay.sandbox.faults import Faults
 from relay.sandbox.state import Clock
+
+if TYPE_CHECKING:
+    from relay.sandbox.http11 import HttpRequest, HttpServer
 
 # The sandbox keeps every accepted conversion (journal, dedup, nonces): with CPython's
 # default thresholds the collector would walk that ever-growing heap again and again, a
 # third of the time of an answer. Young collections every 50,000 allocations instead of
 # 700, and what exists once serving starts frozen out of the collector's walks.
 GC_THRESHOLDS: Final = (50_000, 20, 100)
+SHUTDOWN_TIMEOUT_S: Final = 10.0
+
+logger = logging.getLogger(__name__)
+
+
+def own_server_available() -> bool:
+    """The sandbox's own HTTP server needs httptools (the `sandbox` extra); without it
+    aiohttp serves every route."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class SandboxServer(Lifecycle):
@@ -43,13 +60,18 @@ class SandboxServer(Lifecycle):
         *,
         clock: Clock = time.time,
         faults: Faults | None = None,
+        own_server: bool | None = None,
     ):
+        """`own_server`: serve on the sandbox's own HTTP server (http11.py) with the
+        conversion endpoints on its fast path; None: whenever httptools is installed."""
         self.config = config
+        self.own_server = own_server_available() if own_server is None else own_server
         self.host = host
         self.port = port
         self._clock = clock
         self._faults = faults
         self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._url = ""  # known once open
 
     @property
@@ -64,17 +86,42 @@ class SandboxServer(Lifecycle):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
+        if self.own_server:
+            bound_host, bound_port = await self._start_own(app, runner)
+        else:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            bound_host, bound_port = runner.addresses[0][:2]
         host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._url = f"http://{host}:{bound_port}"
 
     async def _close(self) -> None:
         """Stop serving."""
         runner, self._runner = self._runner, None
+        http, self._http = self._http, None
+        if http is not None and runner is not None:
+            # The app's shutdown first releases requests that would wait forever (hangs).
+            await http.close(SHUTDOWN_TIMEOUT_S, before_drain=runner.shutdown())
         if runner is not None:
             await runner.cleanup()
+
+    async def _start_own(self, app: web.Application, runner: web.AppRunner) -> tuple[str, int]:
+        from relay.sandbox.http11 import HttpServer, Limits
+        from relay.sandbox.routing import Router
+
+        assert runner.server is not None  # set up
+        router = Router(app, runner.server, MAX_BODY_BYTES)
+        self._http = HttpServer(router, Limits(max_body_bytes=MAX_BODY_BYTES), on_error=_log_error)
+        return await self._http.start(self.host, self.port)
+
+
+def _log_error(request: HttpRequest, exc: BaseException | None) -> None:
+    logger.error(
+        "sandbox: %s %s failed",
+        request.method,
+        request.target.partition("?")[0],
+        exc_info=exc or True,
+    )
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

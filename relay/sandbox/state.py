@@ -9,7 +9,7 @@ keys and none older than X's 48 h window. Time comes from an injected clock.
 from __future__ import annotations
 
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,28 +143,44 @@ class SeenConversions:
     def __init__(self, window_s: float, max_keys: int):
         self._window_s = window_s
         self._max_keys = max_keys
-        self._first_seen: OrderedDict[str, float] = OrderedDict()  # oldest first
+        # A dict and its keys in a deque, oldest first: cheaper per key than an OrderedDict,
+        # and the front stays O(1) however many keys went before.
+        self._first_seen: dict[str, float] = {}
+        self._order: deque[str] = deque()
 
     def expire(self, now: float) -> None:
         """Forget the keys first seen a whole window before `now`."""
-        first_seen = self._first_seen
-        while first_seen:
-            oldest_key, oldest = next(iter(first_seen.items()))
-            if now - oldest < self._window_s:
-                return
-            del first_seen[oldest_key]
+        first_seen, order = self._first_seen, self._order
+        while order and now - first_seen[order[0]] >= self._window_s:
+            del first_seen[order.popleft()]
 
     def is_duplicate(self, key: str, now: float) -> bool:
         """Whether `key` was seen within the window; remembers it from `now` if not."""
-        if key in self._first_seen:
-            return True
-        if len(self._first_seen) >= self._max_keys:
-            self._first_seen.popitem(last=False)
-        self._first_seen[key] = now
-        return False
+        return self.duplicates("", (key,), now)[0]
+
+    def duplicates(self, prefix: str, keys: Sequence[str | None], now: float) -> list[bool]:
+        """`is_duplicate(prefix + key)` for each key of a request in turn (None: no key,
+        never a duplicate)."""
+        first_seen, order, max_keys = self._first_seen, self._order, self._max_keys
+        found = []
+        for key in keys:
+            if key is None:
+                found.append(False)
+                continue
+            key = prefix + key
+            if key in first_seen:
+                found.append(True)
+                continue
+            if len(first_seen) >= max_keys:
+                del first_seen[order.popleft()]
+            first_seen[key] = now
+            order.append(key)
+            found.append(False)
+        return found
 
     def clear(self) -> None:
         self._first_seen.clear()
+        self._order.clear()
 
 
 class Stats:
@@ -281,9 +297,7 @@ class SandboxState:
         self.spend_account(pixel.account_id, len(dedup_keys), now)
         self.seen.expire(now)
         prefix = pixel.id + "\x1f"
-        duplicates = [
-            key is not None and self.seen.is_duplicate(prefix + key, now) for key in dedup_keys
-        ]
+        duplicates = self.seen.duplicates(prefix, dedup_keys, now)
         debug_id = str(uuid.uuid4())
         self.journal.append(
             JournalBatch(

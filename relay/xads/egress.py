@@ -8,19 +8,29 @@ unless `RELAY_API_ALLOW_HTTP` says so; `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from relay.config import is_loopback
 from relay.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from relay.config import Settings
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
+    # Loading a CA bundle takes tens of milliseconds: the start-up check and every session
+    # with the same bundle share one context (read-only once made).
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +72,18 @@ class Egress:
 
     def ssl_context(self) -> ssl.SSLContext:
         try:
-            context = ssl.create_default_context(cafile=self.ca_file)
+            return _verifying_context(self.ca_file)
         except (ssl.SSLError, OSError, ValueError):
             raise ConfigError(
                 problems=[Problem("RELAY_API_CA_FILE", "is not a readable PEM CA bundle")]
             ) from None
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
     def session(
         self, base_url: str, *, headers: Mapping[str, str] | None = None
     ) -> aiohttp.ClientSession:
         """A pooled session for `base_url`; call inside the event loop."""
+        import aiohttp
+
         self.check_url(base_url)
         connector = aiohttp.TCPConnector(
             limit=self.max_connections,
