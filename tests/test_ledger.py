@@ -334,3 +334,6 @@ async def test_the_key_cap_forgets_the_oldest_keys_first(
         assert len(ledger) == 300
         assert not any(ledger.seen(k) for k in oldest)
         assert all(ledger.seen(k) for k in middle + newest)
+        # The stage asks by digest (computed once per record): the same answers.
+        assert all(ledger.seen_digest(ledger_digest(k)) for k in middle + newest)
+        assert not any(ledger.seen_digest(ledger_digest(k)) for k in oldest)

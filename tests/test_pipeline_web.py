@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ import orjson
 import pytest
 
 from relay.config import default_mapping_path, load_mapping
+from relay.kafka import ensure_topics, make_producer
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
+from relay.pipeline.deliver import DeliverStage
+from relay.pipeline.ledger import DIGEST_BYTES, decode_entry
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
@@ -295,3 +299,70 @@ async def test_a_second_worker_joining_takes_partitions_without_losing_events(
     assert revoked and revoked >= 1, "no rebalance happened while the first worker delivered"
     assert first.metrics.total("relay_events_dead_lettered") == 0
     assert second.metrics.total("relay_events_dead_lettered") == 0
+
+
+async def test_latency_counts_from_the_input_record_and_identifiers_from_the_routing_line(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
+    input_topic = next(iter(settings.inputs))
+    await ensure_topics(kafka_bootstrap, [input_topic])
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:  # appended "two minutes ago": the latency must count from the input record
+        old_ms = int(time.time() * 1000) - 120_000
+        event = web_event(ip_address="192.0.2.1", user_agent="UA/1")
+        await producer.send_and_wait(input_topic, orjson.dumps(event), timestamp_ms=old_ms)
+    finally:
+        await producer.stop()
+    worker = Worker(settings, serve_http=False)
+    await run_worker_until(worker, lambda m: m.total("relay_events_delivered") >= 1, "delivery")
+    registry = worker.metrics.registry
+    latency = registry.get_sample_value("relay_delivery_latency_seconds_sum", {"kind": "web"})
+    assert latency is not None and 120 <= latency < 600
+    labels = {"kind": "web", "identifiers": "email+ip_ua"}
+    assert registry.get_sample_value("relay_delivered_identifiers_total", labels) == 1
+    (record,) = await read_all(kafka_bootstrap, settings.outbound_topic, 1)
+    routed = outbound.decode(record.value)
+    assert (routed.origin_ms, routed.identifiers) == (old_ms, "email+ip_ua")
+    assert not record.headers  # the routing line carries what a header did
+
+
+async def test_a_revoke_writes_the_delivered_ledger_before_the_partitions_go(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    # No timed ledger writes: only a revoke can put the delivered keys on the topic, where
+    # the partitions' next owner (this worker again after an eager rebalance, or another)
+    # reads them; keys left in memory would be sent again by that owner.
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_LEDGER_FLUSH_INTERVAL_S=3600,
+        RELAY_LEDGER_FLUSH_KEYS=1_000_000,
+        RELAY_SHUTDOWN_GRACE_S=1,
+    )
+    count = 40
+    await produce_values(
+        kafka_bootstrap,
+        next(iter(settings.inputs)),
+        [orjson.dumps(web_event(conversion_id=f"r{i}")) for i in range(count)],
+    )
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_for(
+            lambda: task.done() or worker.metrics.total("relay_events_delivered") >= count,
+            60,
+            "the events delivered",
+        )
+        (deliver,) = [s for s in worker.stages if isinstance(s, DeliverStage)]
+        assert deliver.ledger is not None
+        await deliver.on_revoked(set(deliver.assigned))
+        records = await read_all(kafka_bootstrap, settings.delivered_topic, 1)
+        keys = sum(len(decode_entry(r.value) or b"") // DIGEST_BYTES for r in records)
+        assert keys == count
+    finally:
+        stop.set()
+        await task

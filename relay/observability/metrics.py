@@ -55,7 +55,7 @@ DROP_REASONS: Final = (
 )
 ENDPOINTS: Final = ("measurement/conversions", "conversion_event", "conversion_attribution")
 STATUSES: Final = ("200", "400", "401", "403", "404", "429", "500", "503", "error")
-RETRY_REASONS: Final = ("rate_limited", "split", "outage", "error")
+RETRY_REASONS: Final = ("rate_limited", "split", "outage", "error", "withheld")
 ATTRIBUTION_OUTCOMES: Final = ("attributed", "unattributed")
 DEFAULT_TOP_ACCOUNTS: Final = 10
 # Record timestamp to X's 2xx: from sub-second (live) to hours (a backlog after an outage).
@@ -163,6 +163,10 @@ class Metrics:
             "2xx answers whose conversions_processed differs from what was sent.",
             "kind",
         )
+        self.before_reset = counter(
+            "relay_requests_before_reset",
+            "Requests that went to X after X had announced their account's reset, before it.",
+        )
         self.tokens_refunded = counter(
             "relay_ratelimit_tokens_refunded", "Budget given back for events X did not count."
         )
@@ -244,7 +248,7 @@ class Metrics:
     def observe_delivered(
         self,
         kind: str,
-        payloads: Sequence[Mapping[str, Any] | bytes],
+        payloads: Sequence[Mapping[str, Any] | bytes | str],
         record_timestamps_ms: Iterable[int],
         *,
         account: str | None = None,
@@ -261,8 +265,11 @@ class Metrics:
         identifier_set = coverage.identifier_set
         counts: dict[str, int] = {}
         for payload in payloads:
-            label = identifier_set(kind, payload)
+            # A str is the label already (the outbound routing line's): checked once below.
+            label = payload if type(payload) is str else identifier_set(kind, payload)
             counts[label] = counts.get(label, 0) + 1
+        if not coverage.LABELS.issuperset(counts):
+            raise ValueError("not an identifier set label")
         for label, count in counts.items():
             self.identifiers.labels(kind, label).inc(count)
             if coverage.is_weak(label):

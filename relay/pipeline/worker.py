@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import importlib
 import logging
 import signal
@@ -318,6 +319,20 @@ async def with_broker_defaults(
     )
 
 
+# Collector thresholds of a process that allocates a few dozen short-lived objects per event
+# and frees nearly all of them by reference counting: Python's default (a young collection
+# every 700 allocations, walking everything young) cost ~15% of the CPU per event
+# (bench/profile.md). Cycles are still collected, every 50,000 allocations.
+GC_THRESHOLDS: Final = (50_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """What exists at start (modules, settings) is never garbage: leave it out of every
+    collection, and collect young objects less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | None = None) -> int:
     """Blocking entry point of `relay run`: SIGTERM/SIGINT start a graceful shutdown."""
 
@@ -328,6 +343,7 @@ def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | Non
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, stage, timeline=timeline or StartupTimeline()).run(stop)
 
+    tune_garbage_collector()
     try:
         asyncio.run(main())
     except BrokerLost as exc:

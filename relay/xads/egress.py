@@ -3,8 +3,9 @@
 Certificates are always verified (against `RELAY_API_CA_FILE`, else the system's bundle, e.g.
 for a TLS-inspecting egress proxy); `http://` is refused for a host other than loopback
 unless `RELAY_API_ALLOW_HTTP` says so; `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are honoured
-(read once, when the session opens: aiohttp's `trust_env` would read them, and ~/.netrc, in
-a thread for every request); connect, read and total timeouts and the pool size are bounded.
+(read once, when the session opens: every request of a session goes to one host, and aiohttp's
+`trust_env` would look them up, and read ~/.netrc, in a thread for each request); connect,
+read and total timeouts and the pool size are bounded.
 """
 
 from __future__ import annotations
@@ -104,13 +105,13 @@ class Egress:
             headers=headers,
             proxy=proxy,
             proxy_auth=proxy_auth,
-            trust_env=False,
         )
 
 
 def env_proxy(base_url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-    """The proxy HTTPS_PROXY/HTTP_PROXY/NO_PROXY name for `base_url` (None: none)."""
-    from aiohttp.helpers import get_env_proxy_for_url
+    """The proxy the environment names for `base_url` (none when NO_PROXY excludes its host),
+    with its credentials (from the proxy URL or ~/.netrc), as aiohttp's `trust_env` finds it."""
+    from aiohttp.helpers import get_env_proxy_for_url  # imported late: see `relay.xads`
     from yarl import URL
 
     try:
