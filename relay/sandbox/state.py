@@ -161,6 +161,17 @@ class SeenConversions:
         """`is_duplicate(prefix + key)` for each key of a request in turn (None: no key,
         never a duplicate)."""
         first_seen, order, max_keys = self._first_seen, self._order, self._max_keys
+        if None not in keys:
+            # The usual request: every key new, none repeated, room for all: set-wise.
+            prefixed = [prefix + key for key in keys]  # type: ignore[operator]
+            if (
+                len(first_seen) + len(prefixed) <= max_keys
+                and first_seen.keys().isdisjoint(prefixed)
+                and len(set(prefixed)) == len(prefixed)
+            ):
+                first_seen.update(dict.fromkeys(prefixed, now))
+                order.extend(prefixed)
+                return [False] * len(prefixed)
         found = []
         for key in keys:
             if key is None:
