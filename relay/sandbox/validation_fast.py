@@ -63,7 +63,9 @@ class _Conversion(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    conversions: Annotated[list[_Conversion], msgspec.Meta(min_length=1, max_length=MAX_CONVERSIONS)]
+    conversions: Annotated[
+        list[_Conversion], msgspec.Meta(min_length=1, max_length=MAX_CONVERSIONS)
+    ]
 
 
 _DECODER: Final = msgspec.json.Decoder(_Body)
