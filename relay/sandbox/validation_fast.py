@@ -18,9 +18,9 @@ from typing import Annotated, Final
 
 import msgspec
 
+from relay.sandbox import validation
 from relay.sandbox.config import SandboxPixel
 from relay.sandbox.currencies import CODES
-from relay.sandbox import validation
 from relay.sandbox.validation import MAX_CONVERSIONS, MAX_QUANTITY
 
 # Integers well inside what both JSON parsers read exactly.
