@@ -1,17 +1,27 @@
 """The sandbox's fast paths give the verdicts of its full checks: on random valid and
-invalid requests, whatever a fast path accepts the full checks accept the same way, and
-the usual well-formed requests do take the fast path."""
+invalid requests, whatever a fast path accepts the full checks accept the same way (and
+what it declines, the full checks answer), and the usual well-formed requests do take the
+fast path."""
 
 from __future__ import annotations
 
 import copy
 import random
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
+from multidict import MultiDict
 
+from relay.sandbox import oauth1
 from relay.sandbox.config import SandboxPixel, load_sandbox_config
+from relay.sandbox.mact_params import (
+    EVENT_PARAMS,
+    AppConversion,
+    checked_app_conversion,
+    usual_conversion,
+)
 from relay.sandbox.responses import XApiError
 from relay.sandbox.validation import validate_web_request
 from relay.sandbox.validation_fast import fast_dedup_keys
@@ -203,3 +213,62 @@ def test_web_fast_path_takes_the_usual_batch(pixel: SandboxPixel) -> None:
     keys = fast_dedup_keys(body, pixel)
     assert keys == [f"o87ne\x1fc-{i}" for i in range(500)]
     assert keys == _full(body, pixel)
+
+
+ODD_PARAMS: list[str] = [
+    "", " ", "333903271", "com.example.app", "IOS", "ANDROID", "ios", "INSTALL", "PURCHASE",
+    "install", "2026-11-20T10:00:00.123Z", "2026-02-30T10:00:00.123Z", "2026-11-20T10:00:00Z",
+    "2026-11-20T10:00:00.123Z\n", "device-1", "a,b", "a b", "x" * 128, "x" * 129, "é",
+    "6D92078A-8246-4BA4-AE5B-76104861E7DC", "6d92078a-8246-4ba4-ae5b-76104861e7dc", "\x7f",
+]  # fmt: skip
+
+
+def _full_conversion(query: MultiDict[str]) -> AppConversion | None:
+    try:
+        return checked_app_conversion(query, EVENT_PARAMS)
+    except XApiError:
+        return None
+
+
+def test_mact_fast_path_accepts_only_what_the_full_checks_accept_alike() -> None:
+    rng = random.Random(20261202)
+    usual = {
+        "app_id": "333903271",
+        "os_type": "IOS",
+        "hashed_device_id": "bench-device-1",
+        "conversion_type": "INSTALL",
+        "conversion_time": "2026-11-20T10:00:00.123Z",
+    }
+    fast_taken = full_refused = 0
+    for _ in range(CASES):
+        params = dict(usual)
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            params[rng.choice(list(usual))] = rng.choice(ODD_PARAMS)
+        fast = usual_conversion(params)
+        full = _full_conversion(MultiDict(params))
+        if fast is not None:
+            fast_taken += 1
+            assert fast == full and fast.params == full.params, params
+        full_refused += full is None
+    assert fast_taken > CASES // 4
+    assert full_refused > CASES // 4
+
+
+def test_mact_usual_request_takes_the_fast_path() -> None:
+    params = {
+        "app_id": "333903271",
+        "os_type": "IOS",
+        "hashed_device_id": "bench-device-1",
+        "conversion_type": "INSTALL",
+        "conversion_time": "2026-11-20T10:00:00.123Z",
+    }
+    assert usual_conversion(params) == _full_conversion(MultiDict(params)) is not None
+
+
+def test_oauth_header_values_decode_as_unquote_does() -> None:
+    rng = random.Random(20261203)
+    pieces = ["a", "+", "/", "=", "%", "%2B", "%2b", "%2F", "%3D", "%25", "%2", "%20", "%E9", "é"]
+    for _ in range(CASES):
+        raw = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        if "%" in raw:
+            assert oauth1._decoded_value(raw) == unquote(raw), raw

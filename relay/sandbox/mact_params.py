@@ -129,9 +129,15 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
     """The request's parameters, or XApiError(400) with every distinct problem."""
     params = received_params(query)
     if len(params) == len(query) and params.keys() == _REQUIRED_SET and allowed >= _REQUIRED_SET:
-        usual = _usual_conversion(params)
+        usual = usual_conversion(params)
         if usual is not None:
             return usual
+    return checked_app_conversion(query, allowed)
+
+
+def checked_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> AppConversion:
+    """`parse_app_conversion` with every check run, one by one."""
+    params = received_params(query)
     errors: list[ErrorDetail] = []
     # The usual request has neither unknown nor repeated names: two size tests tell.
     if len(params) != len(query) or not allowed.issuperset(params):
@@ -189,7 +195,7 @@ def parse_app_conversion(query: MultiMapping[str], allowed: frozenset[str]) -> A
     )
 
 
-def _usual_conversion(params: dict[str, str]) -> AppConversion | None:
+def usual_conversion(params: dict[str, str]) -> AppConversion | None:
     """The usual request (the required parameters, once each, nothing else) when every one
     is valid, checked in one go; None for anything else, which `parse_app_conversion`'s
     checks then report as they do for every request."""
