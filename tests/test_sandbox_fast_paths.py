@@ -15,7 +15,7 @@ import pytest
 from multidict import MultiDict
 
 from relay.sandbox import oauth1
-from relay.sandbox.config import SandboxPixel, load_sandbox_config
+from relay.sandbox.config import DEDUP_WINDOW_S, SandboxPixel, load_sandbox_config
 from relay.sandbox.mact_params import (
     EVENT_PARAMS,
     AppConversion,
@@ -23,6 +23,7 @@ from relay.sandbox.mact_params import (
     usual_conversion,
 )
 from relay.sandbox.responses import XApiError
+from relay.sandbox.state import SeenConversions
 from relay.sandbox.validation import validate_web_request
 from relay.sandbox.validation_fast import fast_dedup_keys
 
@@ -272,3 +273,45 @@ def test_oauth_header_values_decode_as_unquote_does() -> None:
         raw = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
         if "%" in raw:
             assert oauth1._decoded_value(raw) == unquote(raw), raw
+
+
+def _duplicates_one_by_one(
+    seen: dict[str, float], order: list[str], max_keys: int, keys: list[str | None], now: float
+) -> list[bool]:
+    """X's dedup, key after key: the rule `SeenConversions.duplicates` keeps."""
+    found = []
+    for key in keys:
+        if key is None:
+            found.append(False)
+        elif key in seen:
+            found.append(True)
+        else:
+            if len(seen) >= max_keys:
+                del seen[order.pop(0)]
+            seen[key] = now
+            order.append(key)
+            found.append(False)
+    return found
+
+
+def test_dedup_of_a_request_as_key_after_key() -> None:
+    rng = random.Random(20261204)
+    for max_keys in (3, 10, 1000):
+        dedup = SeenConversions(DEDUP_WINDOW_S, max_keys)
+        seen: dict[str, float] = {}
+        order: list[str] = []
+        sent: list[list[str | None]] = []
+        for now in range(300):
+            roll = rng.random()
+            if roll < 0.2 and sent:
+                keys = list(rng.choice(sent))  # a request sent again
+            else:
+                keys = [
+                    None
+                    if rng.random() < 0.05
+                    else f"k{rng.randrange(40 if roll < 0.5 else 10**6)}"
+                    for _ in range(rng.choice([1, 2, 5]))
+                ]
+            sent.append(keys)
+            expected = _duplicates_one_by_one(seen, order, max_keys, keys, float(now))
+            assert dedup.duplicates("p\x1f", keys, float(now)) == expected, keys

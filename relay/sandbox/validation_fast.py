@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -30,6 +30,8 @@ _MAX_INT: Final = 2**53
 # few times dearer than the checks below, which cache what repeats (times, amounts).
 Amount = str | Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
 Quantity = Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
+# ISO 4217 codes, looked up by msgspec in C.
+Currency = Literal[tuple(sorted(CODES))]  # type: ignore[valid-type]
 
 
 class _Identifier(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -56,7 +58,7 @@ class _Conversion(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     identifiers: Annotated[list[_Identifier], msgspec.Meta(min_length=1)]
     conversion_id: str | None = None
     value: Amount | None = None
-    price_currency: str | None = None
+    price_currency: Currency | None = None
     number_items: Quantity | None = None
     description: str | None = None
     contents: list[_Content] | None = None
@@ -83,10 +85,10 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
     append = keys.append
     hashes: list[str] = []  # checked together: one C call for all
     add_hash = hashes.append
-    unset = msgspec.UNSET
+    unset, valid_time, is_amount = msgspec.UNSET, _valid_time, _is_amount
     for conversion in document.conversions:
         tag = tags.get(conversion.event_id)
-        if tag is None or not _valid_time(conversion.conversion_time):
+        if tag is None or not valid_time(conversion.conversion_time):
             return None
         identifiers = conversion.identifiers
         only = identifiers[0] if len(identifiers) == 1 else None
@@ -97,11 +99,8 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
             add_hash(email)
         elif not _primaries_only(identifiers, add_hash):
             return None
-        currency = conversion.price_currency
-        if currency is not None and currency not in CODES:
-            return None
         value = conversion.value
-        if type(value) is str and not _is_amount(value):
+        if type(value) is str and not is_amount(value):
             return None
         if conversion.contents is not None and not _valid_contents(conversion.contents):
             return None
