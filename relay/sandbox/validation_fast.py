@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
 
@@ -30,8 +30,10 @@ _MAX_INT: Final = 2**53
 # few times dearer than the checks below, which cache what repeats (times, amounts).
 Amount = str | Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
 Quantity = Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
-# ISO 4217 codes, looked up by msgspec in C.
-Currency = Literal[tuple(sorted(CODES))]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Currency = str
+else:  # ISO 4217 codes, looked up by msgspec in C
+    Currency = Literal[tuple(sorted(CODES))]
 
 
 class _Identifier(msgspec.Struct, forbid_unknown_fields=True, gc=False):
