@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from relay import __version__
 from relay.config import (
@@ -31,7 +32,25 @@ their defaults (and README.md). `relay config check` validates them.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parsers live with their tools (which import the X client, aiohttp, ...):
+# added only when the command line may need them, so that `relay run` starts without them.
+TOOL_COMMANDS: Final = ("api", "config", "bench")
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (None: none, or only options)."""
+    items = iter(argv)
+    for item in items:
+        if item == "--log-level":
+            next(items, None)
+        elif not item.startswith("-"):
+            return item
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; given `command` (another than the tools'), the tools'
+    parsers are left out (`relay run --help` still shows everything about `run`)."""
     parser = argparse.ArgumentParser(
         prog="relay",
         description="Relay app and web conversions from Kafka to the X Ads API.",
@@ -166,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="one JSON document")
     show.set_defaults(dlq="show")
 
+    known = set(sub.choices)
+    if command is not None and command in known:
+        return parser
     from relay.tools.api import add_api_parser
     from relay.tools.config_check import add_config_parser
 
@@ -179,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv)).parse_args(argv)
     configure_logging(args.log_level or log_level_from(os.environ), log_format_from(os.environ))
     try:
         return dispatch(args)
@@ -196,12 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
+        from relay.observability.startup import StartupTimeline
+
+        timeline = StartupTimeline.of_this_process()
         from relay.pipeline.worker import run_worker
         from relay.tools.config_check import raise_on_problems
 
+        timeline.mark("imports")
         settings = load_settings()
         raise_on_problems(settings)
-        return run_worker(settings, args.stage)
+        timeline.mark("settings")
+        return run_worker(settings, args.stage, timeline)
     if args.command == "broker":
         from relay.broker import run_broker
 

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import yaml
-
 from relay.errors import ConfigError, Problem
 from relay.normalize.device_ids import DEVICE_ID_CASES, DeviceIdCase
 from relay.secret import MASK, Secret
@@ -193,15 +191,7 @@ def parse_inputs(spec: str) -> dict[str, str]:
 def _inputs_problem(inputs: Mapping[str, str]) -> str | None:
     if not inputs:
         return "names no input topic"
-    # Imported here: the adapters import this module. Checked before any topic is created.
-    from relay.formats.registry import ADAPTERS
-
-    missing = sorted({fmt for fmt in inputs.values() if fmt not in ADAPTERS})
-    if missing:
-        return (
-            f"format {', '.join(missing)} has no adapter yet "
-            f"(available: {', '.join(sorted(ADAPTERS))})"
-        )
+    # Every known format has an adapter (tests/test_formats_registry.py checks it).
     bad = [t for t in inputs if not TOPIC_NAME.fullmatch(t)]
     return f"{bad[0]!r} is not a valid topic name" if bad else None
 
@@ -289,6 +279,16 @@ class Settings:
         " holds each group join for half of it)",
         minimum=1_000,
         maximum=3_600_000,
+    )
+    # None: chosen by the broker too. The embedded broker looks for new records only now and
+    # then while a fetch waits; Kafka answers as soon as records arrive.
+    kafka_fetch_max_wait_ms: int | None = setting(
+        "RELAY_KAFKA_FETCH_MAX_WAIT_MS",
+        None,
+        "longest a stage's fetch waits for records; unset: 100, or 20 on the embedded broker"
+        " (which hands a new record over only when it looks again, at the latest then)",
+        minimum=0,
+        maximum=60_000,
     )
     kafka_client_id: str = setting(
         "RELAY_KAFKA_CLIENT_ID",
@@ -827,21 +827,25 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
-    try:
-        if path.suffix.lower() == ".toml":
+    if path.suffix.lower() == ".toml":
+        try:
             data: Any = tomllib.loads(text)
-        else:
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {_unquoted(exc)}") from None
+    else:
+        import yaml  # only for YAML files: TOML (the packaged defaults) needs none of it
+
+        try:
             data = yaml.safe_load(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {_unquoted(exc)}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from None
+        except yaml.YAMLError as exc:
+            reason = _yaml_reason(exc)
+            raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table/mapping at the top")
     return data
 
 
-def _yaml_reason(exc: yaml.YAMLError) -> str:
+def _yaml_reason(exc: Exception) -> str:
     # str(exc) quotes the offending line, which may hold a secret: position and problem only.
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"

@@ -43,6 +43,10 @@ EMBEDDED_SESSION_TIMEOUT_MS: Final = 2_000
 EMBEDDED_CLUSTER_ID: Final = "tansu_cluster"
 MAX_HEARTBEAT_INTERVAL_MS: Final = 3_000
 FETCH_MAX_WAIT_MS: Final = 100
+# The embedded broker answers a waiting fetch only when it looks again: a record appended
+# there was handed over after up to ~50 ms with a 100 ms wait, ~10 ms with 20 (twice per
+# event: input -> ingest, outbound -> deliver). An idle stage then sends 50 fetches a second.
+EMBEDDED_FETCH_MAX_WAIT_MS: Final = 20
 
 Header = tuple[str, bytes]
 KafkaTarget = Settings | str  # a str: bootstrap servers of a plaintext broker (embedded)
@@ -265,12 +269,8 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     return result
 
 
-async def session_timeout_for(
-    kafka: KafkaTarget, configured: int | None, admin: AIOKafkaAdminClient | None = None
-) -> int:
-    """The consumer group session timeout: as configured, else chosen by the broker."""
-    if configured is not None:
-        return configured
+async def is_embedded_broker(kafka: KafkaTarget, admin: AIOKafkaAdminClient | None = None) -> bool:
+    """Whether the broker is the embedded one (recognised by its cluster id)."""
     try:
         async with admin_client(kafka, admin) as client:
             cluster = await client.describe_cluster()
@@ -278,21 +278,31 @@ async def session_timeout_for(
         raise
     except Exception as exc:
         raise await _unreachable(kafka, exc, "describe the cluster") from exc
-    if cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID:
+    return bool(cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID)
+
+
+async def session_timeout_for(
+    kafka: KafkaTarget, configured: int | None, admin: AIOKafkaAdminClient | None = None
+) -> int:
+    """The consumer group session timeout: as configured, else chosen by the broker."""
+    if configured is not None:
+        return configured
+    if await is_embedded_broker(kafka, admin):
         return EMBEDDED_SESSION_TIMEOUT_MS
     return DEFAULT_SESSION_TIMEOUT_MS
 
 
-def group_options(session_timeout_ms: int | None) -> dict[str, Any]:
+def group_options(
+    session_timeout_ms: int | None, fetch_max_wait_ms: int | None = None
+) -> dict[str, Any]:
     """AIOKafkaConsumer options of a group member (unset: real Kafka's safe default)."""
     session = session_timeout_ms or DEFAULT_SESSION_TIMEOUT_MS
     return {
         "session_timeout_ms": session,
         "heartbeat_interval_ms": min(MAX_HEARTBEAT_INTERVAL_MS, session // 3),
-        # A fetch of an idle partition returns after this long at most: a record appended
-        # there is read within ~20 ms instead of ~115 ms (aiokafka's default is 500); an idle
-        # consumer then sends about ten small fetches a second.
-        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        # A fetch of an idle partition returns after this long at most (aiokafka's default
+        # is 500); an idle consumer then sends 1000 / wait small fetches a second.
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS if fetch_max_wait_ms is None else fetch_max_wait_ms,
     }
 
 

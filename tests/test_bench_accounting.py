@@ -7,13 +7,14 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import ConsumerRecord
 
 from relay.formats.base import OutboundEvent
 from relay.pipeline import outbound
 from relay.tools.bench.accounting import account, duplicates_between
 from relay.tools.bench.e2e import steady_rate
 from relay.tools.bench.events import dead_letter_identity
-from relay.tools.bench.latency import percentile
+from relay.tools.bench.latency import percentile, stage_split
 from relay.tools.bench.results import Target
 
 
@@ -87,3 +88,25 @@ def test_dead_letters_are_recognized_in_every_shape() -> None:
 )
 def test_targets(target: Target, passed: bool) -> None:
     assert target.passed is passed
+
+
+def test_latency_splits_at_the_outbound_record() -> None:
+    t0_ms = 1_796_119_200_000  # 2026-12-01T10:00:00Z
+    value = outbound.encode(OutboundEvent("web", "acct", "px1", {"conversion_id": "a"}))
+    record = ConsumerRecord(
+        topic="p.outbound",
+        partition=0,
+        offset=0,
+        timestamp=t0_ms + 30,
+        timestamp_type=0,
+        key=b"acct",
+        value=value,
+        checksum=None,
+        serialized_key_size=4,
+        serialized_value_size=len(value),
+        headers=[],
+    )
+    entries = [web_entry("a", "2026-12-01T10:00:00.250Z"), web_entry("a", "2026-12-01T10:00:09Z")]
+    split = stage_split([record], entries, {"a": t0_ms}, "web")
+    assert split["ingest_p99_ms"] == 30  # append -> outbound record
+    assert split["deliver_p99_ms"] == 220  # outbound record -> the first acceptance

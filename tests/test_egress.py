@@ -143,6 +143,6 @@ async def test_timeouts_and_pool_size_come_from_the_settings() -> None:
         assert session.timeout.total == 11
         assert isinstance(session.connector, aiohttp.TCPConnector)
         assert session.connector.limit == 5
-        assert session.trust_env
+        assert not session.trust_env  # the proxy is resolved once, not per request
     finally:
         await session.close()

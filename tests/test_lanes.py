@@ -15,8 +15,12 @@ def item(offset: int, kind: str = "web", target: str = "px1", tp: TopicPartition
     return Pending(tp, offset, b"acct", b"x" * 10, Routed(kind, "acct", target, "k", b"{}"))  # type: ignore[arg-type]
 
 
-def lane() -> Lane:
-    return Lane("acct", TokenBucket(1000, 10, start_full=True), batch_size=3, linger_s=1.0)
+def lane(*, told: bool = True) -> Lane:
+    """A lane whose bucket has X's word on the budget (`told`), or not yet."""
+    bucket = TokenBucket(1000, 10, start_full=True)
+    if told:
+        bucket.observe_server(remaining=1000, reset_in_s=10)
+    return Lane("acct", bucket, batch_size=3, linger_s=1.0)
 
 
 def test_web_events_batch_per_target_and_app_events_go_one_per_request() -> None:
@@ -29,6 +33,16 @@ def test_web_events_batch_per_target_and_app_events_go_one_per_request() -> None
     one.flush_due(1.0)
     assert [(b.kind, len(b.items)) for b in one.ready] == [("web", 3), ("app", 1), ("web", 1)]
     assert one.held == 5 and one.held_bytes == 50
+
+
+def test_the_first_request_before_x_told_the_budget_does_not_linger() -> None:
+    first = lane(told=False)
+    first.add(item(0), now=0.0)
+    assert first.flush_due(0.0) is None  # closed at once: nothing left open
+    assert [len(b.items) for b in first.ready] == [1]
+    first.bucket.in_flight = 1  # the first request asks X: what comes meanwhile batches
+    first.add(item(1), now=0.0)
+    assert first.flush_due(0.5) == 0.5
 
 
 def test_a_held_target_waits_aside_and_the_others_go() -> None:

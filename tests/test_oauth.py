@@ -1,6 +1,7 @@
 """OAuth 1.0a signing against X's published example and an independent library."""
 
-from urllib.parse import parse_qsl, urlsplit
+import random
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from oauthlib.oauth1 import Client
 
@@ -72,3 +73,47 @@ def test_json_body_is_not_signed_and_query_is() -> None:
 def test_base_url_normalization() -> None:
     assert oauth.base_url("HTTPS://Ads-API.x.com:443/12/x?a=1") == "https://ads-api.x.com/12/x"
     assert oauth.base_url("http://127.0.0.1:8080/12/x") == "http://127.0.0.1:8080/12/x"
+
+
+def test_the_fast_percent_encoding_is_quote_of_rfc_3986() -> None:
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(128)] + ["é", "ü", "€", "日", "\U0001f600"]
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert oauth.pct(value) == quote(value, safe="-._~")
+
+
+def test_the_signer_writes_what_authorization_header_writes() -> None:
+    signer = oauth.Signer(
+        X_EXAMPLE["consumer_key"],
+        X_EXAMPLE["consumer_secret"],
+        X_EXAMPLE["token"],
+        X_EXAMPLE["token_secret"],
+    )
+    base = "https://ads-api.x.com/12/conversion_event"
+    query = {"app_id": "333903271", "conversion_time": "2026-01-02T03:04:05.678Z", "a b": "c+d"}
+    url = base + "?" + urlencode(query)
+    expected = x_header("POST", url, nonce="n0nce", timestamp=1700000000)
+    encoded = [(oauth.pct(k), oauth.pct(v)) for k, v in query.items()]
+    for _ in range(2):  # the second one from the cached URL encoding
+        got = signer.header("POST", base, encoded, nonce="n0nce", timestamp=1700000000)
+        assert got == expected
+
+
+def test_nonces_do_not_repeat() -> None:
+    nonces = oauth.Nonces()
+    drawn = [nonces.next() for _ in range(3 * oauth.NONCES_PER_DRAW)]
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(n) == 32 and int(n, 16) >= 0 for n in drawn)
+
+
+def test_encoding_an_encoded_parameter_string_needs_only_three_replacements() -> None:
+    rng = random.Random(11)
+    alphabet = [chr(c) for c in range(32, 127)] + ["é", "€"]
+    for _ in range(500):
+        pairs = [
+            (oauth.pct("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))),) * 2
+            for _ in range(rng.randint(1, 6))
+        ]
+        joined = "&".join(f"{k}={v}" for k, v in pairs)
+        assert oauth.pct_of_encoded(joined) == quote(joined, safe="-._~")

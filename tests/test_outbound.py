@@ -47,6 +47,32 @@ def test_app_ledger_key_follows_the_conversion_or_the_source_id() -> None:
     assert outbound.decode(outbound.encode(with_source)).ledger_key != keys[0]
 
 
+def test_the_routing_line_carries_the_origin_timestamp_and_the_identifier_set() -> None:
+    payload = {
+        "event_id": "o87ne",
+        "conversion_id": "c1",
+        "identifiers": [{"hashed_email": "e"}, {"ip_address": "1.0.0.0", "user_agent": "u"}],
+    }
+    event = OutboundEvent(kind="web", budget_key="18ce552mlaq", target="o8z6j", payload=payload)
+    routed = outbound.decode(outbound.encode(event, 1_700_000_000_123))
+    assert routed.origin_ms == 1_700_000_000_123
+    assert routed.identifiers == "email+ip_ua"
+    assert outbound.decode(outbound.encode(event)).origin_ms == -1  # unknown
+
+
+def test_a_label_outside_the_metrics_set_is_not_taken() -> None:
+    routed = outbound.decode(b"R3 web a p k 12 customer-42\n{}")
+    assert routed.identifiers is None  # counted from the payload instead
+    assert routed.origin_ms == 12
+
+
+def test_version_two_records_are_still_read() -> None:
+    routed = outbound.decode(b"R2 web a1 p1 " + b"ab" * 16 + b"\n{}")
+    assert (routed.kind, routed.budget_key, routed.target) == ("web", "a1", "p1")
+    assert (routed.ledger_key, routed.payload) == ("ab" * 16, b"{}")
+    assert (routed.origin_ms, routed.identifiers) == (-1, None)  # from the headers, the payload
+
+
 def test_version_one_records_are_still_read() -> None:
     v1 = orjson.dumps(
         {"v": 1, "kind": "web", "budget_key": "a1", "target": "p1", "payload": {"x": 1}}
@@ -64,6 +90,10 @@ def test_version_one_records_are_still_read() -> None:
         b"R2 web a p\n{}",
         b"R2 fax a p k\n{}",
         b"R2 web a p k",
+        b"R3 web a p k 12\n{}",
+        b"R3 web a p k soon email\n{}",
+        b"R3 web a p k 12 email extra\n{}",
+        b"R3 web a\xff p k 12 email\n{}",
         orjson.dumps({"v": 3, "kind": "web", "budget_key": "a", "target": "p", "payload": {}}),
         b"not json",
     ],

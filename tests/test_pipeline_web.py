@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from relay.config import default_mapping_path, load_mapping
+from relay.kafka import ensure_topics, make_producer
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.worker import Worker
@@ -295,3 +297,30 @@ async def test_a_second_worker_joining_takes_partitions_without_losing_events(
     assert revoked and revoked >= 1, "no rebalance happened while the first worker delivered"
     assert first.metrics.total("relay_events_dead_lettered") == 0
     assert second.metrics.total("relay_events_dead_lettered") == 0
+
+
+async def test_latency_counts_from_the_input_record_and_identifiers_from_the_routing_line(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
+    input_topic = next(iter(settings.inputs))
+    await ensure_topics(kafka_bootstrap, [input_topic])
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:  # appended "two minutes ago": the latency must count from the input record
+        old_ms = int(time.time() * 1000) - 120_000
+        event = web_event(ip_address="192.0.2.1", user_agent="UA/1")
+        await producer.send_and_wait(input_topic, orjson.dumps(event), timestamp_ms=old_ms)
+    finally:
+        await producer.stop()
+    worker = Worker(settings, serve_http=False)
+    await run_worker_until(worker, lambda m: m.total("relay_events_delivered") >= 1, "delivery")
+    registry = worker.metrics.registry
+    latency = registry.get_sample_value("relay_delivery_latency_seconds_sum", {"kind": "web"})
+    assert latency is not None and 120 <= latency < 600
+    labels = {"kind": "web", "identifiers": "email+ip_ua"}
+    assert registry.get_sample_value("relay_delivered_identifiers_total", labels) == 1
+    (record,) = await read_all(kafka_bootstrap, settings.outbound_topic, 1)
+    routed = outbound.decode(record.value)
+    assert (routed.origin_ms, routed.identifiers) == (old_ms, "email+ip_ua")
+    assert not record.headers  # the routing line carries what a header did

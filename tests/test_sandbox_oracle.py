@@ -111,12 +111,12 @@ async def test_a_broken_relay_signer_is_refused(
         answer = await client.conversion_event(EXAMPLE_EVENT)
         assert answer["twitter_attribution"] is not None  # the signer works: accepted
 
-        right = oauth.signature_base_string
+        right = oauth.encoded_base_string
 
         def wrong(method: str, url: str, params: Any) -> str:
             return right(method, url, list(params)[:-1])  # a parameter left out
 
-        monkeypatch.setattr(oauth, "signature_base_string", wrong)
+        monkeypatch.setattr(oauth, "encoded_base_string", wrong)
         with pytest.raises(Unauthorized):
             await client.conversion_event(EXAMPLE_EVENT)
     assert (await sandbox.stats())["rejected"]["UNAUTHORIZED_ACCESS"] >= 1

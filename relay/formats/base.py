@@ -18,6 +18,8 @@ class NormalizeContext:
     device_id_hmac_key: bytes = field(default=b"", repr=False)  # a secret
     device_id_case: DeviceIdCase = "as_received"
     extra_device_ids: bool = False
+    # The web adapter's (pixel, account, event ids) as sent -> as checked; bounded by it.
+    web_ids: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)  # not frozen: built once per event on the hot path, frozen costs ~1 us
@@ -37,6 +39,7 @@ class OutboundEvent:
     target: str
     payload: dict[str, Any]
     ledger_key: str = ""
+    identifiers: str | None = None  # the coverage label of the payload, when the adapter knew it
 
 
 class Adapter(Protocol):

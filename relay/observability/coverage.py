@@ -62,6 +62,24 @@ def _label_of(mask: int) -> str:
 
 
 _LABELS: Final = tuple(_label_of(mask) for mask in range(1 << 6))
+LABELS: Final = frozenset(_LABELS)  # every label value there is
+
+
+def web_identifier_set(
+    twclid: object, email: object, phone: object, ip_address: object, user_agent: object
+) -> str:
+    """The label of a web payload with these identifiers (each: present when truthy), as
+    `identifier_set` reads it from the payload; for the adapter that builds it."""
+    mask = _TWCLID if twclid else 0
+    if email:
+        mask |= _EMAIL
+    if phone:
+        mask |= _PHONE
+    if ip_address:
+        mask |= _IP
+    if user_agent:
+        mask |= _UA
+    return _LABELS[mask]
 
 
 def _web_mask(payload: Mapping[str, Any]) -> int:
@@ -98,9 +116,13 @@ def _app_mask(payload: Mapping[str, Any]) -> int:
     return mask
 
 
-def identifier_set(kind: str, payload: Mapping[str, Any] | bytes) -> str:
+def identifier_set(kind: str, payload: Mapping[str, Any] | bytes | str) -> str:
     """The label value for one delivered payload of `kind` (web or app); a web payload may
-    come as the outbound record's JSON bytes."""
+    come as the outbound record's JSON bytes, or as its label already (a str of LABELS)."""
+    if isinstance(payload, str):
+        if payload not in LABELS:
+            raise ValueError("not an identifier set label")
+        return payload
     if isinstance(payload, bytes):
         if kind == "app":
             raise TypeError("app payloads are read decoded")

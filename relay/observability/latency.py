@@ -1,7 +1,8 @@
 """The input record's Kafka timestamp, carried to the deliver stage for end-to-end latency.
 
-Ingest copies the input record's timestamp into a header of the outbound record (not into the
+Ingest writes the input record's timestamp into the outbound routing line (not into the
 outbound record's own timestamp, which time-based retention reads); delivery reads it back.
+Records of earlier releases (outbound R2) carry it in the header named here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,6 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 ORIGIN_TIMESTAMP_HEADER: Final = "relay.origin.timestamp"
-
-
-def origin_timestamp_header(timestamp_ms: int) -> tuple[str, bytes]:
-    return ORIGIN_TIMESTAMP_HEADER, str(timestamp_ms).encode()
 
 
 def origin_timestamp_ms(headers: Iterable[tuple[str, bytes]] | None, fallback_ms: int) -> int:

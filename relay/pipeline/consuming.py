@@ -14,14 +14,22 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from relay.config import Settings
-from relay.kafka import group_options, leave_if_still_member, make_consumer, membership_of
+from relay.kafka import leave_if_still_member, membership_of
 from relay.observability.lag import LagSampler
 from relay.observability.metrics import Metrics
+from relay.observability.startup import StartupTimeline
 from relay.pipeline.broker_watch import close_without_broker
+from relay.pipeline.membership import (
+    EarlyMember,
+    StageListener,
+    Subscription,
+    group_consumer,
+    instance_id,
+)
 from relay.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -32,18 +40,6 @@ COMMIT_DEBOUNCE_S: Final = 0.05  # a finished batch commits this soon, not at th
 POLL_TIMEOUT_MS: Final = 200
 MAX_RECORDS_PER_POLL: Final = 5000
 CLOSE_WITHOUT_BROKER_S: Final = 2.0  # closing would wait for the broker: don't, for long
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, stage: ConsumerStage):
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.stage.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.stage.on_assigned(set(assigned))
-        await self.stage.prepare_assigned(set(assigned))
 
 
 async def unless_stopped(work: Coroutine[Any, Any, T], stopped: asyncio.Task[Any]) -> T | None:
@@ -66,6 +62,11 @@ async def _started(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
+async def _joined(starting: asyncio.Task[None]) -> bool:
+    await starting
+    return True
+
+
 class ConsumerStage(abc.ABC):
     stage: str = "stage"
 
@@ -81,6 +82,8 @@ class ConsumerStage(abc.ABC):
         self._commit_wanted = asyncio.Event()
         # The worker's broker watch: while the broker is gone, commits would only wait.
         self.broker_ok: Callable[[], bool] = lambda: True
+        self.timeline = StartupTimeline()  # the worker's, once it runs the stage
+        self._early: EarlyMember | None = None
 
     @abc.abstractmethod
     def make_consumer(self) -> AIOKafkaConsumer: ...
@@ -93,24 +96,27 @@ class ConsumerStage(abc.ABC):
         """Finish what is in flight (of `partitions`, default all) within the deadline."""
 
     def new_consumer(self, topics: list[str], group_id: str, **options: Any) -> AIOKafkaConsumer:
-        consumer = make_consumer(
-            self.settings,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
-            **group_options(self.settings.kafka_session_timeout_ms),
-            group_instance_id=self.instance_id(group_id),
-            **options,
-        )
-        consumer.subscribe(topics, listener=_Rebalance(self))
-        return consumer
+        wanted = Subscription(topics, group_id, options)
+        return group_consumer(self.settings, self.stage, wanted, StageListener(self))
 
     def instance_id(self, group_id: str) -> str | None:
         """Static membership: the same id after a restart keeps the member's partitions."""
-        base = self.settings.kafka_group_instance_id
-        return f"{base}-{self.stage}" if base else None
+        return instance_id(self.settings, self.stage)
+
+    def adopt(self, member: EarlyMember) -> None:
+        """Run on `member`'s consumer (started by the worker before this stage was built)
+        instead of making one."""
+        self._early = member
+        self.consumer = member.consumer
+        self.on_consumer(member.consumer)
+        member.listener.attach(self)
+
+    def on_consumer(self, consumer: AIOKafkaConsumer) -> None:  # noqa: B027
+        """A consumer made elsewhere is this stage's from now on (stages keep parts of it)."""
+
+    def blocked_reason(self) -> str | None:
+        """Why the stage cannot do its work (for readiness), if it cannot."""
+        return None
 
     def commit_soon(self) -> None:
         """Something finished: commit within `COMMIT_DEBOUNCE_S`, not at the next tick."""
@@ -128,6 +134,7 @@ class ConsumerStage(abc.ABC):
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned |= assigned
         self.ready = True
+        self.timeline.mark(f"{self.stage} joined")
         log.info("%s: assigned %d partitions", self.stage, len(assigned))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -184,15 +191,20 @@ class ConsumerStage(abc.ABC):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain within the grace period, commit, close."""
-        consumer = self.consumer = self.make_consumer()
+        early = self._early
+        if early is not None:
+            early.owned = True
+        consumer = self.consumer = early.consumer if early else self.make_consumer()
         stopped = asyncio.create_task(stop.wait())
         # aiokafka's start, and getmany during a rebalance, wait for the broker whatever the
         # timeout says (forever, if it is gone meanwhile): `stop` ends those waits.
-        if not await unless_stopped(_started(consumer), stopped):
+        starting = _joined(early.starting) if early else _started(consumer)
+        if not await unless_stopped(starting, stopped):
             stopped.cancel()
             self.consumer = None
             await close_without_broker(consumer.stop(), CLOSE_WITHOUT_BROKER_S)
             return
+        self.timeline.mark(f"{self.stage} consumer started")
         committer = asyncio.create_task(self._commit_loop())
         lag = LagSampler(self.stage, consumer, self.metrics, self.tracker.committed)
         sampler = asyncio.create_task(lag.run())
@@ -203,6 +215,7 @@ class ConsumerStage(abc.ABC):
                     stopped,
                 )
                 if batch:
+                    self.timeline.mark(f"{self.stage} first records")
                     await self.handle(batch)
                 self._apply_backpressure(consumer)
             started = time.monotonic()

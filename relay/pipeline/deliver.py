@@ -30,6 +30,7 @@ from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
+from relay.observability.startup import FIRST_DELIVERY
 from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
@@ -37,9 +38,9 @@ from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
-from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.ledger import DeliveredLedger, ledger_digest
+from relay.pipeline.membership import subscription
 from relay.pipeline.parking import (
-    DELIVER_ASSIGNORS,
     DelayedGate,
     ParkedRecord,
     Parking,
@@ -113,6 +114,7 @@ class DeliverStage(ConsumerStage):
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
+        self._gauges_shown: tuple[bool, bool, int] | None = None
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
@@ -135,18 +137,14 @@ class DeliverStage(ConsumerStage):
         return None
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        settings = self.settings
-        if self.parking is None:
-            return self.new_consumer([settings.outbound_topic], settings.deliver_group)
-        # Partition p of both topics on one member: an account's parked records come back
-        # to its owner.
-        consumer = self.new_consumer(
-            [settings.outbound_topic, settings.delayed_topic],
-            settings.deliver_group,
-            partition_assignment_strategy=DELIVER_ASSIGNORS,
-        )
-        self.gate = DelayedGate(consumer, self.metrics)
+        wanted = subscription(self.settings, "deliver", parked=self.parking is not None)
+        consumer = self.new_consumer(wanted.topics, wanted.group_id, **wanted.options)
+        self.on_consumer(consumer)
         return consumer
+
+    def on_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        if self.parking is not None:
+            self.gate = DelayedGate(consumer, self.metrics)
 
     def credential_for(self, routed: outbound.Routed) -> str:
         """The named credentials of the record's pixel or app, else of its account."""
@@ -161,19 +159,23 @@ class DeliverStage(ConsumerStage):
     # -- intake -------------------------------------------------------------------------
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        tracker = self.tracker
+        tracker, ledger = self.tracker, self.ledger
         undecodable: list[Pending] = []
         touched: set[Lane] = set()
         now = self.clock()
         count = 0
         duplicates = 0
+        held_keys = self._held_keys
+        lanes: dict[tuple[str, str, str], Lane] = {}  # of this batch's records, looked up once
         for tp, messages in batch.items():
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
+            count += len(messages)
+            register = tracker.registrar(tp)
             for msg in messages:
-                count += 1
-                tracker.register(tp, msg.offset)
+                offset = msg.offset
+                register(offset)
                 value: bytes = msg.value or b""
                 origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
                 try:
@@ -181,23 +183,35 @@ class DeliverStage(ConsumerStage):
                 except outbound.UnknownOutbound:
                     placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
                     undecodable.append(
-                        Pending(tp, msg.offset, msg.key, value, placeholder, origin, parked)
+                        Pending(tp, offset, msg.key, value, placeholder, origin, parked)
                     )
                     continue
                 key = routed.ledger_key
-                if key in self._held_keys or (self.ledger is not None and self.ledger.seen(key)):
+                digest = ledger_digest(key) if ledger is not None else b""
+                if key in held_keys or (ledger is not None and ledger.seen_digest(digest)):
                     # A replay: X has it, or its first copy waits here (a copy is written
                     # after it on the same partition, so the commit cannot pass that first).
-                    tracker.finish(tp, msg.offset)
+                    tracker.finish(tp, offset)
                     duplicates += 1
                     continue
-                self._held_keys[key] = tp
-                lane = self._lane(routed)
-                pending = Pending(tp, msg.offset, msg.key, value, routed, origin, parked)
-                pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
-                pending.headers = carried_headers(msg.headers)
+                held_keys[key] = tp
+                pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
+                pending.digest = digest
+                pending.timestamp_ms = msg.timestamp
+                if msg.headers:
+                    pending.headers = carried_headers(msg.headers)
+                if delayed or pending.headers:
+                    pass  # parked or redriven: counted from its own append, as before R3
+                elif routed.origin_ms >= 0:  # R3: the input's timestamp in the routing line
+                    pending.timestamp_ms = routed.origin_ms
+                elif msg.headers:  # R2: in a header
+                    pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                slot = (routed.kind, routed.target, routed.budget_key)
+                lane = lanes.get(slot)
+                if lane is None:
+                    lane = lanes[slot] = self._lane(routed)
+                    touched.add(lane)
                 lane.add(pending, now)
-                touched.add(lane)
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
             self.commit_soon()
@@ -270,6 +284,7 @@ class DeliverStage(ConsumerStage):
         """The delivered ledger of the new partitions is read before their first send."""
         if self.ledger is not None and assigned:
             await self.ledger.rebuild({tp.partition for tp in assigned})
+            self.timeline.mark("ledger rebuilt")
 
     async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
         """Park events on the delayed topic; once acknowledged their offsets finish here."""
@@ -559,6 +574,11 @@ class DeliverStage(ConsumerStage):
             )
 
     def _update_gauges(self) -> None:
+        # Runs after every answer of X: the gauges are set only when what they show changed.
+        state = (bool(self.holds.credentials), self.circuit.is_open, len(self.holds.targets))
+        if state == self._gauges_shown:
+            return
+        self._gauges_shown = state
         blocked = self.metrics.delivery_blocked
         blocked.labels("credential_rejected").set(1 if self.holds.credentials else 0)
         blocked.labels("circuit_open").set(1 if self.circuit.is_open else 0)
@@ -581,11 +601,12 @@ class DeliverStage(ConsumerStage):
                 batch.target,
             )
         if self.ledger is not None:
-            by_partition: dict[int, list[str]] = {}
+            by_partition: dict[int, list[bytes]] = {}
             for p in batch.items:
-                by_partition.setdefault(p.tp.partition, []).append(p.routed.ledger_key)
-            for partition, keys in by_partition.items():
-                self.ledger.record(partition, keys)
+                digest = p.digest or ledger_digest(p.routed.ledger_key)
+                by_partition.setdefault(p.tp.partition, []).append(digest)
+            for partition, digests in by_partition.items():
+                self.ledger.record_digests(partition, digests)
         if batch.kind == "app" and sent.params is not None:
             (item,) = batch.items
             mode = self.settings.mobile_mode
@@ -600,14 +621,17 @@ class DeliverStage(ConsumerStage):
             await self.attributions.publish(record)
             self.metrics.observe_attribution(outcome(sent.answer) == "attributed")
         self.metrics.batch_size.labels(batch.kind).observe(size)
-        payloads: list[Mapping[str, Any] | bytes] = (
+        items = batch.items
+        payloads: list[Mapping[str, Any] | bytes | str] = (
             [sent.params]
             if sent.params is not None
-            else [p.routed.payload for p in batch.items]  # web: read as bytes, not decoded
+            # web: the label of the routing line, else the payload read as bytes
+            else [p.routed.identifiers or p.routed.payload for p in items]
         )
         self.metrics.observe_delivered(
-            batch.kind, payloads, [p.timestamp_ms for p in batch.items], account=lane.account
+            batch.kind, payloads, [p.timestamp_ms for p in items], account=lane.account
         )
+        self.timeline.mark(FIRST_DELIVERY)
         self._finish(lane, batch.items)
 
     @staticmethod
@@ -643,10 +667,10 @@ class DeliverStage(ConsumerStage):
         self._finish(lane, items)
 
     def _finish(self, lane: Lane | None, items: list[Pending]) -> None:
-        finish = self.tracker.finish
+        finish, forget = self.tracker.finish, self._held_keys.pop
         for p in items:
             finish(p.tp, p.offset)
-            self._held_keys.pop(p.routed.ledger_key, None)
+            forget(p.routed.ledger_key, None)
         if lane is not None:
             lane.done(items)
         self.metrics.buffered.set(self.tracker.in_flight())

@@ -26,26 +26,29 @@ from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, Header, OutRecord
 from relay.normalize.device_ids import redact_device_ids
-from relay.observability.latency import origin_timestamp_header
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.membership import subscription
 from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
+MAX_RECORD_KEYS: Final = 100_000
+
+
+NO_HEADERS: Final[list[Header]] = []  # shared: the producer only reads it
 
 
 def outbound_headers(msg: ConsumerRecord) -> list[Header]:
-    """The input's timestamp (end-to-end latency) and the headers that travel on (the redrive
-    count); a list, the producer's record builder takes no other sequence."""
-    headers = [origin_timestamp_header(msg.timestamp)]
-    if msg.headers:  # most input records have none
-        headers.extend(carried_headers(msg.headers))
-    return headers
+    """The headers that travel on (the redrive count); a list, the producer's record builder
+    takes no other sequence. The input's timestamp travels in the routing line."""
+    if not msg.headers:  # most input records have none
+        return NO_HEADERS
+    return list(carried_headers(msg.headers))
 
 
 def decode_record(value: bytes | None, max_bytes: int) -> Any:
@@ -123,7 +126,7 @@ class Ingestor:
     def outbound_record(self, event: OutboundEvent, msg: ConsumerRecord) -> OutRecord:
         return OutRecord(
             self.settings.outbound_topic,
-            outbound.encode(event),
+            outbound.encode(event, msg.timestamp),
             key=event.budget_key.encode(),
             headers=outbound_headers(msg),
         )
@@ -160,10 +163,12 @@ class IngestStage(ConsumerStage):
         self.ingestor = Ingestor(settings)
         self._chunk_slots = asyncio.Semaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pending_chunks: set[asyncio.Task[None]] = set()
+        self._record_keys: dict[str, bytes] = {}  # budget key -> record key: accounts repeat
         self.ops = OperationalLog(log)
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        return self.new_consumer(list(self.settings.inputs), self.settings.ingest_group)
+        wanted = subscription(self.settings, "ingest")
+        return self.new_consumer(wanted.topics, wanted.group_id)
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         # The hot path: Ingestor.process inlined, no per-record object besides the OutRecord,
@@ -175,6 +180,7 @@ class IngestStage(ConsumerStage):
         dead: Counter[str] = Counter()
         decode, max_bytes, ctx = decode_record, self.settings.max_event_bytes, ingestor.ctx
         outbound_topic, encode = self.settings.outbound_topic, outbound.encode
+        record_keys = self._record_keys
         consumed = 0
         for tp, messages in batch.items():
             if not messages:
@@ -197,12 +203,18 @@ class IngestStage(ConsumerStage):
                         origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
                     )
                     continue
+                budget_key = event.budget_key
+                key = record_keys.get(budget_key)
+                if key is None:
+                    if len(record_keys) >= MAX_RECORD_KEYS:
+                        record_keys.clear()
+                    key = record_keys[budget_key] = budget_key.encode()
                 records.append(
                     OutRecord(
                         outbound_topic,
-                        encode(event),
-                        key=event.budget_key.encode(),
-                        headers=outbound_headers(msg),
+                        encode(event, msg.timestamp),
+                        key,
+                        outbound_headers(msg) if msg.headers else NO_HEADERS,
                     )
                 )
                 kinds[event.kind] += 1

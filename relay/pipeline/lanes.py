@@ -39,6 +39,7 @@ class Pending:
     times_parked: int = 0
     timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
     headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
+    digest: bytes = b""  # of the ledger key (relay.pipeline.ledger), when there is a ledger
 
     @property
     def source(self) -> Origin:
@@ -96,7 +97,7 @@ class Lane:
     def add(self, item: Pending, now: float) -> None:
         routed = item.routed
         self.held += 1
-        self.held_bytes += item.size
+        self.held_bytes += len(item.value)  # item.size, without the property call
         self.partitions.add(item.tp)
         self.last_active = now
         if routed.kind == "app":  # one conversion per request: ready at once
@@ -119,8 +120,13 @@ class Lane:
         """Close batches whose linger expired (all with `everything`); return the seconds
         until the next one is due, or None when nothing is open."""
         next_due: float | None = None
+        # Before X's first answer the first request carries only what the empty-started
+        # bucket holds (often one event): filling a batch gains nothing, so it goes at once
+        # (X's answer then tells the budget; later batches linger).
+        first = not self.bucket.server_known and not self.bucket.in_flight
+        linger_s = 0.0 if first else self.linger_s
         for target, opened in list(self.opened_at.items()):
-            due = opened + self.linger_s
+            due = opened + linger_s
             if everything or due <= now:
                 self._close(target)
             else:
@@ -210,7 +216,7 @@ class Lane:
 
     def done(self, items: list[Pending]) -> None:
         self.held -= len(items)
-        self.held_bytes -= sum(p.size for p in items)
+        self.held_bytes -= sum([len(p.value) for p in items])
 
     @property
     def idle(self) -> bool:

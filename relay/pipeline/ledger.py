@@ -162,19 +162,29 @@ class DeliveredLedger(Lifecycle):
         """Whether X already accepted the event with this ledger key (within the window)."""
         return ledger_digest(ledger_key) in self._keys
 
+    def seen_digest(self, digest: bytes) -> bool:
+        """`seen` of the key whose `ledger_digest` this is (the stage computes it once)."""
+        return digest in self._keys
+
     def record(self, partition: int, ledger_keys: Sequence[str]) -> None:
         """Remember keys X accepted for outbound partition `partition`; written behind."""
+        if isinstance(ledger_keys, str):
+            raise TypeError("record() takes a sequence of ledger keys, not one string")
+        self.record_digests(partition, [ledger_digest(k) for k in ledger_keys])
+
+    def record_digests(self, partition: int, digests: Sequence[bytes]) -> None:
+        """`record` of the keys whose `ledger_digest`s these are."""
         self._require_open()
         if not 0 <= partition < self._partitions:
             raise ValueError(f"partition {partition} is not one of {self.topic}'s")
-        if isinstance(ledger_keys, str):
-            raise TypeError("record() takes a sequence of ledger keys, not one string")
-        if not ledger_keys:
+        if not digests:
             return
-        digests = b"".join(ledger_digest(k) for k in ledger_keys)
-        self._remember(partition, digests, self._clock())
-        self._pending.setdefault(partition, bytearray()).extend(digests)
-        count = len(ledger_keys)
+        if any(len(d) != DIGEST_BYTES for d in digests):
+            raise ValueError(f"a ledger digest is {DIGEST_BYTES} bytes")
+        joined = b"".join(digests)
+        self._remember(partition, joined, self._clock())
+        self._pending.setdefault(partition, bytearray()).extend(joined)
+        count = len(digests)
         self._pending_keys += count
         self._unacked_keys += count
         self._metrics.ledger_keys.labels("recorded").inc(count)

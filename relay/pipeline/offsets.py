@@ -12,6 +12,7 @@ so that a chunk of thousands of records costs one entry, not one per record.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
@@ -84,6 +85,10 @@ class OffsetTracker:
 
     def register(self, tp: TopicPartition, offset: int) -> None:
         self._offsets(tp).register(offset)
+
+    def registrar(self, tp: TopicPartition) -> Callable[[int], None]:
+        """`register` for the records of `tp` (one lookup for a fetched run of them)."""
+        return self._offsets(tp).register
 
     def register_run(self, tp: TopicPartition, first: int, last: int, count: int) -> None:
         """`count` records of `tp` from `first` to `last`, finished together by `finish_run`."""

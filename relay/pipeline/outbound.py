@@ -1,14 +1,21 @@
 """The outbound record codec: what ingest writes to `<prefix>.outbound` and deliver reads.
 
-    value = b"R2 " kind " " budget_key " " target " " ledger_key "\\n" payload-json
+    value = b"R3 " kind " " budget_key " " target " " ledger_key " " origin_ms " " identifiers
+            "\\n" payload-json
 
 The routing fields come first, on one ASCII line, so that the deliver stage routes a record
-(lane, target, duplicate check) without decoding its payload; the payload is X's request
-entry as ready JSON (web: one item of the `conversions` array, joined into the request body as
-bytes; app: the `conversion_event` query parameters). Record key = the budget key.
+(lane, target, duplicate check), measures its latency and counts its identifiers without
+decoding its payload or reading headers; the payload is X's request entry as ready JSON (web:
+one item of the `conversions` array, joined into the request body as bytes; app: the
+`conversion_event` query parameters). Record key = the budget key.
 
-Version 1 (a JSON object with `v: 1`, written by earlier releases) is still read, so that an
-upgrade does not dead-letter a backlog; any other version is refused (`UnknownOutbound`).
+- origin_ms: the input record's Kafka timestamp (end-to-end latency), -1 when unknown;
+- identifiers: the payload's identifier set as the coverage metric labels it
+  (`relay.observability.coverage`), e.g. `email+phone+ip_ua`.
+
+Versions 2 (`R2`: the first four fields, the origin timestamp in a header) and 1 (a JSON
+object with `v: 1`) are still read, so that an upgrade does not dead-letter a backlog; any
+other version is refused (`UnknownOutbound`).
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from typing import Any, Final, Literal
 import orjson
 
 from relay.formats.base import OutboundEvent
+from relay.observability import coverage
 
-VERSION_TAG: Final = b"R2 "
+VERSION_TAG: Final = b"R3 "
+VERSION_2_TAG: Final = b"R2 "
 KINDS: Final = ("web", "app")
+_LABELS: Final = coverage.LABELS
 Kind = Literal["web", "app"]
 
 
@@ -40,6 +50,8 @@ class Routed:
     target: str
     ledger_key: str
     payload: bytes  # ready JSON
+    origin_ms: int = -1  # the input record's timestamp; -1: read it from the headers (R2)
+    identifiers: str | None = None  # the coverage label; None: count it from the payload
 
     def payload_dict(self) -> dict[str, Any]:
         value = orjson.loads(self.payload)
@@ -74,8 +86,8 @@ def _check_field(value: str, name: str) -> None:
         raise ValueError(f"outbound {name} must be non-empty without spaces or newlines")
 
 
-def encode(event: OutboundEvent) -> bytes:
-    """An adapter's event -> the outbound record value."""
+def encode(event: OutboundEvent, origin_ms: int = -1) -> bytes:
+    """An adapter's event (and its input record's timestamp) -> the outbound record value."""
     kind = event.kind
     # Sorted keys for app payloads only: their ledger key hashes the payload bytes.
     if kind == "web":
@@ -87,8 +99,12 @@ def encode(event: OutboundEvent) -> bytes:
     budget_key, target = event.budget_key, event.target
     _check_field(budget_key, "budget_key")
     _check_field(target, "target")
+    identifiers = event.identifiers or coverage.identifier_set(kind, event.payload)
     # One format and one encode of the routing line: this runs once per ingested event.
-    head = f"R2 {kind} {budget_key} {target} {ledger_key_for(event, payload)}\n"
+    head = (
+        f"R3 {kind} {budget_key} {target} {ledger_key_for(event, payload)}"
+        f" {origin_ms if origin_ms > 0 else -1} {identifiers}\n"
+    )
     return head.encode() + payload
 
 
@@ -96,24 +112,46 @@ def decode(value: bytes | None) -> Routed:
     """An outbound record value -> `Routed`; `UnknownOutbound` for what it cannot read."""
     if not value:
         raise UnknownOutbound("empty outbound record")
-    if value.startswith(VERSION_TAG):
-        head, sep, payload = value.partition(b"\n")
-        parts = head.split(b" ")
-        if not sep or len(parts) != 5 or not payload:
-            raise UnknownOutbound("outbound record framing is broken")
-        kind = parts[1].decode()
-        if kind not in KINDS:
-            raise UnknownOutbound(f"outbound kind {kind!r} is unknown")
+    if value.startswith(VERSION_TAG):  # this runs once per delivered event
+        head, _, payload = value.partition(b"\n")
+        try:
+            _, kind, budget_key, target, ledger_key, origin, identifiers = head.decode().split(" ")
+        except (UnicodeDecodeError, ValueError):
+            raise UnknownOutbound("outbound record framing is broken") from None
+        if not payload or kind not in KINDS:
+            raise UnknownOutbound("outbound record framing is broken or its kind is unknown")
+        if origin.isascii() and origin.isdigit():
+            origin_ms = int(origin)
+        elif origin == "-1":
+            origin_ms = -1
+        else:
+            raise UnknownOutbound("outbound origin timestamp is not a number")
         return Routed(
             kind,  # type: ignore[arg-type]
-            parts[2].decode(),
-            parts[3].decode(),
-            parts[4].decode(),
+            budget_key,
+            target,
+            ledger_key,
             payload,
+            origin_ms,
+            # A label of the metric's fixed set only: nothing else reaches a label value.
+            identifiers if identifiers in _LABELS else None,
         )
+    if value.startswith(VERSION_2_TAG):
+        return _decode_v2(value)
     if value[:1] == b"{":
         return _decode_v1(value)
     raise UnknownOutbound("outbound record of an unknown version")
+
+
+def _decode_v2(value: bytes) -> Routed:
+    head, _, payload = value.partition(b"\n")
+    try:
+        _, kind, budget_key, target, ledger_key = head.decode().split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise UnknownOutbound("outbound record framing is broken") from None
+    if not payload or kind not in KINDS:
+        raise UnknownOutbound("outbound record framing is broken or its kind is unknown")
+    return Routed(kind, budget_key, target, ledger_key, payload)  # type: ignore[arg-type]
 
 
 def _decode_v1(value: bytes) -> Routed:

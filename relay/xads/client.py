@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast
-from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -180,6 +179,7 @@ class XAdsClient:
         # TLS, proxies, timeouts and pool size (Egress.from_settings in the relay).
         self._egress = egress or Egress(total_timeout_s=timeout_s, max_connections=max_connections)
         self._session: aiohttp.ClientSession | None = None
+        self._signer: tuple[Credentials, oauth.Signer] | None = None
         self._closed = False
         self.app_event_tags = AccountResource[AppEventTag](
             self, API_VERSION, "app_event_tags", "app_event_tag_ids"
@@ -298,8 +298,8 @@ class XAdsClient:
         if self._session is None:
             raise ClosedError("XAdsClient is not open")
         url = self.base_url + path
-        if params:
-            url += "?" + urlencode(params)
+        # RFC 3986 encoding: the query as sent is the query as signed, encoded once.
+        query = [(oauth.pct(k), oauth.pct(v)) for k, v in params.items()] if params else []
         headers: dict[str, str] = {}
         data = raw_body if json_body is None else orjson.dumps(json_body)
         if data is not None:
@@ -307,15 +307,9 @@ class XAdsClient:
         if pixel_token:
             headers["X-Pixel-Token"] = pixel_token.reveal()
         else:
-            creds = self.credentials
-            headers["Authorization"] = oauth.authorization_header(
-                method,
-                url,
-                consumer_key=creds.consumer_key,
-                consumer_secret=creds.consumer_secret.reveal(),
-                token=creds.access_token,
-                token_secret=creds.access_token_secret.reveal(),
-            )
+            headers["Authorization"] = self._signer_now().header(method, url, query)
+        if query:
+            url += "?" + "&".join([f"{k}={v}" for k, v in query])
         try:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
@@ -328,6 +322,19 @@ class XAdsClient:
         if status >= 400:
             raise _error(status, resp_headers, body)
         return status, resp_headers, body
+
+    def _signer_now(self) -> oauth.Signer:
+        """The signer of the current credentials (built again when they are replaced)."""
+        creds = self.credentials
+        if self._signer is None or self._signer[0] is not creds:
+            signer = oauth.Signer(
+                creds.consumer_key,
+                creds.consumer_secret.reveal(),
+                creds.access_token,
+                creds.access_token_secret.reveal(),
+            )
+            self._signer = (creds, signer)
+        return self._signer[1]
 
 
 def _decode(raw: bytes) -> Any:

@@ -70,6 +70,12 @@ SCENARIOS: Final[dict[str, Scenario]] = {
         ),
         "relay.tools.bench.latency.run_latency",
     ),
+    "startup": Scenario(
+        "seconds from `relay run` to its first delivery: first start, restart, static membership",
+        600,
+        (Size("--rounds", 5, 2, "starts of each kind"),),
+        "relay.tools.bench.startup.run_startup",
+    ),
     "chaos": Scenario(
         "kill -9 the relay at random moments, restart it: lost and duplicates",
         2400,

@@ -20,6 +20,7 @@ ORDER: Final = (
     "throughput-web-split",
     "throughput-mobile-split",
     "latency",
+    "startup",
     "chaos-web",
     "chaos-mobile",
     "outage",
@@ -60,7 +61,8 @@ Full runs (defaults of each scenario; rough durations on 2 idle cores), then
 | `relay bench throughput` | 1 min |
 | `relay bench throughput --kind mobile` | 6 min (X's 100 ms latency: ~850 calls/s floor) |
 | `relay bench throughput --split-stages` | 1 min |
-| `relay bench latency` | 5 min (web and app) |
+| `relay bench latency` | 10 min (web and app; the app capacity probe alone ~4 min) |
+| `relay bench startup` | 3 min (5 rounds of 4 starts) |
 | `relay bench chaos --kill9 10` | 5 min |
 | `relay bench chaos --kill9 10 --kind mobile` | 8 min |
 | `relay bench outage` | 3 min |
