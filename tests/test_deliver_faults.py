@@ -4,6 +4,8 @@ exhausted retries, and an account budget shared with the sandbox."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -93,8 +95,44 @@ async def test_transient_failures_cost_retries_not_events(
     assert worker.metrics.total("relay_events_delivered") == count
     assert worker.metrics.total("relay_events_dead_lettered") == 0
     assert worker.metrics.total("relay_delivery_retries") > 0
+    # By X's own headers, nothing went after the relay had learned a reset, before it.
+    assert worker.metrics.total("relay_requests_before_reset") == 0
     sandbox_stats = await stats(sandbox.url)
     assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
+
+
+async def test_a_429_storm_mid_run_holds_each_account_until_the_reset_x_announced(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    # Mid-run, X's window reset is known (its answers carry the 900 s window's end); a storm's
+    # 429 announces an earlier reset, and a Retry-After in whole seconds that may end before
+    # it. Nothing may go for the account before that reset.
+    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url, RELAY_WEB_BATCH_SIZE=50)
+    topic = next(iter(settings.inputs))
+    await produce_values(kafka_bootstrap, topic, events(200, 31))
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    delivered = worker.metrics
+    try:
+        await wait_for(
+            lambda: delivered.total("relay_events_delivered") >= 200, 60, "the first events"
+        )
+        # The storm ends just past a whole second: its reset (the next whole second) comes
+        # almost a second after a Retry-After in whole seconds would let the account go.
+        now = time.time()
+        await set_faults(sandbox.url, {"storm_s": math.ceil(now + 1.5) + 0.05 - now})
+        await produce_values(kafka_bootstrap, topic, events(600, 32))
+        await wait_for(
+            lambda: task.done() or delivered.total("relay_events_delivered") >= 800,
+            60,
+            "every event, after the storm",
+        )
+    finally:
+        stop.set()
+        await task
+    assert (await stats(sandbox.url))["faults"].get("storm_429", 0) >= 1
+    assert delivered.total("relay_requests_before_reset") == 0
 
 
 async def test_an_outage_that_outlasts_the_retry_time_dead_letters_with_the_attempts(

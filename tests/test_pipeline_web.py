@@ -16,6 +16,8 @@ from relay.config import default_mapping_path, load_mapping
 from relay.kafka import ensure_topics, make_producer
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
+from relay.pipeline.deliver import DeliverStage
+from relay.pipeline.ledger import DIGEST_BYTES, decode_entry
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
@@ -324,3 +326,43 @@ async def test_latency_counts_from_the_input_record_and_identifiers_from_the_rou
     routed = outbound.decode(record.value)
     assert (routed.origin_ms, routed.identifiers) == (old_ms, "email+ip_ua")
     assert not record.headers  # the routing line carries what a header did
+
+
+async def test_a_revoke_writes_the_delivered_ledger_before_the_partitions_go(
+    kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
+) -> None:
+    # No timed ledger writes: only a revoke can put the delivered keys on the topic, where
+    # the partitions' next owner (this worker again after an eager rebalance, or another)
+    # reads them; keys left in memory would be sent again by that owner.
+    settings = make_settings(
+        kafka_bootstrap,
+        topic_prefix,
+        sandbox.url,
+        RELAY_LEDGER_FLUSH_INTERVAL_S=3600,
+        RELAY_LEDGER_FLUSH_KEYS=1_000_000,
+        RELAY_SHUTDOWN_GRACE_S=1,
+    )
+    count = 40
+    await produce_values(
+        kafka_bootstrap,
+        next(iter(settings.inputs)),
+        [orjson.dumps(web_event(conversion_id=f"r{i}")) for i in range(count)],
+    )
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_for(
+            lambda: task.done() or worker.metrics.total("relay_events_delivered") >= count,
+            60,
+            "the events delivered",
+        )
+        (deliver,) = [s for s in worker.stages if isinstance(s, DeliverStage)]
+        assert deliver.ledger is not None
+        await deliver.on_revoked(set(deliver.assigned))
+        records = await read_all(kafka_bootstrap, settings.delivered_topic, 1)
+        keys = sum(len(decode_entry(r.value) or b"") // DIGEST_BYTES for r in records)
+        assert keys == count
+    finally:
+        stop.set()
+        await task

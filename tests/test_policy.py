@@ -64,6 +64,16 @@ CASES: list[tuple[str, ApiError | int, BatchState, Action]] = [
         state(charged=2),
         RetryAfter(7.0, "rate_limited", counts_attempt=False, block_account=True),
     ),
+    (
+        "429 whose Retry-After ends before X's reset",
+        RateLimited(
+            "x",
+            status=429,
+            rate_limit=RateLimitInfo(remaining=0, reset_epoch_s=NOW + 3.4, retry_after_s=3),
+        ),
+        state(),
+        RetryAfter(pytest.approx(3.4), "rate_limited", counts_attempt=False, block_account=True),  # type: ignore[arg-type]
+    ),
     ("400, a batch", BadRequest("x", status=400), state(size=500), Split()),
     ("400, one event", BadRequest("x", status=400), state(size=1), DeadLetter("rejected")),
     ("403 account", Forbidden("x", status=403, code="ACCOUNT_NOT_FOUND"), state(), HoldTarget()),

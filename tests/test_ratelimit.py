@@ -88,3 +88,21 @@ def test_an_answer_counts_what_is_still_in_flight() -> None:
     bucket.settle(300, counted=300)
     bucket.observe_server(remaining=700, reset_in_s=5)  # the 200 still in flight count too
     assert bucket.available() == 500
+
+
+def test_a_429_reset_before_the_known_window_end_still_blocks_until_it() -> None:
+    clock = FakeClock()
+    wall = [5_000.0]
+    bucket = TokenBucket(60_000, 900, clock, wall_clock=lambda: wall[0])
+    bucket.observe_server(50_000, 800.0)  # X's window ends in 800 s
+    assert bucket.take(500)
+    # A 429 announcing its own reset 3.4 s away (a storm, an overload): an earlier reset
+    # than the window's, which is no stale answer; nothing may go before it.
+    bucket.observe_server(0, 3.4)
+    assert bucket.available() == 0
+    clock.now += 3.4
+    wall[0] += 3.4
+    assert bucket.available() == 0, "not before X's reset (and its margin)"
+    clock.now += 0.3
+    wall[0] += 0.3
+    assert bucket.blocked_for() == 0

@@ -31,7 +31,16 @@ CTX = NormalizeContext(MappingFile(), default_phone_region="US", device_id_hmac_
 EMAIL, PHONE = "  Raw.Person@Example.com ", "+1 (650) 555-0100"
 IDFA, ADID = "DD99CFF7-1C9B-4D0E-9F4B-6A8D5E0C1B2A", "38400000-8cf0-11bd-b23e-10b96e40000d"
 IP, UA = "192.133.78.1", "Mozilla/5.0 (RawAgent)"
-RAW = (b"Raw.Person", b"650", b"DD99CFF7", b"38400000", IP.encode(), b"RawAgent")
+# The phone as written and as digits: a bare "650" also turns up in random topic names.
+RAW = (
+    b"Raw.Person",
+    b"(650) 555",
+    b"6505550100",
+    b"DD99CFF7",
+    b"38400000",
+    IP.encode(),
+    b"RawAgent",
+)
 
 
 def test_every_input_format_has_rules() -> None:

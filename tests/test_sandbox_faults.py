@@ -18,7 +18,7 @@ from relay.cli import build_parser
 from relay.sandbox.faults import DROP, HANG, FaultInjector, Faults, FaultsError, parse_error_rates
 from relay.xads.errors import RateLimited, ServerError, TransportError
 from tests.mact_fixtures import EVENT, EXAMPLE_EVENT, EXAMPLE_PARAMS, call, relay_client
-from tests.sandbox_fixtures import PIXEL, Reply, SandboxClient, conversion, running_sandbox
+from tests.sandbox_fixtures import ACCOUNT, PIXEL, Reply, SandboxClient, conversion, running_sandbox
 
 
 @pytest.fixture
@@ -141,12 +141,27 @@ async def test_requests_before_an_announced_reset_are_counted() -> None:
     now = [time.time()]
     async with running_sandbox(clock=lambda: now[0]) as sandbox:
         await must_set(sandbox, storm_s=10)
+        announced = now[0]
         assert await send(sandbox) == 429  # announces the account's reset
+        now[0] += 1.5
         assert await send(sandbox) == 429  # too early: counted
         assert (await sandbox.stats())["requests_before_reset"] == 1
-        now[0] = math.ceil(now[0] + 10)  # the reset the 429 announced
+        reset = math.ceil(announced + 10)
+        now[0] = reset  # the reset the 429 announced
         assert await send(sandbox) == 200
         assert (await sandbox.stats())["requests_before_reset"] == 1
+        early = (await sandbox.control("GET", "early-requests")).body
+        assert early == {
+            "requests": [
+                {
+                    "account_id": ACCOUNT,
+                    "arrived_at": announced + 1.5,
+                    "reset": reset,
+                    "announced_at": announced,
+                }
+            ],
+            "total": 1,
+        }
 
 
 async def test_an_injected_429_carries_reset_headers(sandbox: SandboxClient) -> None:

@@ -50,7 +50,10 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            # Microseconds: lines of one moment stay in order, and can be matched with what
+            # another process saw at that moment.
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            + f".{int(record.created % 1 * 1_000_000):06d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

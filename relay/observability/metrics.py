@@ -55,7 +55,7 @@ DROP_REASONS: Final = (
 )
 ENDPOINTS: Final = ("measurement/conversions", "conversion_event", "conversion_attribution")
 STATUSES: Final = ("200", "400", "401", "403", "404", "429", "500", "503", "error")
-RETRY_REASONS: Final = ("rate_limited", "split", "outage", "error")
+RETRY_REASONS: Final = ("rate_limited", "split", "outage", "error", "withheld")
 ATTRIBUTION_OUTCOMES: Final = ("attributed", "unattributed")
 DEFAULT_TOP_ACCOUNTS: Final = 10
 # Record timestamp to X's 2xx: from sub-second (live) to hours (a backlog after an outage).
@@ -162,6 +162,10 @@ class Metrics:
             "relay_conversions_processed_mismatch",
             "2xx answers whose conversions_processed differs from what was sent.",
             "kind",
+        )
+        self.before_reset = counter(
+            "relay_requests_before_reset",
+            "Requests that went to X after X had announced their account's reset, before it.",
         )
         self.tokens_refunded = counter(
             "relay_ratelimit_tokens_refunded", "Budget given back for events X did not count."

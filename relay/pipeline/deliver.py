@@ -26,6 +26,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import Settings
+from relay.errors import BrokerError, ClosedError
 from relay.kafka import BatchProducer
 from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
@@ -50,12 +51,13 @@ from relay.pipeline.parking import (
 from relay.pipeline.ratelimit import TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
-from relay.xads.errors import ApiError, TransportError
+from relay.xads.errors import ApiError, NotSent, RateLimited, TransportError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CREDENTIAL: Final = "default"
 BUCKET_SWEEP_S: Final = 60.0
+RESET_NOTE_S: Final = 0.1  # a reset moved by less is the one already noted
 
 
 class DeliverStage(ConsumerStage):
@@ -115,6 +117,7 @@ class DeliverStage(ConsumerStage):
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._swept_at = clock()
         self._gauges_shown: tuple[bool, bool, int] | None = None
+        self._announced: dict[str, float] = {}  # account -> reset X announced (epoch s)
         self.peak_lane_in_flight = 0  # the most requests one account had in flight at once
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
@@ -417,7 +420,7 @@ class DeliverStage(ConsumerStage):
             lane.in_flight += 1
             self.peak_lane_in_flight = max(self.peak_lane_in_flight, lane.in_flight)
             stack.pop_all()  # the attempt releases the request slot
-        self._spawn(self._attempt(lane, sent, probe))
+        self._spawn(self._attempt(lane, sent, circuit_probe=circuit.probe, hold_probe=gate.probe))
         return 0
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -434,17 +437,29 @@ class DeliverStage(ConsumerStage):
 
     # -- one attempt and what X's answer means ------------------------------------------------
 
-    async def _attempt(self, lane: Lane, batch: Batch, probe: bool) -> None:
-        batch.attempts += 1
-        batch.first_attempt_at = batch.first_attempt_at or time.time()
+    async def _attempt(
+        self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool
+    ) -> None:
+        probe = circuit_probe or hold_probe
         sender = self.senders[batch.kind]
         account = lane.account if batch.kind == "app" and lane.account != batch.target else None
+        first_attempt_at = batch.first_attempt_at or time.time()
         started = time.monotonic()
         answer: Sent | ApiError
         try:
-            answer = await sender.send(self.clients[lane.credential], batch, account)
+            answer = await sender.send(
+                self.clients[lane.credential],
+                batch,
+                account,
+                lambda: self._may_go(lane, batch, probe),
+            )
         except ApiError as err:
             answer = err
+        except NotSent:
+            self._requests.release()
+            lane.in_flight -= 1
+            self._withheld(lane, batch, circuit_probe=circuit_probe, hold_probe=hold_probe)
+            return
         except Exception as exc:
             self._requests.release()
             lane.in_flight -= 1
@@ -452,6 +467,8 @@ class DeliverStage(ConsumerStage):
             return
         self._requests.release()
         lane.in_flight -= 1
+        batch.attempts += 1
+        batch.first_attempt_at = first_attempt_at
         self.metrics.api_latency.labels(sender.endpoint).observe(time.monotonic() - started)
         status = "200" if isinstance(answer, Sent) else str(answer.status or "error")
         self.metrics.api_requests.labels(sender.endpoint, status).inc()
@@ -463,6 +480,53 @@ class DeliverStage(ConsumerStage):
             lane.last_active = self.clock()
             lane.wakeup.set()
             self._progress.set()
+
+    def _may_go(self, lane: Lane, batch: Batch, probe: bool) -> bool:
+        """Asked at the wire, once the request holds a connection: what was learned since it
+        was dispatched (a 429 for its account, a 401 for its credential, a 403/404 for its
+        target, the circuit opening, the partition revoked) withholds it. X announced a reset,
+        so nothing of that account may reach X before it, not even what was already queued."""
+        if lane.closed or lane.bucket.blocked_for() > 0:
+            return False
+        go = probe or not (
+            self.circuit.is_open
+            or lane.credential in self.holds.credentials
+            or self.holds.target_held(batch.kind, batch.target)
+        )
+        if go:
+            self._witness_reset(lane.account)
+        return go
+
+    def _witness_reset(self, account: str) -> None:
+        """Counts a request going to X before the reset X announced for its account, by X's
+        own word (its header), apart from the bucket that should have stopped it."""
+        reset = self._announced.get(account)
+        if reset is None:
+            return
+        if time.time() >= reset:
+            del self._announced[account]
+            return
+        self.metrics.before_reset.inc()
+        log.error(
+            "deliver: a request for account %s went %.3fs before the reset X announced",
+            account,
+            reset - time.time(),
+            extra={"account": account},
+        )
+
+    def _withheld(self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool) -> None:
+        """A request `_may_go` stopped: nothing reached X, so nothing is charged or counted;
+        the batch goes back to the head of its lane (a closed lane's new owner reads it again)."""
+        lane.bucket.settle(len(batch.items), counted=0)
+        if circuit_probe:
+            self.circuit.probing = False
+        if hold_probe:
+            self.holds.cancel_probe(lane.credential, batch.kind, batch.target)
+        self.metrics.retries.labels("withheld").inc()
+        if not lane.closed:
+            lane.retry(batch)
+        lane.wakeup.set()
+        self._progress.set()
 
     def _observe_budget(self, lane: Lane, batch: Batch, answer: Sent | ApiError) -> None:
         size = len(batch.items)
@@ -479,12 +543,33 @@ class DeliverStage(ConsumerStage):
         if info.remaining is not None:
             reset_in = info.reset_epoch_s - time.time() if info.reset_epoch_s else None
             lane.bucket.observe_server(info.remaining, reset_in, info.limit)
+        self._remember_reset(lane.account, answer)
+
+    def _remember_reset(self, account: str, answer: Sent | ApiError) -> None:
+        """The reset X announced (a 429, or nothing remaining), as X wrote it."""
+        info = answer.rate_limit
+        spent = isinstance(answer, RateLimited) or info.remaining == 0
+        if not spent:
+            return
+        now = time.time()
+        resets = [
+            r
+            for r in (
+                info.reset_epoch_s,
+                now + info.retry_after_s if info.retry_after_s is not None else None,
+            )
+            if r is not None
+        ]
+        if resets and max(resets) > now:
+            self._announced[account] = max(max(resets), self._announced.get(account, 0.0))
 
     async def _settle(self, lane: Lane, batch: Batch, answer: Sent | ApiError, probe: bool) -> None:
         err = answer if isinstance(answer, ApiError) else None
         outage = err is not None and policy.is_outage(err)
         self.circuit.record(not outage, probe=probe)
+        blocked_until = lane.bucket.blocked_until
         self._observe_budget(lane, batch, answer)
+        blocked_until = self._note_reset(lane, blocked_until)
         if err is None or (err.status not in (401, None) and not outage):
             self._release(lane.credential, None)  # X took the credentials
         if err is None or err.status in (400, 429):
@@ -531,6 +616,7 @@ class DeliverStage(ConsumerStage):
                 batch.charged += 1
             if action.block_account:
                 lane.bucket.block_for(action.delay_s)
+                self._note_reset(lane, blocked_until)
                 self.ops.rate_limited(lane.account, action.delay_s, batch.target)
             else:
                 lane.paused_until = max(lane.paused_until, self.clock() + action.delay_s)
@@ -544,6 +630,20 @@ class DeliverStage(ConsumerStage):
                     action.delay_s,
                     batch.attempts,
                 )
+
+    def _note_reset(self, lane: Lane, blocked_until: float) -> float:
+        """One line when X's answer moved the account's reset later: the moment the relay
+        learned it (nothing for the account may start after it, before the reset)."""
+        bucket = lane.bucket
+        if bucket.blocked_until > max(blocked_until, self.clock()) + RESET_NOTE_S:
+            wait = bucket.blocked_for()
+            log.info(
+                "deliver: account %s waits %.3fs for the reset X announced",
+                lane.account,
+                wait,
+                extra={"account": lane.account, "wait_s": round(wait, 3)},
+            )
+        return bucket.blocked_until
 
     def _lost(self, lane: Lane, batch: Batch) -> bool:
         return lane.closed or any(
@@ -707,6 +807,7 @@ class DeliverStage(ConsumerStage):
         finally:
             self._revoking -= revoked
         if self.ledger is not None:
+            await self._flush_ledger()
             self.ledger.forget({tp.partition for tp in revoked} - self._still_owned())
         if self.gate is not None:
             self.gate.forget(revoked)
@@ -717,6 +818,16 @@ class DeliverStage(ConsumerStage):
             if lane.partitions & revoked or lane.idle:
                 lane.drop_partitions(revoked)
                 self._close_lane(key)  # its bucket went with the partition
+
+    async def _flush_ledger(self) -> None:
+        """Before revoked partitions leave memory, their delivered keys must be on the
+        ledger topic: the next owner (this worker again, after an eager rebalance, or
+        another) reads them from there, and the offsets past them may not be committed."""
+        assert self.ledger is not None
+        try:
+            await asyncio.wait_for(self.ledger.flush(), self.settings.revoke_drain_s)
+        except (TimeoutError, BrokerError, ClosedError) as exc:
+            log.warning("deliver: the delivered ledger was not flushed before the revoke: %r", exc)
 
     def _still_owned(self) -> set[int]:
         return {tp.partition for tp in self.assigned}

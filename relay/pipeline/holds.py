@@ -163,6 +163,11 @@ class Holds:
                 self.probe_s if hold in self.credentials.values() else self.target_interval_s
             )
 
+    def cancel_probe(self, credential: str, kind: str, target: str) -> None:
+        """The probe was withheld before it reached X: the next request may probe at once."""
+        for hold in self._holds(credential, kind, target):
+            hold.probing = False
+
     def target_held(self, kind: str, target: str) -> bool:
         return (kind, target) in self.targets
 

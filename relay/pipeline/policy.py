@@ -112,17 +112,18 @@ def is_outage(err: ApiError) -> bool:
 
 
 def server_wait_s(err: ApiError, now: float) -> float | None:
-    """X's own wait: Retry-After, or the reset time when the budget is spent.
+    """X's own wait: the later of Retry-After and the reset time when the budget is spent
+    (Retry-After is whole seconds counted from X's answer: it may end before the reset).
 
     A reset time next to remaining budget is no retry hint: it is the window's end.
     """
     info = err.rate_limit
-    if info.retry_after_s is not None:
-        return info.retry_after_s
     spent = isinstance(err, RateLimited) or info.remaining == 0
-    if spent and info.reset_epoch_s is not None:
-        return max(0.0, info.reset_epoch_s - now)
-    return None
+    until_reset = (
+        max(0.0, info.reset_epoch_s - now) if spent and info.reset_epoch_s is not None else None
+    )
+    waits = [w for w in (info.retry_after_s, until_reset) if w is not None]
+    return max(waits) if waits else None
 
 
 def decide(

@@ -123,6 +123,10 @@ class TokenBucket:
             self.limit = limit
         if remaining is None:
             return
+        if remaining <= 0 and reset_in_s is not None:
+            # Spent, or a 429 with its own reset (X may announce one before its window's end):
+            # nothing before that reset, whatever the window.
+            self.block_for(reset_in_s + RESET_MARGIN_S)
         if reset_in_s is not None:
             reset_epoch = self.wall_clock() + reset_in_s
             if reset_epoch < self._reset_epoch - 1.0:
@@ -133,8 +137,6 @@ class TokenBucket:
         self.tokens = float(max(remaining - pending, 0))
         self.server_known = True
         self._updated_at = now
-        if remaining <= 0 and reset_in_s is not None:
-            self.block_for(reset_in_s + RESET_MARGIN_S)
 
     def block_for(self, seconds: float) -> None:
         """Spend nothing until `seconds` from now (a 429 or an exhausted server budget).
@@ -147,6 +149,11 @@ class TokenBucket:
         if self._reset_at is None:
             self.tokens = 0.0
         self._blocked_until = max(self._blocked_until, now + max(seconds, 0.0))
+
+    @property
+    def blocked_until(self) -> float:
+        """The clock's time before which nothing may be spent (a 429's reset, say)."""
+        return self._blocked_until
 
     def blocked_for(self) -> float:
         return max(0.0, self._blocked_until - self.clock())

@@ -5,7 +5,9 @@
 - app: one `conversion_event` per conversion (or `conversion_attribution` in check mode), the
   windows filled from the account's app event tags.
 
-Errors are X's (`relay.xads.errors.ApiError`); the policy decides what they mean.
+Errors are X's (`relay.xads.errors.ApiError`); the policy decides what they mean. `admit`
+is asked once the request holds a connection, just before it is written; when it says no,
+`NotSent` is raised and X sees nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Final, Protocol
 
 from relay.pipeline.app_windows import AppWindows, fill_windows
 from relay.pipeline.lanes import Batch
-from relay.xads.client import XAdsClient
+from relay.xads.client import Admit, XAdsClient
 from relay.xads.errors import RateLimitInfo
 
 WEB_ENDPOINT: Final = "measurement/conversions"
@@ -35,7 +37,9 @@ class Sent:
 class Sender(Protocol):
     endpoint: str
 
-    async def send(self, client: XAdsClient, batch: Batch, account: str | None) -> Sent: ...
+    async def send(
+        self, client: XAdsClient, batch: Batch, account: str | None, admit: Admit
+    ) -> Sent: ...
 
 
 class WebSender:
@@ -44,10 +48,12 @@ class WebSender:
     def __init__(self, use_pixel_token: bool):
         self.use_pixel_token = use_pixel_token
 
-    async def send(self, client: XAdsClient, batch: Batch, account: str | None) -> Sent:
+    async def send(
+        self, client: XAdsClient, batch: Batch, account: str | None, admit: Admit
+    ) -> Sent:
         body = b'{"conversions":[' + b",".join(p.routed.payload for p in batch.items) + b"]}"
         result = await client.post_web_conversions_body(
-            batch.target, body, use_pixel_token=self.use_pixel_token
+            batch.target, body, use_pixel_token=self.use_pixel_token, admit=admit
         )
         return Sent(result.conversions_processed, result.rate_limit)
 
@@ -58,7 +64,9 @@ class AppSender:
         self.mode = mode
         self.endpoint = APP_ENDPOINTS[mode]
 
-    async def send(self, client: XAdsClient, batch: Batch, account: str | None) -> Sent:
+    async def send(
+        self, client: XAdsClient, batch: Batch, account: str | None, admit: Admit
+    ) -> Sent:
         (item,) = batch.items  # one conversion per request
         params = item.routed.payload_dict()
         tag = None
@@ -72,7 +80,7 @@ class AppSender:
             )
         fill_windows(params, tag)
         if self.mode == "check":
-            result = await client.check_conversion_attribution(params)
+            result = await client.check_conversion_attribution(params, admit=admit)
         else:
-            result = await client.record_conversion_event(params)
+            result = await client.record_conversion_event(params, admit=admit)
         return Sent(1, result.rate_limit, params, result.data)

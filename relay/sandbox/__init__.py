@@ -21,7 +21,9 @@ capacity.py         503 OVER_CAPACITY past the requests served at once
 faults.py           Faults: what to inject, and the seeded dice
 fault_middleware.py injecting them on X's routes (never on /_sandbox/*)
 state.py            journals, dedup memory, counters
-control.py          /_sandbox/journal, config, stats, reset, faults, engagements
+access.py           tokens revoked and accounts, pixels, apps denied at run time
+control.py          /_sandbox/journal, config, stats, reset, faults, access, early-requests,
+                    engagements
 edge.py             the one middleware: capacity, faults, X's error bodies, counters, budgets
 app.py              create_app: routes and the edge
 http11.py           the sandbox's own HTTP/1.1 server (asyncio.Protocol over httptools)

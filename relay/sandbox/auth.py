@@ -47,6 +47,7 @@ class SignedRequest(NamedTuple):
     form: str = ""
     replay: ReplayGuard | None = None
     header: dict[str, str] | None = None  # `authorization` parsed, if done (empty: unparsable)
+    revoked: frozenset[str] = frozenset()  # access tokens withdrawn at run time (access.py)
 
 
 def unauthorized() -> XApiError:
@@ -69,6 +70,7 @@ async def signed_request(request: web.Request) -> SignedRequest:
         form=form,
         replay=state.replay if state is not None else None,
         header=parsed_authorization(request),
+        revoked=state.access.revoked_tokens if state is not None else frozenset(),
     )
 
 
@@ -110,6 +112,8 @@ def verify_oauth(request: SignedRequest, config: SandboxConfig) -> SandboxCreden
     text = oauth1.base_string(request.method, request.uri, header.items(), encoded)
     if not oauth1.signature_matches(oauth1.hmac_sha1(creds.signing_key, text), signature):
         raise unauthorized()
+    if creds.access_token in request.revoked:
+        raise unauthorized()  # X's one 401, as for any other failure
     # Only a valid signature may take a nonce: forged requests cannot fill the memory.
     if request.replay is not None and not request.replay.admit(
         creds.consumer_key, creds.access_token, header["oauth_nonce"], header["oauth_timestamp"]

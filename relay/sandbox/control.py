@@ -12,6 +12,7 @@ from aiohttp import web
 
 from relay.errors import ConfigError
 from relay.sandbox import resources
+from relay.sandbox.access import Access
 from relay.sandbox.attribution import parse_engagements
 from relay.sandbox.faults import Faults
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
@@ -115,6 +116,40 @@ async def delete_faults(request: web.Request) -> web.Response:
     return json_response(state.faults.to_json(state.clock()))
 
 
+async def get_early_requests(request: web.Request) -> web.Response:
+    """Requests that arrived before the reset a 429 had announced to their account (epoch
+    seconds): `arrived_at`, the `reset`, and `announced_at` (the first 429 announcing it)."""
+    state = request.app[STATE_KEY]
+    return json_response(
+        {
+            "requests": list(state.early_requests),
+            "total": state.stats.requests_before_reset,
+        }
+    )
+
+
+async def get_access(request: web.Request) -> web.Response:
+    return json_response(request.app[STATE_KEY].access.to_json())
+
+
+async def post_access(request: web.Request) -> web.Response:
+    """Replaces what is withdrawn: revoked access tokens (401), denied accounts, pixels and
+    apps (403/404); see access.py."""
+    state = request.app[STATE_KEY]
+    try:
+        state.access = Access.from_json(_json(await request.read()))
+    except ConfigError as exc:
+        raise XApiError.single(400, "INVALID_PARAMETER", str(exc), "access") from None
+    return json_response(state.access.to_json())
+
+
+async def delete_access(request: web.Request) -> web.Response:
+    """Gives every token and target back."""
+    state = request.app[STATE_KEY]
+    state.access = Access()
+    return json_response(state.access.to_json())
+
+
 async def get_engagements(request: web.Request) -> web.Response:
     engagements = request.app[STATE_KEY].engagements
     return json_response({"engagements": engagements.to_json(), "total": len(engagements)})
@@ -160,4 +195,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PREFIX + "faults", post_faults)
     app.router.add_delete(PREFIX + "faults", delete_faults)
     app.router.add_get(PREFIX + "engagements", get_engagements)
+    app.router.add_get(PREFIX + "early-requests", get_early_requests)
+    app.router.add_get(PREFIX + "access", get_access)
+    app.router.add_post(PREFIX + "access", post_access)
+    app.router.add_delete(PREFIX + "access", delete_access)
     app.router.add_post(PREFIX + "engagements", post_engagements)

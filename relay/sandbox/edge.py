@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.sandbox import capacity, control, fault_middleware, metering
-from relay.sandbox.keys import STATE_KEY
+from relay.sandbox.auth import token_of
+from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.responses import API_VERSION, API_VERSION_HEADER, XApiError
 
 UNMATCHED: Final = "unmatched"
@@ -103,7 +104,9 @@ def _error(status: int, code: str, message: str) -> web.Response:
 def _count(request: web.Request, status: int, codes: Sequence[str]) -> None:
     resource = request.match_info.route.resource
     endpoint = f"{request.method} {resource.canonical}" if resource is not None else UNMATCHED
-    request.app[STATE_KEY].stats.record(endpoint, status, codes)
+    creds = token_of(request, request.app[CONFIG_KEY])
+    token = creds.access_token if creds is not None else None
+    request.app[STATE_KEY].stats.record(endpoint, status, codes, token)
 
 
 def _x_headers(request: web.Request, response: web.StreamResponse, account: str | None) -> None:

@@ -6,9 +6,10 @@
 Order of checks, as a client sees them: authentication (401), the app id's syntax (404
 INVALID_APP_ID: neither an App Store number nor an Android package name), the app (404
 MACT_APP_NOT_FOUND), the token's right to the app's account (403 ACCOUNT_NOT_FOUND, 403
-ACCOUNT_LOCKED_OUT), the parameters (400); then, conversion_event only, the account's app
-event provider configuration (404 APP_EVENT_PROVIDER_CONFIGURATION_NOT_FOUND), the app's
-event tag for the conversion type (404 APP_EVENT_TAG_NOT_FOUND) and the account's budget
+ACCOUNT_LOCKED_OUT), a denial of the app or its account (access.py), the parameters (400);
+then, conversion_event only, the account's app event provider configuration (404
+APP_EVENT_PROVIDER_CONFIGURATION_NOT_FOUND), the app's event tag for the conversion type
+(404 APP_EVENT_TAG_NOT_FOUND) and the account's budget
 (429: an attribution query records no event and costs none).
 
 Windows: conversion_event takes the ones given, else the tag's (post_engagement ->
@@ -29,6 +30,7 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiMapping
 
+from relay.sandbox.access import Access
 from relay.sandbox.attribution import Engagement
 from relay.sandbox.auth import check_account, signed_request, verify_oauth
 from relay.sandbox.config import SandboxApp, SandboxConfig, SandboxCredentials
@@ -60,7 +62,7 @@ _STORE_ID: Final = re.compile(r"\d{1,20}|[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+
 async def post_conversion_event(request: web.Request) -> web.Response:
     config, state = request.app[CONFIG_KEY], request.app[STATE_KEY]
     creds = verify_oauth(await signed_request(request), config)
-    conversion, app = _checked(request.query, config, creds, EVENT_PARAMS)
+    conversion, app = _checked(request.query, config, creds, EVENT_PARAMS, state.access)
     click, view = _tag_windows(request, app, conversion)
     attribution = _attribution(state, conversion, click, view)
     params = {
@@ -86,7 +88,7 @@ async def post_conversion_event(request: web.Request) -> web.Response:
 async def get_conversion_attribution(request: web.Request) -> web.Response:
     config, state = request.app[CONFIG_KEY], request.app[STATE_KEY]
     creds = verify_oauth(await signed_request(request), config)
-    conversion, _ = _checked(request.query, config, creds, ATTRIBUTION_PARAMS)
+    conversion, _ = _checked(request.query, config, creds, ATTRIBUTION_PARAMS, state.access)
     click = _given(conversion.click_window, DEFAULT_CLICK_WINDOW)
     view = _given(conversion.view_through_window, DEFAULT_VIEW_THROUGH_WINDOW)
     _check_windows(click, view, conversion)
@@ -149,6 +151,7 @@ def _checked(
     config: SandboxConfig,
     creds: SandboxCredentials,
     allowed: frozenset[str],
+    access: Access,
 ) -> tuple[AppConversion, SandboxApp]:
     """The request's conversion and app once the app, the account and the parameters passed."""
     app_id = query.get("app_id")
@@ -171,6 +174,7 @@ def _checked(
                 received_params(query),
             )
         check_account(creds, app.account_id, config)
+        access.refuse(account_id=app.account_id, app_id=app.id, params=received_params(query))
     conversion = parse_app_conversion(query, allowed)  # 400 without an app_id
     app = config.apps[conversion.app_id]
     if conversion.os_type != app.os_type:

@@ -96,7 +96,7 @@ def budget_headers(request: web.Request, response: web.StreamResponse, account: 
     if _ACCOUNT_REMAINING not in headers:  # a fault may have set its own
         headers.update(state.account_budget.peek(account, now).headers(ACCOUNT_PREFIX))
     if response.status == 429:
-        state.announce_reset(account, float(headers[_ACCOUNT_RESET]))
+        state.announce_reset(account, float(headers[_ACCOUNT_RESET]), now)
 
 
 def request_account(request: web.Request) -> str | None:

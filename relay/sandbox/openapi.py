@@ -184,6 +184,8 @@ def openapi_document() -> Schema:
         "/_sandbox/stats": _control("counters"),
         "/_sandbox/faults": _control("the faults in force"),
         "/_sandbox/engagements": _control("engagements for attribution"),
+        "/_sandbox/access": _control("tokens revoked, accounts, pixels and apps denied"),
+        "/_sandbox/early-requests": _control("requests before their account's announced reset"),
     }
     for kind in KINDS:
         paths.update(_resource_paths(kind))

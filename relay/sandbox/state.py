@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from relay.sandbox.access import Access
 from relay.sandbox.attribution import Engagements
 from relay.sandbox.config import SandboxApp, SandboxConfig, SandboxPixel
 from relay.sandbox.faults import FaultInjector
@@ -208,19 +209,29 @@ class Stats:
         self.app_conversions_accepted = 0
         self.app_conversions_attributed = 0
         self.faults: Counter[str] = Counter()  # injected, by kind: latency, drop, error_503, ...
+        # By the configured access token the request names (signed or not) and status.
+        self.by_token: Counter[tuple[str, int]] = Counter()
         # Requests for an account that arrived before the reset a 429 had announced to it.
         self.requests_before_reset = 0
 
-    def record(self, endpoint: str, status: int, codes: Sequence[str] = ()) -> None:
+    def record(
+        self, endpoint: str, status: int, codes: Sequence[str] = (), token: str | None = None
+    ) -> None:
         self.requests[endpoint, status] += 1
         self.rejected.update(set(codes))
+        if token is not None:
+            self.by_token[token, status] += 1
 
     def to_json(self) -> dict[str, Any]:
         requests: dict[str, dict[str, int]] = {}
         for (endpoint, status), count in sorted(self.requests.items()):
             requests.setdefault(endpoint, {})[str(status)] = count
+        by_token: dict[str, dict[str, int]] = {}
+        for (token, status), count in sorted(self.by_token.items()):
+            by_token.setdefault(token, {})[str(status)] = count
         return {
             "requests": requests,
+            "requests_by_token": by_token,
             "conversions_accepted": self.conversions_accepted,
             "duplicates": self.duplicates,
             "rejected": dict(sorted(self.rejected.items())),
@@ -233,10 +244,14 @@ class Stats:
     def clear(self) -> None:
         self.requests.clear()
         self.rejected.clear()
+        self.by_token.clear()
         self.faults.clear()
         self.conversions_accepted = self.duplicates = 0
         self.app_conversions_accepted = self.app_conversions_attributed = 0
         self.requests_before_reset = 0
+
+
+EARLY_KEPT = 10_000  # early requests listed (the counter counts them all)
 
 
 class SandboxState:
@@ -253,16 +268,34 @@ class SandboxState:
         self.replay = ReplayGuard(clock, config.oauth_window_s, config.nonce_max_keys)
         self.engagements = Engagements(config.engagements, config.max_engagements)
         self.faults = FaultInjector()
-        self.announced_reset: dict[str, float] = {}  # account -> reset of its latest 429
+        self.access = Access()  # revoked tokens, denied targets (/_sandbox/access)
+        # account -> (reset of its latest 429, when the first 429 announcing it was answered)
+        self.announced_reset: dict[str, tuple[float, float]] = {}
+        # Requests that arrived before their account's announced reset, oldest first: when
+        # they arrived and what had been announced. A request can only be faulted for what
+        # its client knew when it sent it; the client's own record tells which ones were
+        # sent after its 429 arrived (`relay bench faults` joins the two).
+        self.early_requests: deque[dict[str, Any]] = deque(maxlen=EARLY_KEPT)
 
-    def announce_reset(self, account_id: str, reset_epoch_s: float) -> None:
+    def announce_reset(self, account_id: str, reset_epoch_s: float, now: float) -> None:
         """A 429 told the account to wait until `reset_epoch_s`."""
-        self.announced_reset[account_id] = reset_epoch_s
+        known = self.announced_reset.get(account_id)
+        if known is None or known[0] != reset_epoch_s:
+            self.announced_reset[account_id] = (reset_epoch_s, now)
 
     def check_reset(self, account_id: str, now: float) -> None:
         """Counts a request for an account that arrives before its announced reset."""
-        if now < self.announced_reset.get(account_id, 0.0):
+        reset, announced_at = self.announced_reset.get(account_id, (0.0, 0.0))
+        if now < reset:
             self.stats.requests_before_reset += 1
+            self.early_requests.append(
+                {
+                    "account_id": account_id,
+                    "arrived_at": now,
+                    "reset": reset,
+                    "announced_at": announced_at,
+                }
+            )
 
     def spend_account(self, account_id: str, events: int, now: float) -> None:
         """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
@@ -330,7 +363,9 @@ class SandboxState:
         self.replay.clear()
         self.engagements.reset()
         self.faults.clear()
+        self.access = Access()
         self.announced_reset.clear()
+        self.early_requests.clear()
 
 
 def iso_ms(epoch_s: float) -> str:

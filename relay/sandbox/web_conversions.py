@@ -2,7 +2,8 @@
 
 Order of checks, as a client sees them: authentication (401), the pixel (404), the
 token's right to the pixel's account (403 ACCOUNT_NOT_FOUND) and the account's standing
-(403 ACCOUNT_LOCKED_OUT), then the body (400).
+(403 ACCOUNT_LOCKED_OUT), a denial of the pixel or its account (access.py), then the body
+(400).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def post_web_conversions(request: web.Request) -> web.Response:
         check_unlocked(pixel.account_id, config)
     else:
         check_account(caller, pixel.account_id, config)
+    state.access.refuse(account_id=pixel.account_id, pixel_id=pixel.id)
     body = await request.read()
     # The common well-formed body in one pass; anything else gets the full checks.
     dedup_keys = fast_dedup_keys(body, pixel)

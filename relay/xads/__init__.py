@@ -19,6 +19,7 @@ _WHERE = {
     "BadRequest": "relay.xads.errors",
     "Forbidden": "relay.xads.errors",
     "NotFound": "relay.xads.errors",
+    "NotSent": "relay.xads.errors",
     "RateLimited": "relay.xads.errors",
     "RateLimitInfo": "relay.xads.errors",
     "ServerError": "relay.xads.errors",

@@ -1,11 +1,17 @@
 """The async X Ads API client: OAuth 1.0a signing, one typed method per endpoint.
 
 aiohttp and transport errors are translated into `relay.xads.errors` here and nowhere else.
+
+A request waits for one of the pool's connections here, never inside aiohttp: the caller's
+`admit` check runs once the request holds a connection slot, just before it is signed and
+written, so that what the caller learned meanwhile (a 429 of the same account, say) still
+stops it (`NotSent`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast
@@ -19,6 +25,7 @@ from relay.xads import oauth
 from relay.xads.egress import Egress
 from relay.xads.errors import (
     ApiError,
+    NotSent,
     RateLimitInfo,
     TransportError,
     error_for_status,
@@ -55,6 +62,8 @@ class AppConversionResult:
 
 
 T = TypeVar("T")
+# Asked just before the request is written: False withholds it (NotSent).
+Admit = Callable[[], bool]
 
 ParamValue = str | int | bool | Sequence[str] | None
 
@@ -180,6 +189,8 @@ class XAdsClient:
         self._egress = egress or Egress(total_timeout_s=timeout_s, max_connections=max_connections)
         self._session: aiohttp.ClientSession | None = None
         self._signer: tuple[Credentials, oauth.Signer] | None = None
+        # One per pooled connection: requests wait here, where `admit` can still stop them.
+        self._wire = asyncio.Semaphore(self._egress.max_connections)
         self._closed = False
         self.app_event_tags = AccountResource[AppEventTag](
             self, API_VERSION, "app_event_tags", "app_event_tag_ids"
@@ -226,13 +237,18 @@ class XAdsClient:
         return await self.post_web_conversions_body(pixel_id, body, use_pixel_token=use_pixel_token)
 
     async def post_web_conversions_body(
-        self, pixel_id: str, body: bytes, *, use_pixel_token: bool = False
+        self,
+        pixel_id: str,
+        body: bytes,
+        *,
+        use_pixel_token: bool = False,
+        admit: Admit | None = None,
     ) -> WebConversionsResult:
         """The same with the JSON body ready (the relay joins its payloads as bytes)."""
         path = f"/{API_VERSION}/measurement/conversions/{pixel_id}"
         pixel_token = self.pixel_tokens.get(pixel_id) if use_pixel_token else None
         status, headers, answer = await self._request(
-            "POST", path, raw_body=body, pixel_token=pixel_token
+            "POST", path, raw_body=body, pixel_token=pixel_token, admit=admit
         )
         data = answer.get("data") if isinstance(answer, dict) else None
         request = answer.get("request", {}) if isinstance(answer, dict) else {}
@@ -246,18 +262,24 @@ class XAdsClient:
             rate_limit=RateLimitInfo.from_headers(headers),
         )
 
-    async def record_conversion_event(self, params: Mapping[str, Any]) -> AppConversionResult:
+    async def record_conversion_event(
+        self, params: Mapping[str, Any], *, admit: Admit | None = None
+    ) -> AppConversionResult:
         """POST /12/conversion_event with the rate-limit headers of X's answer."""
-        return await self._app_call("POST", f"/{API_VERSION}/conversion_event", params)
+        return await self._app_call("POST", f"/{API_VERSION}/conversion_event", params, admit)
 
-    async def check_conversion_attribution(self, params: Mapping[str, Any]) -> AppConversionResult:
+    async def check_conversion_attribution(
+        self, params: Mapping[str, Any], *, admit: Admit | None = None
+    ) -> AppConversionResult:
         """GET /12/conversion_attribution with the rate-limit headers of X's answer."""
-        return await self._app_call("GET", f"/{API_VERSION}/conversion_attribution", params)
+        return await self._app_call("GET", f"/{API_VERSION}/conversion_attribution", params, admit)
 
     async def _app_call(
-        self, method: str, path: str, params: Mapping[str, Any]
+        self, method: str, path: str, params: Mapping[str, Any], admit: Admit | None
     ) -> AppConversionResult:
-        _, headers, body = await self._request(method, path, params=query_params(params))
+        _, headers, body = await self._request(
+            method, path, params=query_params(params), admit=admit
+        )
         data = body.get("data") if isinstance(body, dict) else None
         return AppConversionResult(
             data=data if isinstance(data, dict) else {},
@@ -294,14 +316,30 @@ class XAdsClient:
         json_body: Any = None,
         raw_body: bytes | None = None,
         pixel_token: Secret | None = None,
+        admit: Admit | None = None,
     ) -> tuple[int, Mapping[str, str], Any]:
-        if self._session is None:
-            raise ClosedError("XAdsClient is not open")
         url = self.base_url + path
         # RFC 3986 encoding: the query as sent is the query as signed, encoded once.
         query = [(oauth.pct(k), oauth.pct(v)) for k, v in params.items()] if params else []
-        headers: dict[str, str] = {}
         data = raw_body if json_body is None else orjson.dumps(json_body)
+        async with self._wire:
+            if self._session is None:
+                raise ClosedError("XAdsClient is not open")
+            if admit is not None and not admit():
+                raise NotSent(f"{method} {path}")
+            return await self._send(method, path, url, query, data, pixel_token)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        query: list[tuple[str, str]],
+        data: bytes | None,
+        pixel_token: Secret | None,
+    ) -> tuple[int, Mapping[str, str], Any]:
+        assert self._session is not None
+        headers: dict[str, str] = {}
         if data is not None:
             headers["Content-Type"] = "application/json"
         if pixel_token:

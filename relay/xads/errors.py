@@ -9,6 +9,9 @@
     ├── RateLimited              429: wait until the reset time
     └── ServerError              408, 423, 5xx: retryable
 
+    NotSent                      not an answer: the caller's last check refused the request
+                                 once it had a connection; nothing reached X
+
 Every error carries the HTTP status, X's first error code, message and parameter, the whole
 errors list, and the rate-limit headers; `retryable` says whether trying again may succeed.
 """
@@ -22,6 +25,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 RETRYABLE_STATUSES: Final = frozenset({408, 423, 429, 500, 502, 503, 504})
+
+
+class NotSent(Exception):
+    """The request was withheld at the last moment (see `XAdsClient`'s `admit`): X saw nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,10 +159,12 @@ async def disturbed_web_run(
     *,
     seed: int,
     after_feed: Callable[[Stack], Awaitable[None]] | None = None,
+    inspect: Callable[[Stack], Awaitable[None]] | None = None,
 ) -> Disturbed:
     """`events` web events fed at an even pace over `feed_seconds` into a warmed-up `relay
     run`; `disturb` runs while they are fed (it waits for the progress it wants itself),
-    `after_feed` once the feed is done. Returns when every event is accounted for."""
+    `after_feed` once the feed is done, `inspect` once every event is accounted for (the
+    processes still run). Returns when every event is accounted for."""
     config = default_config()
     run.relay_env = {**relay_settings("web"), **run.relay_env}
     out.settings = run.settings_note()
@@ -177,6 +179,8 @@ async def disturbed_web_run(
         if after_feed is not None:
             await after_feed(stack)
         settled = await await_settled(stack, prefix, "web", [e.identity for e in [*warmup, *batch]])
+        if inspect is not None:
+            await inspect(stack)
         survived = relay.running
         await relay.stop()
     return Disturbed(settled, survived)

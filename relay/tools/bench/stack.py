@@ -49,6 +49,10 @@ class SandboxClient:
     async def clear_faults(self) -> None:
         await self._json("DELETE", "/_sandbox/faults")
 
+    async def early_requests(self) -> dict[str, Any]:
+        data: dict[str, Any] = await self._json("GET", "/_sandbox/early-requests")
+        return data
+
     async def reset(self) -> None:
         await self._json("POST", "/_sandbox/reset")
 
