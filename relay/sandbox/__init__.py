@@ -8,6 +8,7 @@ oauth1.py           OAuth 1.0a HMAC-SHA1 verification from RFC 5849 (not the rel
 auth.py             who may call: OAuth 1.0a, X-Pixel-Token, account access and lock-out
 replay.py           OAuth timestamp freshness and nonce replay memory
 validation.py       X's rules for web conversions
+validation_fast.py  the well-formed web batch, accepted in one pass (else validation.py)
 mact_params.py      X's rules for the MACT query parameters
 currencies.py       ISO 4217 codes
 web_conversions.py  POST /12/measurement/conversions/:pixel_id

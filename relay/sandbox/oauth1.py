@@ -113,8 +113,16 @@ def _plain_header(rest: str) -> dict[str, str] | None:
         ):
             return None
         raw = quoted[1:-1]
-        params[name] = unquote(raw) if "%" in raw else raw
+        params[name] = _decoded_value(raw) if "%" in raw else raw
     return params
+
+
+def _decoded_value(raw: str) -> str:
+    """`unquote(raw)`, for a header value. The usual escapes are those of base64's `+/=`
+    (a signature): three replacements decode them; when any other `%` is left, `unquote`
+    decodes the whole (each `%` is either one of those three escapes, or unquote's)."""
+    decoded = raw.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+    return decoded if "%" not in decoded else unquote(raw)
 
 
 def _scanned_header(rest: str) -> dict[str, str] | None:

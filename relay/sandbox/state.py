@@ -162,6 +162,21 @@ class SeenConversions:
         """`is_duplicate(prefix + key)` for each key of a request in turn (None: no key,
         never a duplicate)."""
         first_seen, order, max_keys = self._first_seen, self._order, self._max_keys
+        if None not in keys:
+            # The usual requests, set-wise: every key new, none repeated, room for all; or
+            # every key seen before (a request sent again).
+            prefixed = [prefix + key for key in keys]  # type: ignore[operator]
+            known = first_seen.keys()
+            if (
+                len(first_seen) + len(prefixed) <= max_keys
+                and known.isdisjoint(prefixed)
+                and len(set(prefixed)) == len(prefixed)
+            ):
+                first_seen.update(dict.fromkeys(prefixed, now))
+                order.extend(prefixed)
+                return [False] * len(prefixed)
+            if known >= set(prefixed):
+                return [True] * len(prefixed)
         found = []
         for key in keys:
             if key is None:

@@ -149,7 +149,7 @@ def _check_conversion(
     time = conversion.get("conversion_time")
     if time is None:
         errors.append(_missing("conversion_time"))
-    elif type(time) is not str or not _valid_time(time):
+    elif type(time) is not str or not valid_time(time):
         errors.append(_invalid("conversion_time", "time as yyyy-MM-ddTHH:mm:ss.SSSZ (UTC)", time))
 
     tag = _event_tag(conversion.get("event_id"), pixel, tw_prefix, errors)
@@ -164,7 +164,7 @@ def _check_conversion(
     if conversion_id is not None and type(conversion_id) is not str:
         errors.append(_invalid("conversion_id", "string", conversion_id))
     value = conversion.get("value")
-    if value is not None and not _is_amount(value):
+    if value is not None and not is_amount(value):
         errors.append(_invalid("value", "non-negative decimal", value))
     currency = conversion.get("price_currency")
     if currency is not None and not _is_currency(currency):
@@ -274,14 +274,14 @@ def _check_contents(contents: Any, errors: list[ErrorDetail]) -> None:
             if text is not None and type(text) is not str:
                 errors.append(_invalid(name, "string", text))
         price = content.get("content_price")
-        if price is not None and not _is_amount(price):
+        if price is not None and not is_amount(price):
             errors.append(_invalid("content_price", "non-negative decimal", price))
         items = content.get("num_items")
         if items is not None and not _is_quantity(items):
             errors.append(_invalid("num_items", "integer greater than 0", items))
 
 
-def _valid_time(text: str) -> bool:
+def valid_time(text: str) -> bool:
     if _TIME.fullmatch(text) is None:
         return False
     try:
@@ -291,7 +291,7 @@ def _valid_time(text: str) -> bool:
     return True
 
 
-def _is_amount(value: Any) -> bool:
+def is_amount(value: Any) -> bool:
     kind = type(value)
     if kind is str:
         return _AMOUNT.fullmatch(value) is not None
