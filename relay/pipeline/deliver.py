@@ -390,10 +390,9 @@ class DeliverStage(ConsumerStage):
                         return
                     wait = left if wait is None else min(wait, left)
                 timeouts = [t for t in (wait, next_due) if t is not None]
-                # asyncio.timeout, not wait_for: no task per wait (thousands of lanes wait)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(min(timeouts), 0.001) if timeouts else None):
-                        await lane.wakeup.wait()
+                # A timer of the lane's own, not wait_for or asyncio.timeout: no task and no
+                # context object per wait (thousands of lanes wait).
+                await lane.wakeup.wait(max(min(timeouts), 0.001) if timeouts else None)
         except Exception as exc:  # a bug or a broken broker: stop rather than lose events
             self.fail(exc)
 
