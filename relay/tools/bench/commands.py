@@ -300,7 +300,7 @@ def run_bench(args: argparse.Namespace) -> int:
     print(summary_line(doc))
     print(f"settings: {doc['settings']}")
     print(f"results: {path}")
-    if error is None and not run.keep_logs:
+    if error is None and doc.get("pass") and not run.keep_logs:  # a miss: logs for a look
         shutil.rmtree(work_dir, ignore_errors=True)
     else:
         print(f"logs of the processes: {work_dir}", file=sys.stderr)

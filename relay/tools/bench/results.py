@@ -73,12 +73,16 @@ def load_average() -> str:
         return "unknown"
 
 
+NOT_CODE: Final = (":!bench", ":!BENCHMARKS.md")
+
+
 def commit() -> str:
     out = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    # Results and the report written by earlier runs are not the code being measured.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
         capture_output=True,
         text=True,
         check=False,
