@@ -206,7 +206,6 @@ class DeliverStage(ConsumerStage):
                     continue
                 held_keys[key] = tp
                 pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
-                pending.digest = digest
                 pending.timestamp_ms = msg.timestamp
                 if msg.headers:
                     pending.headers = carried_headers(msg.headers)
@@ -730,8 +729,10 @@ class DeliverStage(ConsumerStage):
         if self.ledger is not None:
             by_partition: dict[int, list[bytes]] = {}
             for p in batch.items:
-                digest = p.digest or ledger_digest(p.routed.ledger_key)
-                by_partition.setdefault(p.tp.partition, []).append(digest)
+                # Computed again, not held with the event: 49 bytes per held event less.
+                by_partition.setdefault(p.tp.partition, []).append(
+                    ledger_digest(p.routed.ledger_key)
+                )
             for partition, digests in by_partition.items():
                 self.ledger.record_digests(partition, digests)
         if batch.kind == "app" and sent.params is not None:
