@@ -39,6 +39,7 @@ class Pending:
     times_parked: int = 0
     timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
     headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
+    digest: bytes = b""  # of the ledger key (relay.pipeline.ledger), when there is a ledger
 
     @property
     def source(self) -> Origin:
