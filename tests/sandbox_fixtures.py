@@ -79,6 +79,30 @@ EXAMPLE_REQUEST: Final[dict[str, Any]] = {
 }
 
 
+async def control(url: str, method: str, name: str, doc: Any = None) -> dict[str, Any]:
+    """A control endpoint's JSON answer (asserting 200)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{url}/_sandbox/{name}", json=doc) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+
+def web_event_for(pixel: str, event_id: str, number: int) -> bytes:
+    """A relay web input record for `pixel` with an email."""
+    return orjson.dumps(
+        {
+            "pixel_id": pixel,
+            "event_id": event_id,
+            "conversion_time": "2026-11-20T10:00:00.123Z",
+            "conversion_id": f"{pixel}-{number}",
+            "email": f"user{number}@example.com",
+        }
+    )
+
+
 def default_config(**changes: Any) -> SandboxConfig:
     return dataclasses.replace(load_sandbox_config(None, {}), **changes)
 

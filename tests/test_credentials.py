@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from relay.config import default_mapping_path, load_settings
@@ -18,6 +17,7 @@ from relay.sandbox.server import SandboxServer
 from tests.conftest import make_settings
 from tests.kafka_helpers import committed_and_end, produce_values, wait_for
 from tests.sandbox_fixtures import CREDENTIALS
+from tests.sandbox_fixtures import web_event_for as event
 
 AGENCY = """
 [delivery_credentials.agency]
@@ -62,18 +62,6 @@ def test_named_credentials_take_their_secrets_from_the_environment_or_files(
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(load_sandbox_config(None, {})) as server:
         yield server
-
-
-def event(pixel: str, event_id: str, number: int) -> bytes:
-    return orjson.dumps(
-        {
-            "pixel_id": pixel,
-            "event_id": event_id,
-            "conversion_time": "2026-11-20T10:00:00.123Z",
-            "conversion_id": f"{pixel}-{number}",
-            "email": f"user{number}@example.com",
-        }
-    )
 
 
 async def test_a_rejected_credential_holds_only_its_accounts_with_one_probe(

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
-import orjson
 import pytest
 
 from relay.config import default_mapping_path
@@ -24,6 +22,8 @@ from relay.sandbox.server import SandboxServer
 from relay.secret import Secret
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_values, read_all, wait_for, wait_for_async
+from tests.sandbox_fixtures import control
+from tests.sandbox_fixtures import web_event_for as event
 
 PROBE_S: Final = 0.5
 AGENCY_TOKEN: Final = "2000000002-agencyaccesstoken"
@@ -47,28 +47,6 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
     config = dataclasses.replace(config, credentials=(default, agency))
     async with SandboxServer(config) as server:
         yield server
-
-
-async def control(url: str, method: str, name: str, doc: Any = None) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, f"{url}/_sandbox/{name}", json=doc) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        answer: dict[str, Any] = await resp.json()
-        return answer
-
-
-def event(pixel: str, event_id: str, number: int) -> bytes:
-    return orjson.dumps(
-        {
-            "pixel_id": pixel,
-            "event_id": event_id,
-            "conversion_time": "2026-11-20T10:00:00.123Z",
-            "conversion_id": f"{pixel}-{number}",
-            "email": f"user{number}@example.com",
-        }
-    )
 
 
 def agency_mapping(tmp_path: Path) -> Path:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
@@ -18,6 +16,7 @@ from relay.sandbox.server import SandboxServer
 from relay.xads.client import XAdsClient
 from relay.xads.egress import Egress
 from relay.xads.errors import NotSent
+from tests.sandbox_fixtures import control
 
 CREDENTIALS = load_settings({"RELAY_CONFIG": str(default_mapping_path())}).credentials
 PIXEL = "o8z6j"
@@ -38,16 +37,6 @@ def body(conversion_id: str) -> bytes:
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(load_sandbox_config(None, {})) as server:
         yield server
-
-
-async def control(url: str, method: str, name: str, doc: Any = None) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, f"{url}/_sandbox/{name}", json=doc) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-        answer: dict[str, Any] = await resp.json()
-        return answer
 
 
 async def test_a_request_waiting_for_a_connection_is_withheld_by_what_was_learned_meanwhile(
