@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from relay.config import Settings
 from relay.errors import ConfigError
+from relay.eventloop import loop_factory
 from relay.kafka import (
     DEFAULT_SESSION_TIMEOUT_MS,
     EMBEDDED_FETCH_MAX_WAIT_MS,
@@ -339,13 +340,16 @@ def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | Non
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        log.info("event loop: %s", type(loop).__module__.partition(".")[0])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, stage, timeline=timeline or StartupTimeline()).run(stop)
 
+    factory = loop_factory(settings.event_loop)  # imported before the freeze: kept out too
     tune_garbage_collector()
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
     except BrokerLost as exc:
         log.error("%s", exc)
         return EXIT_BROKER_LOST

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
+from relay.eventloop import loop_factory
 from relay.lifecycle import Lifecycle
 from relay.sandbox.app import MAX_BODY_BYTES, create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
@@ -127,11 +128,7 @@ def _log_error(request: HttpRequest, exc: BaseException | None) -> None:
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop when installed (the `sandbox` extra): less CPU per answer than
     asyncio's own (bench/sandbox.md); None (asyncio's default loop) without it."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    return loop_factory("uvloop")
 
 
 def run_sandbox(
