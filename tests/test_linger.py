@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import TopicPartition
 
-from relay.pipeline.linger import BACKLOG_LINGER_S, BACKLOG_MIN_RECORDS, Linger
+from relay.pipeline.linger import BACKLOG_LINGER_S, BACKLOG_MIN_RECORDS, Linger, opened_at
 
 TP0, TP1 = TopicPartition("t.outbound", 0), TopicPartition("t.outbound", 1)
 
@@ -36,3 +37,15 @@ def test_revoked_partitions_leave_the_backlog() -> None:
     linger.forget({TP0})
     linger.update(buffer_has_room=True)
     assert not linger.backlog
+
+
+def test_a_batch_lingers_from_its_first_events_append_not_from_its_read() -> None:
+    now, to_clock = 100.0, 100.0 - 1_000.0  # this clock at 100 s is epoch 1,000 s
+    assert opened_at(now, 999_950, to_clock, 0.2) == pytest.approx(99.95)  # 50 ms ago
+    assert opened_at(now, 990_000, to_clock, 0.2) == pytest.approx(99.8)  # at most the linger
+
+
+def test_an_append_time_ahead_of_this_clock_or_unknown_lingers_from_now() -> None:
+    now, to_clock = 100.0, 100.0 - 1_000.0
+    assert opened_at(now, 1_000_500, to_clock, 0.2) == now  # the producer's clock is ahead
+    assert opened_at(now, -1, to_clock, 0.2) == now  # no timestamp

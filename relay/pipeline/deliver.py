@@ -40,7 +40,7 @@ from relay.pipeline.dlq import Failure, carried_headers, dead_letter
 from relay.pipeline.holds import Circuit, Holds
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
 from relay.pipeline.ledger import DeliveredLedger, ledger_digest
-from relay.pipeline.linger import Linger
+from relay.pipeline.linger import Linger, opened_at
 from relay.pipeline.membership import subscription
 from relay.pipeline.parking import (
     DelayedGate,
@@ -169,6 +169,8 @@ class DeliverStage(ConsumerStage):
         undecodable: list[Pending] = []
         touched: set[Lane] = set()
         now = self.clock()
+        # A batch lingers from its first event's append, not from its read here.
+        linger_s, epoch_to_clock = self.settings.linger_s, now - time.time()
         count = 0
         duplicates = 0
         held_keys = self._held_keys
@@ -221,7 +223,7 @@ class DeliverStage(ConsumerStage):
                 if lane is None:
                     lane = lanes[slot] = self._lane(routed)
                     touched.add(lane)
-                lane.add(pending, now)
+                lane.add(pending, opened_at(now, pending.timestamp_ms, epoch_to_clock, linger_s))
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
             self.commit_soon()

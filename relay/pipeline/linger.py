@@ -46,3 +46,15 @@ class Linger:
         was = self.backlog
         self.backlog = buffer_has_room and sum(self._unread.values()) >= BACKLOG_MIN_RECORDS
         return was and not self.backlog
+
+
+def opened_at(now: float, appended_ms: int, epoch_to_clock: float, linger_s: float) -> float:
+    """When a batch opened by an event appended at `appended_ms` (epoch ms, -1 unknown)
+    started to linger, on the clock of `now` (`epoch_to_clock`: that clock minus epoch
+    seconds): at its append, so that the time it spent in ingest and on the outbound topic
+    counts as waiting; never more than `linger_s` ago (a backlog's long linger stays long),
+    never later than now (a producer's clock ahead of this one)."""
+    appended = appended_ms * 0.001 + epoch_to_clock
+    if appended >= now or appended_ms < 0:
+        return now
+    return max(appended, now - linger_s)
