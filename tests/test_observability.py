@@ -264,3 +264,29 @@ def test_web_identifier_sets_read_from_the_payload_bytes_match_the_decoded_readi
     assert len(seen) >= 3, seen
     with pytest.raises(TypeError):
         coverage.identifier_set("app", b"{}")
+
+
+def test_the_latency_histogram_buckets_ages_as_prometheus_clients_histogram_does() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from relay.observability.latency import BatchHistogram
+
+    bounds = (0.05, 0.1, 0.25, 1.0, 5.0)
+    now_ms = 1_000_000.5
+    # Ages on and around the bounds, beyond the last, of a clock behind the broker's (0),
+    # and stamps the broker did not give (<= 0: not observed).
+    stamps = [-1, 0, 1_000_500, 999_950, 999_950.5, 999_900, 999_000, 990_000, 999_999, 999_750]
+    ages = [max(0.0, now_ms - ts) / 1000 for ts in stamps if ts > 0]
+    registry = CollectorRegistry()
+    ours = BatchHistogram("ours", "d", "kind", ["web"], bounds, registry)
+    theirs = Histogram("theirs", "d", ["kind"], buckets=bounds, registry=registry)
+    ours.observe_ages("web", now_ms, stamps)  # type: ignore[arg-type]  # floats: on a bound
+    for age in ages:
+        theirs.labels("web").observe(age)
+    for bound in (*[str(b) for b in bounds], "+Inf"):
+        labels = {"kind": "web", "le": bound}
+        assert registry.get_sample_value("ours_bucket", labels) == registry.get_sample_value(
+            "theirs_bucket", labels
+        ), bound
+    assert registry.get_sample_value("ours_count", {"kind": "web"}) == len(ages)
+    assert registry.get_sample_value("ours_sum", {"kind": "web"}) == pytest.approx(sum(ages))

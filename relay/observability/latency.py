@@ -7,7 +7,7 @@ Records of earlier releases (outbound R2) carry it in the header named here.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -60,13 +60,25 @@ class BatchHistogram(Collector):
             self._sums[value] = 0.0
         return counts
 
-    def observe_many(self, value: str, observations: Iterable[float]) -> None:
-        counts, bounds = self._series(value), self.bounds
-        total = 0.0
-        for observation in observations:
-            counts[bisect_left(bounds, observation)] += 1  # le: bound >= observation
-            total += observation
-        self._sums[value] += total
+    def observe_ages(self, value: str, now_ms: float, stamps_ms: Iterable[int]) -> None:
+        """Observe `now_ms - stamp` in seconds for each stamp > 0 (one ahead of `now_ms`
+        counts as 0): the stamps sorted once and each bucket found by bisection, instead of
+        a bisection per event (delivery observes every event)."""
+        stamps = sorted(stamps_ms)
+        if stamps and stamps[0] <= 0:
+            del stamps[: bisect_right(stamps, 0)]
+        if not stamps:
+            return
+        counts, total = self._series(value), len(stamps)
+        counted = 0  # ages <= the previous bound
+        for i, bound in enumerate(self.bounds):
+            # An age <= bound is a stamp >= now_ms - bound.
+            at_most = total - bisect_left(stamps, now_ms - bound * 1000)
+            counts[i] += at_most - counted
+            counted = at_most
+        counts[-1] += total - counted
+        past = bisect_right(stamps, now_ms)  # stamps ahead of now_ms are ages of 0
+        self._sums[value] += (past * now_ms - sum(stamps[:past])) / 1000
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=[self.label])]
