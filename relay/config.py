@@ -502,8 +502,8 @@ class Settings:
     linger_s: float = setting(
         "RELAY_LINGER_S",
         0.2,
-        "how long a batch waits to fill (while records wait unread on the deliver stage's "
-        "partitions: until full, at most 30 s)",
+        "how long a batch waits to fill, from its first event's append (while records wait "
+        "unread on the deliver stage's partitions: until full, at most 30 s)",
         minimum=0,
         maximum=60,
     )
