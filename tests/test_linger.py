@@ -42,7 +42,14 @@ def test_revoked_partitions_leave_the_backlog() -> None:
 def test_a_batch_lingers_from_its_first_events_append_not_from_its_read() -> None:
     now, to_clock = 100.0, 100.0 - 1_000.0  # this clock at 100 s is epoch 1,000 s
     assert opened_at(now, 999_950, to_clock, 0.2) == pytest.approx(99.95)  # 50 ms ago
-    assert opened_at(now, 990_000, to_clock, 0.2) == pytest.approx(99.8)  # at most the linger
+    assert opened_at(now, 999_810, to_clock, 0.2) == pytest.approx(99.81)
+
+
+def test_an_event_older_than_the_linger_is_behind_and_its_batch_lingers_from_now() -> None:
+    # Catching up, requests stay full: one per fetch would cost more CPU per event.
+    now, to_clock = 100.0, 100.0 - 1_000.0
+    assert opened_at(now, 999_790, to_clock, 0.2) == now
+    assert opened_at(now, 990_000, to_clock, 0.2) == now
 
 
 def test_an_append_time_ahead_of_this_clock_or_unknown_lingers_from_now() -> None:

@@ -169,7 +169,7 @@ class DeliverStage(ConsumerStage):
         undecodable: list[Pending] = []
         touched: set[Lane] = set()
         now = self.clock()
-        # A batch lingers from its first event's append, not from its read here.
+        # A batch lingers from its first event's append (if fresh), not from its read here.
         linger_s, epoch_to_clock = self.settings.linger_s, now - time.time()
         count = 0
         duplicates = 0

@@ -50,11 +50,13 @@ class Linger:
 
 def opened_at(now: float, appended_ms: int, epoch_to_clock: float, linger_s: float) -> float:
     """When a batch opened by an event appended at `appended_ms` (epoch ms, -1 unknown)
-    started to linger, on the clock of `now` (`epoch_to_clock`: that clock minus epoch
+    starts to linger, on the clock of `now` (`epoch_to_clock`: that clock minus epoch
     seconds): at its append, so that the time it spent in ingest and on the outbound topic
-    counts as waiting; never more than `linger_s` ago (a backlog's long linger stays long),
-    never later than now (a producer's clock ahead of this one)."""
+    counts as waiting. An event older than `linger_s` is behind already: its batch lingers
+    from now, so that a relay catching up sends full requests, not one per fetch (which
+    costs it more CPU and puts it further behind). Now, too, for a producer's clock ahead of
+    this one."""
     appended = appended_ms * 0.001 + epoch_to_clock
-    if appended >= now or appended_ms < 0:
+    if appended_ms < 0 or appended >= now or appended < now - linger_s:
         return now
-    return max(appended, now - linger_s)
+    return appended
