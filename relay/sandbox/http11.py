@@ -70,6 +70,8 @@ class HttpRequest:
     keep_alive: bool
     transport: asyncio.Transport
     body_too_large: bool = False
+    authorization: bytes | None = None  # the first Authorization field
+    content_type: bytes | None = None  # the first Content-Type field
     # Set by a dispatch that must learn when the client goes away before its answer.
     on_client_gone: Callable[[], None] | None = None
 
@@ -192,9 +194,11 @@ class _Message:
     """The request being parsed; the fields the server itself reads noted on the way."""
 
     __slots__ = (
+        "authorization",
         "body",
         "body_bytes",
         "content_length",
+        "content_type",
         "expects_continue",
         "header_bytes",
         "headers",
@@ -214,6 +218,8 @@ class _Message:
         self.content_length: int | None = None
         self.expects_continue = False
         self.host: bytes | None = None
+        self.authorization: bytes | None = None
+        self.content_type: bytes | None = None
         self.too_large = False  # dispatched already: what is left of the body is thrown away
 
     def note(self, name: bytes, value: bytes) -> None:
@@ -225,6 +231,12 @@ class _Message:
             if self.content_length is None:
                 with contextlib.suppress(ValueError):
                     self.content_length = int(value)
+        elif lower == b"authorization":
+            if self.authorization is None:
+                self.authorization = value
+        elif lower == b"content-type":
+            if self.content_type is None:
+                self.content_type = value
         elif lower == b"expect":
             self.expects_continue = value.strip().lower() == b"100-continue"
 
@@ -362,6 +374,8 @@ class Connection(asyncio.Protocol):
             keep_alive=bool(self._parser.should_keep_alive()) and not too_large,
             transport=self._transport,
             body_too_large=too_large,
+            authorization=message.authorization,
+            content_type=message.content_type,
         )
 
     def _too_large(self, message: _Message) -> None:

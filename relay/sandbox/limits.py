@@ -75,6 +75,11 @@ class FixedWindowBudget:
         window = self._window(now)
         return self._state(window, self._used_in(key, window))
 
+    def room(self, key: str, now: float) -> int:
+        """How many units are left for `key` in the window of `now` (`peek` without the
+        state's reset)."""
+        return self.limit - self._used_in(key, self._window(now))
+
     def spend(self, key: str, cost: int, now: float) -> tuple[bool, BudgetState]:
         """Spends `cost` if it fits in what is left of the window; (spent?, state after)."""
         window = self._window(now)

@@ -93,9 +93,11 @@ _RAW_AD_ID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F
 _DIGITS: Final = re.compile(r"\d{1,19}", re.ASCII)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppConversion:
-    """A valid MACT request: its typed fields, and `params` as received (X echoes them)."""
+    """A valid MACT request: its typed fields, and `params` as received (X echoes them).
+    Read-only by convention: frozen, its 14 fields would cost one `object.__setattr__`
+    each on every request."""
 
     app_id: str
     os_type: str

@@ -218,7 +218,8 @@ class Stats:
         self, endpoint: str, status: int, codes: Sequence[str] = (), token: str | None = None
     ) -> None:
         self.requests[endpoint, status] += 1
-        self.rejected.update(set(codes))
+        if codes:
+            self.rejected.update(set(codes))
         if token is not None:
             self.by_token[token, status] += 1
 
