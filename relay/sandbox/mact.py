@@ -79,21 +79,30 @@ def recorded_event(
     when its account's budget is spent: then nothing is recorded). mact_fast.py's answers
     come from here too."""
     attribution = _attribution(state, conversion, click, view)
+    received, metadata = conversion.params, conversion.metadata
     params = {
         "version_number": VERSION_NUMBER,
-        **conversion.params,
+        **received,
         "click_window": str(click),
         "view_through_window": str(view),
         "limit_ad_tracking": "true" if conversion.limit_ad_tracking else "false",
     }
-    state.accept_app(app, dict(conversion.params), attribution)
-    data: dict[str, Any] = {
-        **_echo(conversion, click, view),
-        **conversion.metadata,
+    state.accept_app(app, dict(received), attribution)
+    data: dict[str, Any] = {  # _echo's fields, inline: one dict less per request
+        "app_id": conversion.app_id,
+        "os_type": conversion.os_type,
+        "hashed_device_id": conversion.hashed_device_id,
+        "conversion_type": conversion.conversion_type,
+        "conversion_time": conversion.conversion_time,
+        "click_window": click,
+        "view_through_window": view,
+        "non_twitter_engagement_time": conversion.non_twitter_engagement_time,
+        "non_twitter_engagement_type": conversion.non_twitter_engagement_type,
+        **metadata,
         "partner_client_id": creds.consumer_key,
-        "conversion_value_micro": conversion.metadata.get("price_micro", 0),
+        "conversion_value_micro": metadata.get("price_micro", 0),
         "limit_ad_tracking": conversion.limit_ad_tracking,
-        "event_metadata": dict(conversion.metadata) or None,
+        "event_metadata": dict(metadata) or None,
         **attribution,
     }
     return {"data": data, "request": {"params": params}}

@@ -39,11 +39,11 @@ from relay.sandbox.responses import API_VERSION, API_VERSION_HEADER
 from relay.sandbox.seeds import PROVIDER_CONFIGURATIONS
 
 ENDPOINT: Final = f"POST {EVENT_PATH}"  # as edge.py counts it
-# The five required parameters and nothing else, their values of unreserved characters and
-# escapes; `answer` takes only the upper-case escapes of `:` (times) and `+/=` (base64
-# device ids), so that each raw value is already its RFC 5849 encoding.
+# The five required parameters and nothing else, their values of unreserved characters,
+# `:` and `/` (which aiohttp's client leaves as they are) and escapes; `answer` takes only
+# the upper-case escapes of `:/` and `+=` (base64 device ids).
 _NAME: Final = "(?:" + "|".join(REQUIRED) + ")"
-_VALUE: Final = "[A-Za-z0-9._~%-]+"
+_VALUE: Final = "[A-Za-z0-9._~:/%-]+"
 _USUAL_QUERY: Final = re.compile(rf"{_NAME}={_VALUE}(?:&{_NAME}={_VALUE}){{4}}", re.ASCII)
 _REQUIRED_OAUTH: Final = (
     "oauth_consumer_key",
@@ -69,10 +69,12 @@ def _no_name_is_a_prefix(names: frozenset[str]) -> bool:
 assert _no_name_is_a_prefix(_USUAL_OAUTH | frozenset(REQUIRED))
 
 
-def _usual_params(parts: list[str]) -> dict[str, str] | None:
-    """The query's parameters decoded (as yarl decodes them), None unless every escape is
-    one of those `_USUAL_QUERY` takes, or when a name repeats."""
+def _usual_params(parts: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """The query's parameters decoded (as yarl decodes them) and encoded (as RFC 5849
+    does, `name=value`); None unless every escape is one of those `_USUAL_QUERY` takes,
+    or when a name repeats."""
     params = {}
+    encoded = []
     for part in parts:
         name, _, value = part.partition("=")
         if "%" in value:
@@ -82,7 +84,10 @@ def _usual_params(parts: list[str]) -> dict[str, str] | None:
             if "%" in value:
                 return None
         params[name] = value
-    return params if len(params) == len(parts) else None
+        if ":" in part or "/" in part:
+            part = part.replace(":", "%3A").replace("/", "%2F")
+        encoded.append(part)
+    return (params, encoded) if len(params) == len(parts) else None
 
 
 class ConversionEventFastPath:
@@ -93,6 +98,7 @@ class ConversionEventFastPath:
         self._state = app[STATE_KEY]
         self._store = app[RESOURCES_KEY]
         self._in_flight = app[IN_FLIGHT_KEY]
+        self.answered = 0  # requests this path answered (the others went the full path)
 
     def answer(self, request: HttpRequest, query: str) -> Answer | None:
         """The answer to `request` (POST /12/conversion_event, `query` its raw query);
@@ -113,10 +119,10 @@ class ConversionEventFastPath:
         content_type = request.content_type
         if content_type is not None and content_type.partition(b";")[0].strip().lower() == _FORM:
             return None  # its body would be signed (and decoded)
-        parts = query.split("&")
-        params = _usual_params(parts)
-        if params is None:
+        usual = _usual_params(query.split("&"))
+        if usual is None:
             return None
+        params, pairs = usual
 
         # OAuth 1.0a, as auth.verify_oauth checks it.
         header = oauth1.parse_header(request.authorization.decode("utf-8", "surrogateescape"))
@@ -136,8 +142,7 @@ class ConversionEventFastPath:
         if creds is None or not creds.ads_api_access:
             return None
         host = request.host.decode("utf-8", "surrogateescape")
-        pairs = [f"{name}={value}" for name, value in header.items()]
-        pairs += parts
+        pairs += [f"{name}={value}" for name, value in header.items()]
         text = oauth1.base_string_of_pairs(
             "POST", oauth1.encoded_base_uri("http", host, EVENT_PATH), pairs
         )
@@ -180,20 +185,21 @@ class ConversionEventFastPath:
 
         # Recorded in the full path's order: the arrival, the token's request, the event.
         state.check_reset(account_id, state.clock())
-        state.token_budget.spend(token_key, 1, state.clock())
+        state.token_budget.take(token_key, 1, state.clock())
         body = orjson.dumps(recorded_event(state, app, conversion, creds, click, view))
         state.stats.record(ENDPOINT, 200, (), creds.access_token)
         now = state.clock()
-        token = state.token_budget.peek(token_key, now)
-        spent = state.account_budget.peek(account_id, now)
+        token_limit, token_remaining, token_reset = state.token_budget.header_values(token_key, now)
+        limit, remaining, reset = state.account_budget.header_values(account_id, now)
         headers = (
             _JSON,
             _VERSION,
-            (_TOKEN_NAMES[0], str(token.limit)),
-            (_TOKEN_NAMES[1], str(token.remaining)),
-            (_TOKEN_NAMES[2], str(token.reset_epoch_s)),
-            (_ACCOUNT_NAMES[0], str(spent.limit)),
-            (_ACCOUNT_NAMES[1], str(spent.remaining)),
-            (_ACCOUNT_NAMES[2], str(spent.reset_epoch_s)),
+            (_TOKEN_NAMES[0], token_limit),
+            (_TOKEN_NAMES[1], token_remaining),
+            (_TOKEN_NAMES[2], token_reset),
+            (_ACCOUNT_NAMES[0], limit),
+            (_ACCOUNT_NAMES[1], remaining),
+            (_ACCOUNT_NAMES[2], reset),
         )
+        self.answered += 1
         return Answer(200, headers, body, "OK")

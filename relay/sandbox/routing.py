@@ -205,6 +205,11 @@ class Router:
                 else:  # one parameter, the last segment
                     self._prefixed[head] = (tail.rstrip("}"), route)
 
+    @property
+    def conversion_event_answers(self) -> int:
+        """Requests the conversion_event fast path answered."""
+        return self._conversion_event.answered
+
     def fast_route(
         self, method: str, target: str, host: bytes | None
     ) -> tuple[web.AbstractRoute, dict[str, str]] | None:
