@@ -8,6 +8,7 @@ Its pieces are checked against the general code they stand in for."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import random
 import string
@@ -16,17 +17,20 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import orjson
 import pytest
 from yarl import URL
 
 from relay.sandbox import oauth1
+from relay.sandbox.config import SandboxConfig
 from relay.sandbox.limits import FixedWindowBudget
+from relay.sandbox.seeds import APP_EVENT_TAGS, Seed
 from relay.sandbox.server import SandboxServer
 from relay.xads import oauth
 from tests.mact_fixtures import ANDROID_APP, APP_ACCOUNT, EVENT, FORBIDDEN_APP, IOS_APP
 from tests.sandbox_fixtures import CREDENTIALS, default_config
 
-NOW: Final = 1_800_000_000  # both sandboxes' clock: budgets and freshness alike
+NOW: Final = 1_800_000_000  # the clock both sandboxes share, at the start
 HOST: Final = "sandbox.test"  # the Host both are called by (the signed URI's)
 CASES: Final = 500
 ANSWER_HEADERS: Final = (
@@ -57,7 +61,8 @@ ODD_VALUES: Final = (
     "%",
     "INSTALL",
     "install",
-    "PURCHASE",
+    "PURCHASE",  # its tag's windows do not fit (400)
+    "SIGN_UP",  # no tag (404)
     "IOS",
     "ANDROID",
     IOS_APP,
@@ -79,6 +84,14 @@ ODD_VALUES: Final = (
     "14",
     "0",
 )
+# Values right for one parameter, or nearly: drawn as often as any of ODD_VALUES.
+NEAR_VALUES: Final = {
+    "app_id": (IOS_APP, ANDROID_APP, FORBIDDEN_APP, "com.unknown.app"),
+    "os_type": ("IOS", "ANDROID", "ios"),
+    "hashed_device_id": ("ABCD1234XYZ", "tap-demo-device-0001", "a+b/c=", "a:b"),
+    "conversion_type": ("PURCHASE", "SIGN_UP", "LOGIN", "install"),
+    "conversion_time": ("2013-04-16T07:00:00.123Z", "2017-01-21T02:00:00.000Z"),
+}
 EXTRA_PARAMS: Final = ("click_window", "view_through_window", "price_micro", "level", "nope")
 
 
@@ -94,15 +107,22 @@ def _query(params: list[tuple[str, str]], rng: random.Random) -> str:
     return text.replace("%3A", "%3a").replace("%2B", "%2b")
 
 
-def _request(rng: random.Random, sent: list[tuple[str, str]]) -> tuple[str, dict[str, str], bytes]:
+def _request(
+    rng: random.Random, now: int, sent: list[tuple[str, str]]
+) -> tuple[str, dict[str, str], bytes]:
     """A random conversion_event request: the target, its headers, its body."""
-    params = list(USUAL.items())
+    usual = dict(USUAL)
+    if rng.random() < 0.15:  # another conversion type: its own tag, or none
+        usual["conversion_type"] = rng.choice(NEAR_VALUES["conversion_type"])
+    params = list(usual.items())
     rng.shuffle(params)
     for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
         roll = rng.random()
         if roll < 0.6:
             index = rng.randrange(len(params))
-            params[index] = (params[index][0], rng.choice(ODD_VALUES))
+            name = params[index][0]
+            near = NEAR_VALUES.get(name, ODD_VALUES)
+            params[index] = (name, rng.choice(near if rng.random() < 0.5 else ODD_VALUES))
         elif roll < 0.75:
             params.append((rng.choice(EXTRA_PARAMS), rng.choice(ODD_VALUES)))
         elif roll < 0.85:
@@ -128,21 +148,25 @@ def _request(rng: random.Random, sent: list[tuple[str, str]]) -> tuple[str, dict
     elif roll < 0.2:
         headers["Content-Type"] = rng.choice(["application/json", "text/plain; charset=utf-8"])
         body = rng.choice([b"", b"{}"])
-    headers.update(_authorization(rng, target, form, sent))
+    headers.update(_authorization(rng, now, target, form, sent))
     return target, headers, body
 
 
 def _authorization(
-    rng: random.Random, target: str, form: dict[str, str] | None, sent: list[tuple[str, str]]
+    rng: random.Random,
+    now: int,
+    target: str,
+    form: dict[str, str] | None,
+    sent: list[tuple[str, str]],
 ) -> dict[str, str]:
     """An OAuth header for the target: usually right, else one of the ways it goes wrong."""
-    nonce, timestamp = f"n{rng.randrange(10**12)}", NOW + rng.choice([0, 0, 0, -10, 200])
+    nonce, timestamp = f"n{rng.randrange(10**12)}", now + rng.choice([0, 0, 0, -10, 200])
     roll = rng.random()
     if roll < 0.04 and sent:
         nonce, stamp = rng.choice(sent)  # a replay, or a nonce again with another time
         timestamp = int(stamp) if rng.random() < 0.7 else timestamp
     elif roll < 0.07:
-        timestamp = NOW + rng.choice([-301, 400, 10**6])  # stale
+        timestamp = now + rng.choice([-301, 400, 10**6])  # stale
     sent.append((nonce, str(timestamp)))
     keys = dict(
         consumer_key=CREDENTIALS["consumer_key"],
@@ -163,7 +187,7 @@ def _authorization(
     )
     roll = rng.random()
     if roll < 0.05:
-        header = header.replace("oauth_signature=\"", 'oauth_signature="A')
+        header = header.replace('oauth_signature="', 'oauth_signature="A')
     elif roll < 0.08:
         header = header.replace(", ", ",")  # still valid, another shape
     elif roll < 0.11:
@@ -173,7 +197,7 @@ def _authorization(
     elif roll < 0.15:
         header = header.replace("HMAC-SHA1", "PLAINTEXT")
     elif roll < 0.17:
-        header = header.replace(", oauth_nonce", ", oauth_callback=\"oob\", oauth_nonce")
+        header = header.replace(", oauth_nonce", ', oauth_callback="oob", oauth_nonce')
     elif roll < 0.19:
         header = header.replace("oauth_nonce", "oauth_nonce_x")
     elif roll < 0.2:
@@ -190,10 +214,35 @@ async def _answer(
         return resp.status, {h: resp.headers.get(h) for h in ANSWER_HEADERS}, await resp.read()
 
 
-async def _control(session: aiohttp.ClientSession, url: str, method: str, name: str, **kw: Any) -> bytes:
+async def _control(
+    session: aiohttp.ClientSession, url: str, method: str, name: str, **kw: Any
+) -> bytes:
     async with session.request(method, f"{url}/_sandbox/{name}", **kw) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.read()
+
+
+def _config() -> SandboxConfig:
+    """The defaults with small budgets (some requests find them spent; the token's window
+    shorter than the account's, so that some arrive before an announced reset), no iOS
+    SIGN_UP tag, and an iOS PURCHASE tag whose windows do not fit."""
+    config = default_config(
+        account_limit=30, account_window_s=60, token_limit=36, token_window_s=30
+    )
+    seeds = []
+    for seed in config.seeds:
+        item = seed.item
+        if seed.kind == APP_EVENT_TAGS and item["app_store_identifier"] == IOS_APP:
+            if item["conversion_type"] == "SIGN_UP":
+                continue
+            if item["conversion_type"] == "PURCHASE":
+                windows = {
+                    "post_engagement_attribution_window": 1,
+                    "post_view_attribution_window": 7,
+                }
+                item = {**item, **windows}
+        seeds.append(Seed(seed.kind, seed.account_id, item))
+    return dataclasses.replace(config, seeds=tuple(seeds))
 
 
 ACCESS_CHANGES: Final = (
@@ -205,14 +254,15 @@ ACCESS_CHANGES: Final = (
 
 async def test_fast_path_answers_as_the_full_path() -> None:
     rng = random.Random(20261205)
-    # Budgets small enough that some requests find them spent.
-    config = default_config(account_limit=120, token_limit=330)
-    fast = SandboxServer(config, clock=lambda: float(NOW), own_server=True)
-    full = SandboxServer(config, clock=lambda: float(NOW), own_server=False)
+    config = _config()
+    now = [float(NOW)]  # one clock for both, moved on between requests
+    fast = SandboxServer(config, clock=lambda: now[0], own_server=True)
+    full = SandboxServer(config, clock=lambda: now[0], own_server=False)
     sent: list[tuple[str, str]] = []
     async with fast, full, aiohttp.ClientSession() as session:
         statuses: Counter[int] = Counter()
         for case in range(CASES):
+            now[0] += rng.choice([0.0, 0.0, 0.2, 1.0, 3.0])
             if rng.random() < 0.02:  # access withdrawn for a few requests, then given back
                 change = rng.choice(ACCESS_CHANGES)
                 for server in (fast, full):
@@ -220,11 +270,12 @@ async def test_fast_path_answers_as_the_full_path() -> None:
             elif rng.random() < 0.1:
                 for server in (fast, full):
                     await _control(session, server.url, "DELETE", "access")
-            target, headers, body = _request(rng, sent)
+            target, headers, body = _request(rng, int(now[0]), sent)
             expected = await _answer(session, full.url, target, headers, body)
             got = await _answer(session, fast.url, target, headers, body)
             assert got == expected, (case, target, headers)
             statuses[expected[0]] += 1
+        early = orjson.loads(await _control(session, full.url, "GET", "early-requests"))
         for name in ("stats", "journal?kind=app", "early-requests"):
             assert await _control(session, fast.url, "GET", name) == await _control(
                 session, full.url, "GET", name
@@ -232,6 +283,7 @@ async def test_fast_path_answers_as_the_full_path() -> None:
         taken = fast.fast_answers
         assert full.fast_answers == 0
     assert {200, 400, 401, 403, 404, 429} <= statuses.keys(), statuses
+    assert early["total"] > 0, early
     # Many 200s from the fast path; the full path answered the others (unusual queries,
     # headers, bodies) alike.
     assert CASES // 10 < taken < statuses[200] - CASES // 20
@@ -241,7 +293,9 @@ async def test_usual_requests_take_the_fast_path() -> None:
     """What the relay and `relay bench sandbox` send: aiohttp's client, base64 device ids."""
     server = SandboxServer(default_config(), clock=lambda: float(NOW), own_server=True)
     async with server, aiohttp.ClientSession() as session:
-        for number, device in enumerate(["bench-device-1", "lke1GZa3AseB343ZcCQq7svfHzLfuSqyYnE+Rf49MOI="]):
+        for number, device in enumerate(
+            ["bench-device-1", "lke1GZa3AseB343ZcCQq7svfHzLfuSqyYnE+Rf49MOI="]
+        ):
             params = {**USUAL, "hashed_device_id": device}
             if "+" in device:
                 params.update(app_id=ANDROID_APP, os_type="ANDROID")
@@ -314,7 +368,9 @@ def test_base_string_of_pairs_is_the_general_one() -> None:
         uri = oauth1.base_uri("http", HOST, EVENT)
         expected = oauth1.base_string("POST", uri, protocol, oauth1.encoded_form(query))
         pairs = [f"{k}={v}" for k, v in protocol] + query.split("&")
-        got = oauth1.base_string_of_pairs("POST", oauth1.encoded_base_uri("http", HOST, EVENT), pairs)
+        got = oauth1.base_string_of_pairs(
+            "POST", oauth1.encoded_base_uri("http", HOST, EVENT), pairs
+        )
         assert got == expected
 
 

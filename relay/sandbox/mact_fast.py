@@ -3,19 +3,20 @@ answered in one straight pass from the parsed request (http11.py) to the answer,
 aiohttp's request, the edge's layers (edge.py) or aiohttp's response.
 
 The usual request: no body and no form content type; a query of the five required
-parameters, once each, their values of unreserved characters and the escapes of `:+/=`
-(what the relay and `relay bench sandbox` send); an `Authorization: OAuth` header of the
-usual shape (oauth1.py parses it), signed by configured credentials with Ads API access;
-no fault, capacity limit or access withdrawal in force, a known app on an unlocked account
-of the token's user, the account's provider configuration and the app's event tag, room in
-both budgets. Then the answer is the full path's, step for step: the same signature check
-(the sandbox's own, oauth1.py), parameter checks (`mact_params.usual_conversion`), budgets,
-journal (`mact.recorded_event`), counters and headers.
+parameters, once each, their values of unreserved characters, `:` and `/`, and the
+upper-case escapes of `:/+=` (what the relay and `relay bench sandbox` send); an
+`Authorization: OAuth` header of the usual shape, signed by configured credentials with
+Ads API access; no fault, capacity limit or access withdrawal in force, a known app on an
+unlocked account of the token's user, the account's provider configuration and the app's
+event tag for the type, room in both budgets. Then the answer is the full path's, step for
+step: the same signature check (the sandbox's own, oauth1.py), parameter checks
+(`mact_params.usual_conversion`), budgets, journal and body (`mact.recorded_event`),
+counters and headers.
 
-For anything else (a connection already closing too) `answer` returns None and the full path (routing.py, edge.py, mact.py)
-answers, with its exact error. Nothing is recorded before the fast path is sure to answer:
-the nonce, its first record, is taken once every other check has passed (a replayed or
-stale one declines, and the full path then answers its 401).
+For anything else (a connection already closing too) `answer` returns None and the full
+path (routing.py, edge.py, mact.py) answers, with its exact error. Nothing is recorded
+before the fast path is sure to answer: the nonce, its first record, is taken once every
+other check has passed (a replayed or stale one declines, and the full path then answers its 401).
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def _usual_params(parts: list[str]) -> tuple[dict[str, str], list[str]] | None:
         name, _, value = part.partition("=")
         if "%" in value:
             value = (
-                value.replace("%3A", ":").replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+                value.replace("%3A", ":")
+                .replace("%2B", "+")
+                .replace("%2F", "/")
+                .replace("%3D", "=")
             )
             if "%" in value:
                 return None
@@ -175,7 +179,10 @@ class ConversionEventFastPath:
         # Both budgets must have room (a spend that does not fit changes nothing).
         token_key = f"{creds.consumer_key}\x1f{creds.access_token}"
         now = state.clock()
-        if state.token_budget.room(token_key, now) < 1 or state.account_budget.room(account_id, now) < 1:
+        if (
+            state.token_budget.room(token_key, now) < 1
+            or state.account_budget.room(account_id, now) < 1
+        ):
             return None
         # The last check, and the first record: a nonce is taken only by an answer.
         if not state.replay.admit(
