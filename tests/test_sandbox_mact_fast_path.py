@@ -92,7 +92,20 @@ NEAR_VALUES: Final = {
     "conversion_type": ("PURCHASE", "SIGN_UP", "LOGIN", "install"),
     "conversion_time": ("2013-04-16T07:00:00.123Z", "2017-01-21T02:00:00.000Z"),
 }
-EXTRA_PARAMS: Final = ("click_window", "view_through_window", "price_micro", "level", "nope")
+EXTRA_PARAMS: Final = {  # the optional ones, and one X does not take
+    "click_window": ("1", "7", "14", "30", "2"),
+    "view_through_window": ("0", "1", "7", "30"),
+    "limit_ad_tracking": ("true", "false", "yes"),
+    "price_micro": ("1000000", "-1"),
+    "price_currency": ("USD", "usd"),
+    "device_ip_address": ("1.2.3.4", "::1", "1.2.3"),
+    "level": ("3",),
+    "number_items": ("2", "0"),
+    "user_payment_info": ("true",),
+    "non_twitter_engagement_type": ("CLICK", "VIEW", "TAP"),
+    "non_twitter_engagement_time": ("2026-11-20T09:00:00.123Z",),
+    "nope": ("1",),
+}
 
 
 def _query(params: list[tuple[str, str]], rng: random.Random) -> str:
@@ -118,13 +131,15 @@ def _request(
     rng.shuffle(params)
     for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
         roll = rng.random()
-        if roll < 0.6:
+        if roll < 0.45:
             index = rng.randrange(len(params))
             name = params[index][0]
             near = NEAR_VALUES.get(name, ODD_VALUES)
             params[index] = (name, rng.choice(near if rng.random() < 0.5 else ODD_VALUES))
         elif roll < 0.75:
-            params.append((rng.choice(EXTRA_PARAMS), rng.choice(ODD_VALUES)))
+            name = rng.choice(sorted(EXTRA_PARAMS))
+            near = EXTRA_PARAMS[name]
+            params.append((name, rng.choice(near if rng.random() < 0.7 else ODD_VALUES)))
         elif roll < 0.85:
             params.append(rng.choice(params))  # a name given twice
         else:

@@ -2,15 +2,15 @@
 answered in one straight pass from the parsed request (http11.py) to the answer, without
 aiohttp's request, the edge's layers (edge.py) or aiohttp's response.
 
-The usual request: no body and no form content type; a query of the five required
-parameters, once each, their values of unreserved characters, `:` and `/`, and the
+The usual request: no body and no form content type; a query of conversion_event's
+parameters (the five required ones among them), once each, their values of unreserved characters, `:` and `/`, and the
 upper-case escapes of `:/+=` (what the relay and `relay bench sandbox` send); an
 `Authorization: OAuth` header of the usual shape, signed by configured credentials with
 Ads API access; no fault, capacity limit or access withdrawal in force, a known app on an
 unlocked account of the token's user, the account's provider configuration and the app's
 event tag for the type, room in both budgets. Then the answer is the full path's, step for
 step: the same signature check (the sandbox's own, oauth1.py), parameter checks
-(`mact_params.usual_conversion`), budgets, journal and body (`mact.recorded_event`),
+(mact_params.py), budgets, journal and body (`mact.recorded_event`),
 counters and headers.
 
 For anything else (a connection already closing too) `answer` returns None and the full
@@ -26,6 +26,7 @@ from typing import Final
 
 import orjson
 from aiohttp import web
+from multidict import MultiDict
 
 from relay.sandbox import oauth1
 from relay.sandbox.auth import FORM_CONTENT_TYPE
@@ -34,18 +35,25 @@ from relay.sandbox.http11 import Answer, HttpRequest
 from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
 from relay.sandbox.limits import ACCOUNT_PREFIX, TOKEN_PREFIX
 from relay.sandbox.mact import EVENT_PATH, STORE_ID, recorded_event
-from relay.sandbox.mact_params import REQUIRED, usual_conversion
+from relay.sandbox.mact_params import (
+    EVENT_PARAMS,
+    REQUIRED,
+    AppConversion,
+    checked_app_conversion,
+    usual_conversion,
+)
 from relay.sandbox.resources import RESOURCES_KEY
-from relay.sandbox.responses import API_VERSION, API_VERSION_HEADER
+from relay.sandbox.responses import API_VERSION, API_VERSION_HEADER, XApiError
 from relay.sandbox.seeds import PROVIDER_CONFIGURATIONS
 
 ENDPOINT: Final = f"POST {EVENT_PATH}"  # as edge.py counts it
-# The five required parameters and nothing else, their values of unreserved characters,
-# `:` and `/` (which aiohttp's client leaves as they are) and escapes; `answer` takes only
-# the upper-case escapes of `:/` and `+=` (base64 device ids).
-_NAME: Final = "(?:" + "|".join(REQUIRED) + ")"
+# conversion_event's parameters, once each, their values of unreserved characters, `:` and
+# `/` (which aiohttp's client leaves as they are) and escapes; `answer` takes only the
+# upper-case escapes of `:/` and `+=` (base64 device ids).
+_NAME: Final = "(?:" + "|".join(sorted(EVENT_PARAMS, key=len, reverse=True)) + ")"
 _VALUE: Final = "[A-Za-z0-9._~:/%-]+"
-_USUAL_QUERY: Final = re.compile(rf"{_NAME}={_VALUE}(?:&{_NAME}={_VALUE}){{4}}", re.ASCII)
+_USUAL_QUERY: Final = re.compile(rf"{_NAME}={_VALUE}(?:&{_NAME}={_VALUE})*", re.ASCII)
+_REQUIRED_SET: Final = frozenset(REQUIRED)
 _REQUIRED_OAUTH: Final = (
     "oauth_consumer_key",
     "oauth_token",
@@ -54,7 +62,7 @@ _REQUIRED_OAUTH: Final = (
     "oauth_signature_method",
 )
 # The usual header's parameters besides the signature. With the query's names, none is a
-# prefix of another: `oauth1.base_string_of_pairs` sorts them (checked at import).
+# prefix of another: `oauth1.base_string_of_pairs` sorts them (checked below).
 _USUAL_OAUTH: Final = frozenset((*_REQUIRED_OAUTH, "oauth_version"))
 _JSON: Final = ("Content-Type", "application/json")
 _VERSION: Final = (API_VERSION_HEADER, API_VERSION)
@@ -67,7 +75,7 @@ def _no_name_is_a_prefix(names: frozenset[str]) -> bool:
     return not any(a != b and b.startswith(a) for a in names for b in names)
 
 
-assert _no_name_is_a_prefix(_USUAL_OAUTH | frozenset(REQUIRED))
+assert _no_name_is_a_prefix(_USUAL_OAUTH | EVENT_PARAMS)
 
 
 def _usual_params(parts: list[str]) -> tuple[dict[str, str], list[str]] | None:
@@ -92,6 +100,19 @@ def _usual_params(parts: list[str]) -> tuple[dict[str, str], list[str]] | None:
             part = part.replace(":", "%3A").replace("/", "%2F")
         encoded.append(part)
     return (params, encoded) if len(params) == len(parts) else None
+
+
+def _conversion(params: dict[str, str]) -> AppConversion | None:
+    """The conversion as mact_params.parse_app_conversion reads a query of these
+    parameters (the required ones among them, none repeated); None for one it refuses."""
+    if params.keys() == _REQUIRED_SET:
+        return usual_conversion(params)
+    if not params.keys() >= _REQUIRED_SET:
+        return None
+    try:
+        return checked_app_conversion(MultiDict(params), EVENT_PARAMS)
+    except XApiError:
+        return None
 
 
 class ConversionEventFastPath:
@@ -127,6 +148,8 @@ class ConversionEventFastPath:
         if usual is None:
             return None
         params, pairs = usual
+        if not _REQUIRED_SET <= params.keys():
+            return None  # the full path says which is missing
 
         # OAuth 1.0a, as auth.verify_oauth checks it.
         header = oauth1.parse_header(request.authorization.decode("utf-8", "surrogateescape"))
@@ -162,7 +185,7 @@ class ConversionEventFastPath:
         account = config.accounts.get(account_id)
         if account_id not in creds.accounts or (account is not None and account.locked):
             return None
-        conversion = usual_conversion(params)
+        conversion = _conversion(params)
         if conversion is None or conversion.os_type != app.os_type:
             return None
         store = self._store
@@ -171,8 +194,12 @@ class ConversionEventFastPath:
         tag = store.app_event_tag(account_id, app.id, app.os_type, conversion.conversion_type)
         if tag is None:
             return None
-        click = tag["post_engagement_attribution_window"]
-        view = tag["post_view_attribution_window"]
+        click = conversion.click_window
+        view = conversion.view_through_window
+        if click is None:
+            click = tag["post_engagement_attribution_window"]
+        if view is None:
+            view = tag["post_view_attribution_window"]
         if click < view:
             return None
 
