@@ -3,20 +3,20 @@ answered in one straight pass from the parsed request (http11.py) to the answer,
 aiohttp's request, the edge's layers (edge.py) or aiohttp's response.
 
 The usual request: no body and no form content type; a query of conversion_event's
-parameters (the five required ones among them), once each, their values of unreserved characters, `:` and `/`, and the
-upper-case escapes of `:/+=` (what the relay and `relay bench sandbox` send); an
-`Authorization: OAuth` header of the usual shape, signed by configured credentials with
-Ads API access; no fault, capacity limit or access withdrawal in force, a known app on an
-unlocked account of the token's user, the account's provider configuration and the app's
-event tag for the type, room in both budgets. Then the answer is the full path's, step for
-step: the same signature check (the sandbox's own, oauth1.py), parameter checks
-(mact_params.py), budgets, journal and body (`mact.recorded_event`),
-counters and headers.
+parameters (the five required ones among them), once each, their values of unreserved
+characters, `:` and `/`, and the upper-case escapes of `:/+=` (what the relay and
+`relay bench sandbox` send); an `Authorization: OAuth` header of the usual shape, signed
+by configured credentials with Ads API access; no fault, capacity limit or access
+withdrawal in force; a known app on an unlocked account of the token's user, the
+account's provider configuration and the app's event tag for the type; room in both
+budgets. Then the answer is the full path's, step for step: the same signature check (the
+sandbox's own, oauth1.py), parameter checks (mact_params.py), budgets, journal and body
+(`mact.recorded_event`), counters and headers.
 
 For anything else (a connection already closing too) `answer` returns None and the full
 path (routing.py, edge.py, mact.py) answers, with its exact error. Nothing is recorded
 before the fast path is sure to answer: the nonce, its first record, is taken once every
-other check has passed (a replayed or stale one declines, and the full path then answers its 401).
+other check has passed (a replayed or stale one declines: the full path answers its 401).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ ENDPOINT: Final = f"POST {EVENT_PATH}"  # as edge.py counts it
 # conversion_event's parameters, once each, their values of unreserved characters, `:` and
 # `/` (which aiohttp's client leaves as they are) and escapes; `answer` takes only the
 # upper-case escapes of `:/` and `+=` (base64 device ids).
-_NAME: Final = "(?:" + "|".join(sorted(EVENT_PARAMS, key=len, reverse=True)) + ")"
+_NAME: Final = "(?:" + "|".join(sorted(EVENT_PARAMS)) + ")"
 _VALUE: Final = "[A-Za-z0-9._~:/%-]+"
 _USUAL_QUERY: Final = re.compile(rf"{_NAME}={_VALUE}(?:&{_NAME}={_VALUE})*", re.ASCII)
 _REQUIRED_SET: Final = frozenset(REQUIRED)
@@ -107,8 +107,6 @@ def _conversion(params: dict[str, str]) -> AppConversion | None:
     parameters (the required ones among them, none repeated); None for one it refuses."""
     if params.keys() == _REQUIRED_SET:
         return usual_conversion(params)
-    if not params.keys() >= _REQUIRED_SET:
-        return None
     try:
         return checked_app_conversion(MultiDict(params), EVENT_PARAMS)
     except XApiError:
@@ -148,7 +146,7 @@ class ConversionEventFastPath:
         if usual is None:
             return None
         params, pairs = usual
-        if not _REQUIRED_SET <= params.keys():
+        if not params.keys() >= _REQUIRED_SET:
             return None  # the full path says which is missing
 
         # OAuth 1.0a, as auth.verify_oauth checks it.
