@@ -5,7 +5,8 @@ run their aiohttp handlers and the edge (edge.py) directly, on a `FastRequest`; 
 request, and any hot one whose target is unusual (percent-encoded, dot segments, no Host),
 goes to the aiohttp application itself (aiohttp_bridge.py). The handlers are the same in
 both paths, so the verdicts are too. The usual conversion_event request goes shorter still:
-mact_fast.py answers it, or declines it to this path.
+mact_fast.py answers it (`Router.immediate`, asked first by the server), or declines it to
+this path.
 """
 
 from __future__ import annotations
@@ -205,6 +206,14 @@ class Router:
                 else:  # one parameter, the last segment
                     self._prefixed[head] = (tail.rstrip("}"), route)
 
+    def immediate(self, request: HttpRequest) -> Answer | None:
+        """The usual conversion_event request's answer, from its fast path (mact_fast.py),
+        before any coroutine; None for every other request (then `__call__` answers)."""
+        if request.method != "POST":
+            return None
+        path, _, query = request.target.partition("?")
+        return self._conversion_event.answer(request, query) if path == EVENT_PATH else None
+
     @property
     def conversion_event_answers(self) -> int:
         """Requests the conversion_event fast path answered."""
@@ -242,10 +251,6 @@ class Router:
             return await self._bridge.answer(request)
         route, params = hot
         path, _, query_string = request.target.partition("?")
-        if path == EVENT_PATH:
-            answer = self._conversion_event.answer(request, query_string)
-            if answer is not None:
-                return answer
         kind = TooLargeRequest if request.body_too_large else FastRequest
         fast = kind(
             self._app,

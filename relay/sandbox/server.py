@@ -118,7 +118,12 @@ class SandboxServer(Lifecycle):
 
         assert runner.server is not None  # set up
         router = self._router = Router(app, runner.server, MAX_BODY_BYTES)
-        self._http = HttpServer(router, Limits(max_body_bytes=MAX_BODY_BYTES), on_error=_log_error)
+        self._http = HttpServer(
+            router,
+            Limits(max_body_bytes=MAX_BODY_BYTES),
+            on_error=_log_error,
+            immediate=router.immediate,
+        )
         return await self._http.start(self.host, self.port)
 
 
