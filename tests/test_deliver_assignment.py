@@ -1,0 +1,88 @@
+"""A newly assigned partition: nothing of it is handled before the delivered ledger knows
+it (aiokafka fetches a partition before its assignment callback has finished)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.config import default_mapping_path, load_mapping
+from relay.pipeline.deliver import DeliverStage
+from relay.pipeline.ledger import DeliveredLedger, RebuildStats
+from relay.pipeline.worker import Worker
+from relay.sandbox.config import load_sandbox_config
+from relay.sandbox.server import SandboxServer
+from relay.tools.produce import generate_web, usable_pixels
+from tests.conftest import make_settings
+from tests.kafka_helpers import produce_values, wait_for
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    async with SandboxServer(load_sandbox_config(None, {})) as server:
+        yield server
+
+
+async def test_records_of_a_partition_wait_for_its_ledger_rebuild(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rebuilding = asyncio.Event()
+    release = asyncio.Event()
+    rebuild = DeliveredLedger.rebuild
+
+    async def held_rebuild(self: DeliveredLedger, partitions: set[int]) -> RebuildStats:
+        rebuilding.set()
+        await release.wait()
+        return await rebuild(self, partitions)
+
+    monkeypatch.setattr(DeliveredLedger, "rebuild", held_rebuild)
+    count = 300
+    settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
+    pixels = usable_pixels(load_mapping(default_mapping_path()))
+    values = [s.value for s in generate_web(count, pixels, seed=41)]
+    await produce_values(kafka_bootstrap, next(iter(settings.inputs)), values)
+    worker = Worker(settings, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    metrics = worker.metrics
+
+    def deliver() -> DeliverStage | None:
+        return next((s for s in worker.stages if isinstance(s, DeliverStage)), None)
+
+    def waiting_for_the_ledger() -> bool:
+        stage = deliver()
+        consumer = stage.consumer if stage is not None else None
+        if consumer is None or not rebuilding.is_set():
+            return False
+        assigned = consumer.assignment()
+        return bool(assigned) and set(consumer.paused()) >= assigned
+
+    try:
+        # Either the stage read records of partitions still being rebuilt (the fault), or
+        # it holds them paused until the rebuild is over.
+        await wait_for(
+            lambda: (
+                task.done()
+                or metrics.total("relay_events_consumed", stage="deliver") > 0
+                or (metrics.total("relay_events_ingested") >= count and waiting_for_the_ledger())
+            ),
+            60,
+            "the deliver stage reading, or waiting for the ledger",
+        )
+        assert metrics.total("relay_events_consumed", stage="deliver") == 0
+        release.set()
+        await wait_for(
+            lambda: task.done() or metrics.total("relay_events_delivered") >= count,
+            60,
+            "every event, once the ledger is rebuilt",
+        )
+    finally:
+        release.set()
+        stop.set()
+        await task
+    assert metrics.total("relay_events_delivered") == count
