@@ -4,17 +4,24 @@ it (aiokafka fetches a partition before its assignment callback has finished).""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
 from relay.config import default_mapping_path, load_mapping
+from relay.kafka import BatchProducer
+from relay.observability.metrics import Metrics
+from relay.pipeline import outbound
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ledger import DeliveredLedger, RebuildStats
 from relay.pipeline.worker import Worker
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.produce import generate_web, usable_pixels
+from relay.xads.client import XAdsClient
+from relay.xads.errors import RateLimited, RateLimitInfo
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_values, wait_for
 
@@ -86,3 +93,29 @@ async def test_records_of_a_partition_wait_for_its_ledger_rebuild(
         stop.set()
         await task
     assert metrics.total("relay_events_delivered") == count
+
+
+async def test_a_reset_x_announced_holds_the_account_after_its_bucket_went_with_a_revoke(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # An eager rebalance revokes every partition and may give the same ones back at once:
+    # the bucket went with the revoke, X's word on the account's reset did not.
+    settings = make_settings(kafka_bootstrap, topic_prefix, "http://127.0.0.1:1")
+    async with XAdsClient(settings.api_base_url, settings.credentials) as client:
+        stage = DeliverStage(settings, cast(BatchProducer, None), client, Metrics())
+        routed = outbound.Routed("web", "acct1", "pixel1", "web pixel1 c1", b"{}")
+        reset = time.time() + 30
+        spent = RateLimited("spent", status=429, rate_limit=RateLimitInfo(0, 0, reset, None))
+        stage._remember_reset("acct1", spent)
+        stage.table.forget_partitions(set())  # the revoke dropped the account's bucket
+        stage.table.buckets.clear()
+        lane = stage._lane(routed)
+        try:
+            assert lane.bucket.blocked_for() > 29
+            assert (
+                stage._lane(outbound.Routed("web", "acct2", "p2", "k", b"{}")).bucket.blocked_for()
+                == 0
+            )
+        finally:
+            stage._close_lane("acct1")
+            stage._close_lane("acct2")
