@@ -114,7 +114,9 @@ class DeliverStage(ConsumerStage):
         self._progress = asyncio.Event()
         self._draining = False
         self._revoking: set[TopicPartition] = set()
-        self._preparing: set[TopicPartition] = set()  # assigned, ledger not yet rebuilt
+        # Assigned partitions whose ledger is being rebuilt, and the rebuild.
+        self._preparing: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._rebuilds: set[asyncio.Task[None]] = set()
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._park_turn: dict[str, float] = {}  # account -> epoch s its next park is due
@@ -290,7 +292,7 @@ class DeliverStage(ConsumerStage):
         paused = super().partitions_to_pause(assignment)
         if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
             return set(assignment)
-        result = self._preparing & assignment  # read once the ledger knows them
+        result = self._preparing.keys() & assignment  # read once the ledger knows them
         for key, lane in self.table.lanes.items():
             over = lane.held >= settings.max_lane_events or (
                 lane.held_bytes >= settings.max_lane_bytes
@@ -315,21 +317,30 @@ class DeliverStage(ConsumerStage):
             consumer.pause(*gate.held)  # a resume for backpressure must not release them
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The delivered ledger of new partitions is read before their first record is
+        handled (a replay of a delivered event must be known as one). Not in the group's
+        callback: aiokafka sends no heartbeat until the callback returns, and a rebuild
+        longer than the session timeout would cost the member its partitions."""
         super().on_assigned(assigned)
-        if self.ledger is not None:
-            self._preparing |= assigned  # no record of them is handled before the rebuild
-
-    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:
-        """The delivered ledger of the new partitions is read before their first record is
-        handled (a replay of a delivered event must be known as one)."""
         if self.ledger is None or not assigned:
             return
+        rebuild = asyncio.create_task(self._rebuild_ledger(assigned), name="ledger-rebuild")
+        self._rebuilds.add(rebuild)
+        rebuild.add_done_callback(self._rebuilds.discard)
+        for tp in assigned:
+            self._preparing[tp] = rebuild
+
+    async def _rebuild_ledger(self, assigned: set[TopicPartition]) -> None:
+        assert self.ledger is not None
         try:
             await self.ledger.rebuild({tp.partition for tp in assigned})
         except Exception as exc:  # without the ledger, replays would go to X again
             self.fail(exc)
-            raise
-        self._preparing -= assigned
+            return
+        this = asyncio.current_task()
+        for tp in assigned:
+            if self._preparing.get(tp) is this:  # not revoked and assigned again meanwhile
+                del self._preparing[tp]
         self.timeline.mark("ledger rebuilt")
 
     async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
@@ -857,7 +868,8 @@ class DeliverStage(ConsumerStage):
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._revoking |= revoked
-        self._preparing -= revoked
+        for tp in revoked:
+            self._preparing.pop(tp, None)
         try:
             await super().on_revoked(revoked)
         finally:
@@ -906,7 +918,9 @@ class DeliverStage(ConsumerStage):
         try:
             await super().run(stop)
         finally:
-            tasks = [*self._tasks.values(), *self._attempts]
+            for rebuild in self._rebuilds:
+                rebuild.cancel()
+            tasks = [*self._tasks.values(), *self._attempts, *self._rebuilds]
             for key in list(self.table.lanes):
                 self._close_lane(key)
             for task in self._attempts:
