@@ -374,6 +374,11 @@ class BatchProducer:
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
+            # aiokafka's client fetches the metadata of every topic until one is added by
+            # name, then of the added ones only: a topic it already knew (from the first
+            # fetch of all) then drops out at the next refresh, and a batch waiting for that
+            # topic's leader waits forever. Every topic written to is added by name.
+            await self._producer.client.add_topic(topic)
             parts = await self._producer.partitions_for(topic)
             count = len(parts)
             self._partitions[topic] = count
