@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import cast
 
 import pytest
@@ -27,6 +28,27 @@ from tests.conftest import make_settings
 from tests.kafka_helpers import produce_values, wait_for
 
 
+@dataclass
+class HeldRebuild:
+    rebuilding: asyncio.Event  # a ledger rebuild started
+    release: asyncio.Event  # set: the rebuilds go on
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> HeldRebuild:
+    """Ledger rebuilds wait until `release` is set (a long rebuild, at will)."""
+    state = HeldRebuild(asyncio.Event(), asyncio.Event())
+    rebuild = DeliveredLedger.rebuild
+
+    async def held_rebuild(self: DeliveredLedger, partitions: set[int]) -> RebuildStats:
+        state.rebuilding.set()
+        await state.release.wait()
+        return await rebuild(self, partitions)
+
+    monkeypatch.setattr(DeliveredLedger, "rebuild", held_rebuild)
+    return state
+
+
 @pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxServer]:
     async with SandboxServer(load_sandbox_config(None, {})) as server:
@@ -37,18 +59,9 @@ async def test_records_of_a_partition_wait_for_its_ledger_rebuild_and_the_member
     kafka_bootstrap: str,
     topic_prefix: str,
     sandbox: SandboxServer,
-    monkeypatch: pytest.MonkeyPatch,
+    held: HeldRebuild,
 ) -> None:
-    rebuilding = asyncio.Event()
-    release = asyncio.Event()
-    rebuild = DeliveredLedger.rebuild
-
-    async def held_rebuild(self: DeliveredLedger, partitions: set[int]) -> RebuildStats:
-        rebuilding.set()
-        await release.wait()
-        return await rebuild(self, partitions)
-
-    monkeypatch.setattr(DeliveredLedger, "rebuild", held_rebuild)
+    rebuilding, release = held.rebuilding, held.release
     count = 300
     settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
     pixels = usable_pixels(load_mapping(default_mapping_path()))
@@ -131,21 +144,12 @@ async def test_a_rebuild_longer_than_the_session_timeout_keeps_the_member_in_its
     kafka_bootstrap: str,
     topic_prefix: str,
     sandbox: SandboxServer,
-    monkeypatch: pytest.MonkeyPatch,
+    held: HeldRebuild,
 ) -> None:
     # aiokafka sends no heartbeat while the group's assignment callback runs: a rebuild
     # there longer than the session timeout got the member evicted by the broker (noticed
     # once another member heartbeats), and the whole group rebalanced.
-    rebuilding = asyncio.Event()
-    release = asyncio.Event()
-    rebuild = DeliveredLedger.rebuild
-
-    async def held_rebuild(self: DeliveredLedger, partitions: set[int]) -> RebuildStats:
-        rebuilding.set()
-        await release.wait()
-        return await rebuild(self, partitions)
-
-    monkeypatch.setattr(DeliveredLedger, "rebuild", held_rebuild)
+    rebuilding, release = held.rebuilding, held.release
     settings = make_settings(kafka_bootstrap, topic_prefix, sandbox.url)
     topics = [*settings.inputs, settings.outbound_topic, settings.delayed_topic]
     await ensure_topics(kafka_bootstrap, topics, partitions=4)
