@@ -138,7 +138,7 @@ def _log_error(request: HttpRequest, exc: BaseException | None) -> None:
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when installed (the `sandbox` extra): less CPU per answer than
+    """uvloop's loop where it can be imported (a main dependency): less CPU per answer than
     asyncio's own (bench/sandbox.md); None (asyncio's default loop) without it."""
     return loop_factory("uvloop")
 
