@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relay.allocator import map_large_blocks
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.kafka import (
@@ -344,6 +345,7 @@ def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | Non
         await Worker(settings, stage, timeline=timeline or StartupTimeline()).run(stop)
 
     tune_garbage_collector()
+    map_large_blocks()
     try:
         asyncio.run(main())
     except BrokerLost as exc:
