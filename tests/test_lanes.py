@@ -116,3 +116,29 @@ def test_the_linger_can_be_given_per_call() -> None:
     assert not one.ready
     one.flush_due(0.5, linger_s=0.2)
     assert len(one.ready) == 1
+
+
+def test_the_ready_queue_exists_only_while_something_is_ready() -> None:
+    """10,000 lanes mostly have nothing ready: they keep no queue (an empty tuple reads)."""
+    one = lane()
+    assert one.ready == ()
+    for offset in range(4):
+        one.add(item(offset), now=0.0)
+    assert [len(b.items) for b in one.ready] == [3]
+    batch = one.next_ready(lambda kind, target: False)
+    assert batch is not None
+    one.take(batch, len(batch.items))
+    assert one.ready == ()  # the last ready batch went: so did its queue
+    one.retry(batch)
+    assert list(one.ready) == [batch]
+    assert [p.offset for p in one.take_oldest(10)] == [0, 1, 2, 3]  # parked: all of them
+    assert one.ready == () and one.held == 0
+
+
+def test_a_lane_names_each_of_its_partitions_once_until_they_are_revoked() -> None:
+    one = lane()
+    for offset, tp in enumerate((TP0, TP0, TP1, TP0, TP1)):
+        one.add(item(offset, tp=tp), now=0.0)
+    assert one.partitions == (TP0, TP1)
+    one.drop_partitions({TP0})
+    assert one.partitions == (TP1,) and one.held == 2

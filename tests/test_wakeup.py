@@ -71,3 +71,36 @@ async def test_one_waiter_at_a_time() -> None:
         await wakeup.wait()
     wakeup.set()
     await asyncio.wait_for(first, DEADLINE_S)
+
+
+async def test_a_wait_with_a_timeout_ends_unset_and_a_set_one_says_so() -> None:
+    """The lane loop's wait: its own timer ends it (False), a `set` ends it first (True)."""
+    wakeup = Wakeup()
+    assert await asyncio.wait_for(wakeup.wait(0.01), DEADLINE_S) is False
+    waiter = asyncio.create_task(wakeup.wait(DEADLINE_S * 10))
+    await asyncio.sleep(0)
+    wakeup.set()
+    assert await asyncio.wait_for(waiter, DEADLINE_S) is True
+
+
+async def test_a_woken_wait_leaves_no_timer_behind() -> None:
+    """Thousands of lanes wait with timeouts: a wait that ended must not keep its timer."""
+    loop = asyncio.get_running_loop()
+    wakeup = Wakeup()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    waiter = asyncio.create_task(wakeup.wait(3600.0))
+    await asyncio.sleep(0)
+    wakeup.set()
+    await asyncio.wait_for(waiter, DEADLINE_S)
+    cancelled = [h for h in loop._scheduled if h.cancelled()]  # type: ignore[attr-defined]
+    assert len(loop._scheduled) - len(cancelled) == before  # type: ignore[attr-defined]
+
+
+async def test_a_cancelled_timed_wait_leaves_it_usable() -> None:
+    wakeup = Wakeup()
+    waiter = asyncio.create_task(wakeup.wait(3600.0))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await asyncio.wait_for(wakeup.wait(0.01), DEADLINE_S) is False

@@ -206,7 +206,6 @@ class DeliverStage(ConsumerStage):
                     continue
                 held_keys[key] = tp
                 pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
-                pending.digest = digest
                 pending.timestamp_ms = msg.timestamp
                 if msg.headers:
                     pending.headers = carried_headers(msg.headers)
@@ -289,7 +288,7 @@ class DeliverStage(ConsumerStage):
             elif under_half:
                 self._over_cap.discard(key)
             if key in self._over_cap and not self._parks(lane):
-                result |= lane.partitions  # an account that parks its overflow needs no pause
+                result.update(lane.partitions)  # one that parks its overflow needs no pause
         return result
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
@@ -390,10 +389,9 @@ class DeliverStage(ConsumerStage):
                         return
                     wait = left if wait is None else min(wait, left)
                 timeouts = [t for t in (wait, next_due) if t is not None]
-                # asyncio.timeout, not wait_for: no task per wait (thousands of lanes wait)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(min(timeouts), 0.001) if timeouts else None):
-                        await lane.wakeup.wait()
+                # The wake-up's own timer, not wait_for or asyncio.timeout: no task and no
+                # context object per wait (thousands of lanes wait).
+                await lane.wakeup.wait(max(min(timeouts), 0.001) if timeouts else None)
         except Exception as exc:  # a bug or a broken broker: stop rather than lose events
             self.fail(exc)
 
@@ -731,8 +729,11 @@ class DeliverStage(ConsumerStage):
         if self.ledger is not None:
             by_partition: dict[int, list[bytes]] = {}
             for p in batch.items:
-                digest = p.digest or ledger_digest(p.routed.ledger_key)
-                by_partition.setdefault(p.tp.partition, []).append(digest)
+                # Computed again, not kept from intake: 50,000 held events would keep as
+                # many 16-byte objects for this.
+                by_partition.setdefault(p.tp.partition, []).append(
+                    ledger_digest(p.routed.ledger_key)
+                )
             for partition, digests in by_partition.items():
                 self.ledger.record_digests(partition, digests)
         if batch.kind == "app" and sent.params is not None:
@@ -845,7 +846,7 @@ class DeliverStage(ConsumerStage):
             del self._held_keys[key]
         self.table.forget_partitions(revoked)  # first: it reads the lanes' partitions
         for key, lane in list(self.table.lanes.items()):
-            if lane.partitions & revoked or lane.idle:
+            if not revoked.isdisjoint(lane.partitions) or lane.idle:
                 lane.drop_partitions(revoked)
                 self._close_lane(key)  # its bucket went with the partition
 

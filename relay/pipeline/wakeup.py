@@ -31,14 +31,26 @@ class Wakeup:
     def clear(self) -> None:
         self._set = False
 
-    async def wait(self) -> None:
-        """Return once set (at once if it is); one task waits at a time."""
+    async def wait(self, timeout_s: float | None = None) -> bool:
+        """Return once set (at once if it is), or after `timeout_s`: whether it is set. One
+        task waits at a time. A timer of its own, not `asyncio.timeout`: no context object
+        per wait."""
         if self._set:
-            return
+            return True
         if self._waiter is not None:
             raise RuntimeError("a Wakeup has one waiter at a time")
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, waiter)
         try:
             await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        return self._set
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
