@@ -141,4 +141,4 @@ def test_a_lane_names_each_of_its_partitions_once_until_they_are_revoked() -> No
         one.add(item(offset, tp=tp), now=0.0)
     assert one.partitions == (TP0, TP1)
     one.drop_partitions({TP0})
-    assert one.partitions == (TP1,) and one.held == 2
+    assert list(one.partitions) == [TP1] and one.held == 2

@@ -15,7 +15,7 @@ owner of the account cannot know what this one spent.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -98,7 +98,7 @@ class Lane:
     wakeup: Wakeup = field(default_factory=Wakeup)  # not asyncio.Event: 10,000s of lanes
 
     @property
-    def ready(self) -> deque[Batch] | tuple[()]:
+    def ready(self) -> Sequence[Batch]:
         """The batches ready to go, oldest first (read-only: an empty tuple when none)."""
         return self._ready if self._ready is not None else ()
 
