@@ -44,12 +44,18 @@ DELIVER_FETCH: Final[dict[str, Any]] = {
 }
 
 
+# Ingest reads ahead as much: a fetch answer is held up to three times while it is read
+# (the socket's buffer, its bytes, each partition's records), and one of 32 MiB over a
+# backlog was that much of the worker's peak memory. 8 MiB is 10,000s of input records.
+INGEST_FETCH: Final[dict[str, Any]] = DELIVER_FETCH
+
+
 def subscription(settings: Settings, stage: str, *, parked: bool = True) -> Subscription:
     """What `stage` (ingest | deliver) consumes; `parked`: deliver reads the delayed topic
     too (partition p of both on one member: an account's parked records come back to its
     owner)."""
     if stage == "ingest":
-        return Subscription(list(settings.inputs), settings.ingest_group)
+        return Subscription(list(settings.inputs), settings.ingest_group, dict(INGEST_FETCH))
     if not parked:
         return Subscription([settings.outbound_topic], settings.deliver_group, dict(DELIVER_FETCH))
     return Subscription(
