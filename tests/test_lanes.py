@@ -144,3 +144,17 @@ def test_a_lane_names_each_of_its_partitions_once_until_they_are_revoked() -> No
     assert one.partitions == (TP0, TP1)
     one.drop_partitions({TP0})
     assert list(one.partitions) == [TP1] and one.held == 2
+
+
+def test_the_events_of_a_lane_share_one_record_key_object() -> None:
+    one = lane()
+    first, second = item(0), item(1)
+    second.key = bytes(bytearray(b"acct"))  # equal bytes, another object
+    assert second.key is not first.key
+    one.add(first, now=0.0)
+    one.add(second, now=0.0)
+    assert second.key is first.key and second.key == b"acct"
+    other = item(2)
+    other.key = b"other"  # never another key's object
+    one.add(other, now=0.0)
+    assert other.key == b"other"

@@ -96,6 +96,8 @@ class Lane:
     closed: bool = False  # its partitions were revoked: nothing of it is retried
     parking: bool = False  # a park of its held targets' events is under way
     wakeup: Wakeup = field(default_factory=Wakeup)  # not asyncio.Event: 10,000s of lanes
+    # The record key its events share (the budget key's bytes): one object, not one a record.
+    record_key: bytes | None = None
 
     @property
     def ready(self) -> Sequence[Batch]:
@@ -120,6 +122,12 @@ class Lane:
         routed = item.routed
         self.held += 1
         self.held_bytes += len(item.value)  # item.size, without the property call
+        key = item.key
+        if key is not None:
+            if key == self.record_key:
+                item.key = self.record_key  # equal bytes: the lane's one object instead
+            else:
+                self.record_key = key  # the first (or another) key: later ones share it
         tp = item.tp
         if tp not in self.partitions:
             self.partitions += (tp,)

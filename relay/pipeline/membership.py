@@ -37,16 +37,17 @@ class Subscription:
 
 
 # What the deliver consumer fetches ahead is memory too (each partition's answer is kept
-# until read, paused partitions' included): 1 MiB is 2,000 outbound records, plenty a poll.
+# until read, paused partitions' included), and an answer is held up to three times while
+# it is read (the socket's buffer, its bytes, each partition's records): 1 MiB a partition
+# (2,000 outbound records, the producer's largest batch) and 4 MiB an answer, plenty a poll.
 DELIVER_FETCH: Final[dict[str, Any]] = {
     "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_bytes": 8 * 1024 * 1024,
+    "fetch_max_bytes": 4 * 1024 * 1024,
 }
 
 
-# Ingest reads ahead as much: a fetch answer is held up to three times while it is read
-# (the socket's buffer, its bytes, each partition's records), and one of 32 MiB over a
-# backlog was that much of the worker's peak memory. 8 MiB is 10,000s of input records.
+# Ingest reads ahead as much: answers of 32 MiB over a backlog were that much (three
+# times) of the worker's peak memory; 4 MiB is thousands of input records.
 INGEST_FETCH: Final[dict[str, Any]] = DELIVER_FETCH
 
 
