@@ -37,18 +37,22 @@ class Subscription:
 
 
 # What the deliver consumer fetches ahead is memory too (each partition's answer is kept
-# until read, paused partitions' included), and an answer is held up to three times while
-# it is read (the socket's buffer, its bytes, each partition's records): 1 MiB a partition
-# (2,000 outbound records, the producer's largest batch) and 4 MiB an answer, plenty a poll.
+# until read, paused partitions' included): 1 MiB is 2,000 outbound records, plenty a poll.
 DELIVER_FETCH: Final[dict[str, Any]] = {
     "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_bytes": 4 * 1024 * 1024,
+    "fetch_max_bytes": 8 * 1024 * 1024,
 }
 
 
-# Ingest reads ahead as much: answers of 32 MiB over a backlog were that much (three
-# times) of the worker's peak memory; 4 MiB is thousands of input records.
-INGEST_FETCH: Final[dict[str, Any]] = DELIVER_FETCH
+# What ingest reads ahead, while it is busy: over a backlog every input partition has a
+# fetch answer waiting. The embedded broker answers up to about `fetch_max_bytes` for each
+# partition (it ignores `max_partition_fetch_bytes`): at 32 MiB, 4 MiB waited on each of 8
+# partitions, a tenth of the worker's peak memory (`relay bench memory`). 1 MiB is 1,500
+# input records a partition, several polls' worth.
+INGEST_FETCH: Final[dict[str, Any]] = {
+    "max_partition_fetch_bytes": 1024 * 1024,
+    "fetch_max_bytes": 1024 * 1024,
+}
 
 
 def subscription(settings: Settings, stage: str, *, parked: bool = True) -> Subscription:
