@@ -44,23 +44,12 @@ DELIVER_FETCH: Final[dict[str, Any]] = {
 }
 
 
-# What ingest reads ahead, while it is busy: over a backlog every input partition has a
-# fetch answer waiting. The embedded broker answers up to about `fetch_max_bytes` for each
-# partition (it ignores `max_partition_fetch_bytes`): at 32 MiB, 4 MiB waited on each of 8
-# partitions, a tenth of the worker's peak memory (`relay bench memory`). 1 MiB is 1,500
-# input records a partition, several polls' worth.
-INGEST_FETCH: Final[dict[str, Any]] = {
-    "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_bytes": 1024 * 1024,
-}
-
-
 def subscription(settings: Settings, stage: str, *, parked: bool = True) -> Subscription:
     """What `stage` (ingest | deliver) consumes; `parked`: deliver reads the delayed topic
     too (partition p of both on one member: an account's parked records come back to its
     owner)."""
     if stage == "ingest":
-        return Subscription(list(settings.inputs), settings.ingest_group, dict(INGEST_FETCH))
+        return Subscription(list(settings.inputs), settings.ingest_group)
     if not parked:
         return Subscription([settings.outbound_topic], settings.deliver_group, dict(DELIVER_FETCH))
     return Subscription(
