@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
+import sys
 
 from aiokafka import TopicPartition
 
+from relay.pipeline.fifo import Fifo
 from relay.pipeline.lanes import Lane, LaneTable, Pending
 from relay.pipeline.outbound import Routed
 from relay.pipeline.ratelimit import TokenBucket
@@ -123,18 +124,18 @@ def test_the_linger_can_be_given_per_call() -> None:
 def test_the_ready_queue_exists_only_while_something_is_ready() -> None:
     """10,000 lanes mostly have nothing ready: they keep no queue (an empty tuple reads)."""
     one = lane()
-    assert not isinstance(one.ready, deque)
+    assert not isinstance(one.ready, Fifo)
     for offset in range(4):
         one.add(item(offset), now=0.0)
     assert [len(b.items) for b in one.ready] == [3]
     batch = one.next_ready(lambda kind, target: False)
     assert batch is not None
     one.take(batch, len(batch.items))
-    assert not isinstance(one.ready, deque)  # the last ready batch went: so did its queue
+    assert not isinstance(one.ready, Fifo)  # the last ready batch went: so did its queue
     one.retry(batch)
     assert list(one.ready) == [batch]
     assert [p.offset for p in one.take_oldest(10)] == [0, 1, 2, 3]  # parked: all of them
-    assert not isinstance(one.ready, deque) and one.held == 0
+    assert not isinstance(one.ready, Fifo) and one.held == 0
 
 
 def test_a_lane_names_each_of_its_partitions_once_until_they_are_revoked() -> None:
@@ -158,3 +159,12 @@ def test_the_events_of_a_lane_share_one_record_key_object() -> None:
     other.key = b"other"  # never another key's object
     one.add(other, now=0.0)
     assert other.key == b"other"
+
+
+def test_a_lane_with_nothing_open_keeps_no_table_for_it() -> None:
+    one = lane()
+    empty = sys.getsizeof({})
+    one.add(item(0), now=0.0)
+    one.flush_due(0.0, everything=True)
+    assert not one.open and sys.getsizeof(one.open) == empty
+    assert sys.getsizeof(one.opened_at) == empty
