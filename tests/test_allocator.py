@@ -52,3 +52,40 @@ def test_glibc_alone_serves_the_block_from_the_heap() -> None:
 
 def test_with_the_fix_the_block_is_mapped() -> None:
     assert _mapped_growth("fixed") >= 1 << 20
+
+
+TRIM_PROBE = """
+import sys
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+blocks = [bytes(1000) for _ in range(100_000)]  # 100 MB of heap blocks (above pymalloc's)
+top = blocks[-1]  # kept: the heap cannot shrink from its top
+del blocks
+before = rss_mb()
+if sys.argv[1] == "trim":
+    from relay.allocator import trim_heap
+    assert trim_heap()
+print(before - rss_mb())
+"""
+
+
+def _rss_given_back_mb(mode: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return float(done.stdout.strip())
+
+
+def test_freed_blocks_below_the_heap_s_top_stay_resident_without_a_trim() -> None:
+    assert _rss_given_back_mb("none") < 20  # the behaviour trim_heap is for
+
+
+def test_trim_heap_gives_them_back() -> None:
+    assert _rss_given_back_mb("trim") > 50
