@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS: Final = 36
 DEFAULT_PARTITIONS: Final = 8
 KEY_PARTITION_CACHE_SIZE: Final = 100_000
+# An answer of the broker to one produce or metadata request takes milliseconds; one not
+# come in this long was dropped (see make_producer).
+PRODUCER_ANSWER_TIMEOUT_MS: Final = 15_000
 DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
 # The embedded broker (Tansu) answers a JoinGroup only once half of the group's session
 # timeout has passed (in 1 s steps); 2000 makes that one step. Real Kafka refuses < 6000.
@@ -99,7 +102,16 @@ def make_producer(
         request_timeout_ms=30000,
     )
     options.update(extra)
-    return AIOKafkaProducer(**options)
+    producer = AIOKafkaProducer(**options)
+    # aiokafka's request timeout is both how long a batch may wait for the broker (long: the
+    # worker holds records through a broker outage) and how long a connection waits for one
+    # answer. A request the broker dropped then holds its connection, and every record
+    # behind it, for minutes. The connections give up sooner and are renewed; the batch is
+    # sent again on a new one (a copy on the outbound topic is a replay the ledger knows).
+    producer.client._request_timeout_ms = min(
+        options["request_timeout_ms"], PRODUCER_ANSWER_TIMEOUT_MS
+    )
+    return producer
 
 
 def make_consumer(kafka: KafkaTarget, *topics: str, **extra: Any) -> AIOKafkaConsumer:
@@ -362,6 +374,11 @@ class BatchProducer:
     async def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
+            # aiokafka's client fetches the metadata of every topic until one is added by
+            # name, then of the added ones only: a topic it already knew (from the first
+            # fetch of all) then drops out at the next refresh, and a batch waiting for that
+            # topic's leader waits forever. Every topic written to is added by name.
+            await self._producer.client.add_topic(topic)
             parts = await self._producer.partitions_for(topic)
             count = len(parts)
             self._partitions[topic] = count

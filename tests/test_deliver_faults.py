@@ -101,11 +101,6 @@ async def test_transient_failures_cost_retries_not_events(
     assert sandbox_stats["conversions_accepted"] - sandbox_stats["duplicates"] == count
 
 
-@pytest.mark.xfail(
-    reason="intermittent: some accounts are never sent again after the storm (the starvation "
-    "also seen in `relay bench budget`); open, see the delivery engine issue",
-    strict=False,
-)
 async def test_a_429_storm_mid_run_holds_each_account_until_the_reset_x_announced(
     kafka_bootstrap: str, topic_prefix: str, sandbox: SandboxServer
 ) -> None:

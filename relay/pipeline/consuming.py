@@ -144,6 +144,7 @@ class ConsumerStage(abc.ABC):
         await self.commit()
         self.tracker.forget(revoked)
         self.assigned -= revoked
+        self._paused -= revoked  # a partition assigned again starts unpaused
 
     async def commit(self) -> None:
         consumer = self.consumer

@@ -49,7 +49,7 @@ from relay.pipeline.parking import (
     origin_of,
     park_count,
 )
-from relay.pipeline.ratelimit import TokenBucket
+from relay.pipeline.ratelimit import RESET_MARGIN_S, TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
 from relay.xads.client import XAdsClient
 from relay.xads.errors import ApiError, NotSent, RateLimited, TransportError
@@ -114,6 +114,9 @@ class DeliverStage(ConsumerStage):
         self._progress = asyncio.Event()
         self._draining = False
         self._revoking: set[TopicPartition] = set()
+        # Assigned partitions whose ledger is being rebuilt, and the rebuild.
+        self._preparing: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._rebuilds: set[asyncio.Task[None]] = set()
         self._over_cap: set[str] = set()
         self._held_keys: dict[str, TopicPartition] = {}  # ledger keys of the events held
         self._park_turn: dict[str, float] = {}  # account -> epoch s its next park is due
@@ -174,6 +177,12 @@ class DeliverStage(ConsumerStage):
         held_keys = self._held_keys
         lanes: dict[tuple[str, str, str], Lane] = {}  # of this batch's records, looked up once
         for tp, messages in batch.items():
+            if tp in self._preparing:
+                # aiokafka fetches a new partition before its assignment callback (the
+                # ledger rebuild) is over: read it again once the ledger knows it.
+                if messages and self.consumer is not None:
+                    self.consumer.seek(tp, messages[0].offset)
+                continue
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
@@ -246,6 +255,8 @@ class DeliverStage(ConsumerStage):
             wall = time.time()
             for account in [a for a, at in self._park_turn.items() if at < wall]:
                 del self._park_turn[account]
+            for account in [a for a, at in self._announced.items() if at < wall]:
+                del self._announced[account]
 
     def _lane(self, routed: outbound.Routed) -> Lane:
         # One lane per account and credentials (agencies may post for one account with
@@ -265,6 +276,11 @@ class DeliverStage(ConsumerStage):
                 account=account,
                 last_active=self.clock(),
             )
+            # A reset X announced outlives the bucket of a revoked partition: when the
+            # partition comes back (an eager rebalance), nothing goes before it either.
+            reset = self._announced.get(account)
+            if reset is not None and (left := reset - time.time()) > 0:
+                lane.bucket.block_for(left + RESET_MARGIN_S)
             self._tasks[key] = asyncio.create_task(self._run_lane(lane), name="lane")
         return lane
 
@@ -275,7 +291,7 @@ class DeliverStage(ConsumerStage):
         paused = super().partitions_to_pause(assignment)
         if paused or self.table.held_bytes() >= settings.max_buffered_bytes:
             return set(assignment)
-        result: set[TopicPartition] = set()
+        result = self._preparing.keys() & assignment  # read once the ledger knows them
         for key, lane in self.table.lanes.items():
             over = lane.held >= settings.max_lane_events or (
                 lane.held_bytes >= settings.max_lane_bytes
@@ -299,11 +315,32 @@ class DeliverStage(ConsumerStage):
         if gate is not None and gate.held:
             consumer.pause(*gate.held)  # a resume for backpressure must not release them
 
-    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:
-        """The delivered ledger of the new partitions is read before their first send."""
-        if self.ledger is not None and assigned:
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """The delivered ledger of new partitions is read before their first record is
+        handled (a replay of a delivered event must be known as one). Not in the group's
+        callback: aiokafka sends no heartbeat until the callback returns, and a rebuild
+        longer than the session timeout would cost the member its partitions."""
+        super().on_assigned(assigned)
+        if self.ledger is None or not assigned:
+            return
+        rebuild = asyncio.create_task(self._rebuild_ledger(assigned), name="ledger-rebuild")
+        self._rebuilds.add(rebuild)
+        rebuild.add_done_callback(self._rebuilds.discard)
+        for tp in assigned:
+            self._preparing[tp] = rebuild
+
+    async def _rebuild_ledger(self, assigned: set[TopicPartition]) -> None:
+        assert self.ledger is not None
+        try:
             await self.ledger.rebuild({tp.partition for tp in assigned})
-            self.timeline.mark("ledger rebuilt")
+        except Exception as exc:  # without the ledger, replays would go to X again
+            self.fail(exc)
+            return
+        this = asyncio.current_task()
+        for tp in assigned:
+            if self._preparing.get(tp) is this:  # not revoked and assigned again meanwhile
+                del self._preparing[tp]
+        self.timeline.mark("ledger rebuilt")
 
     async def _park(self, lane: Lane, items: list[Pending], wait_s: float | None = None) -> None:
         """Park events on the delayed topic; once acknowledged their offsets finish here."""
@@ -835,6 +872,8 @@ class DeliverStage(ConsumerStage):
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._revoking |= revoked
+        for tp in revoked:
+            self._preparing.pop(tp, None)
         try:
             await super().on_revoked(revoked)
         finally:
@@ -883,7 +922,9 @@ class DeliverStage(ConsumerStage):
         try:
             await super().run(stop)
         finally:
-            tasks = [*self._tasks.values(), *self._attempts]
+            for rebuild in self._rebuilds:
+                rebuild.cancel()
+            tasks = [*self._tasks.values(), *self._attempts, *self._rebuilds]
             for key in list(self.table.lanes):
                 self._close_lane(key)
             for task in self._attempts:

@@ -437,7 +437,8 @@ class DeliveredLedger(Lifecycle):
             if remaining and time.monotonic() > deadline:
                 raise BrokerError(f"rebuilding the ledger from {self.topic} timed out")
         for partition, entries in loaded.items():
-            self._load(partition, entries)
+            if partition in self._rebuilt:  # else revoked (forgotten) during the read
+                self._load(partition, entries)
         return records, keys
 
     def _load(self, partition: int, entries: list[tuple[float, bytes]]) -> None:

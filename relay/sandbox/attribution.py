@@ -209,16 +209,19 @@ class Engagements:
     def attribute(
         self,
         app_id: str,
-        device_ids: Iterable[str],
+        device_ids: Sequence[str],
         conversion_ms: int,
         click_window_days: int,
         view_through_window_days: int,
     ) -> Engagement | None:
         """The engagement X claims for this conversion, or None."""
+        by_device = self._by_device
+        if not any((app_id, device_id) in by_device for device_id in device_ids):
+            return None  # the usual conversion: no engagement of its devices at all
         windows = {"CLICK": click_window_days * DAY_MS, "VIEW": view_through_window_days * DAY_MS}
         best: dict[str, tuple[int, int, Engagement]] = {}
         for device_id in dict.fromkeys(device_ids):  # each device once, in order
-            for seq, engagement in self._by_device.get((app_id, device_id), ()):
+            for seq, engagement in by_device.get((app_id, device_id), ()):
                 kind = engagement.engagement_type
                 age = conversion_ms - engagement.time_ms
                 if age < 0 or age > windows[kind] or (kind == "VIEW" and windows[kind] == 0):

@@ -19,6 +19,8 @@ It knows HTTP, not X: every complete request goes to one `Dispatch` coroutine fu
 
 A dispatch that completes without suspending is run inline from `data_received` (the hot
 routes never wait on anything): no task per request. One that suspends goes on as a task.
+An `immediate` function, if given, is asked before the dispatch: a plain call for the
+requests it answers at once (mact_fast.py's).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ SERVER_HEADER: Final = "relay-sandbox"
 # Hop-by-hop: the server decides them for its own connection, whatever an answer carried.
 HOP_BY_HOP: Final = frozenset({"connection", "keep-alive", "content-length", "transfer-encoding"})
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+# The fields the server and the fast paths read, noted while parsing.
+_NOTED: Final = frozenset(
+    {b"host", b"content-length", b"authorization", b"content-type", b"expect"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,8 @@ class HttpRequest:
     keep_alive: bool
     transport: asyncio.Transport
     body_too_large: bool = False
+    authorization: bytes | None = None  # the first Authorization field
+    content_type: bytes | None = None  # the first Content-Type field
     # Set by a dispatch that must learn when the client goes away before its answer.
     on_client_gone: Callable[[], None] | None = None
 
@@ -97,6 +105,8 @@ class Answer:
 
 # None: the dispatch dropped the connection itself (an injected fault): nothing to send.
 Dispatch = Callable[[HttpRequest], Coroutine[Any, Any, Answer | None]]
+# Asked first, if given: the answer at once, or None to go on to the Dispatch.
+Immediate = Callable[[HttpRequest], Answer | None]
 
 
 def refusal(status: int, code: str, message: str) -> Answer:
@@ -192,9 +202,11 @@ class _Message:
     """The request being parsed; the fields the server itself reads noted on the way."""
 
     __slots__ = (
+        "authorization",
         "body",
         "body_bytes",
         "content_length",
+        "content_type",
         "expects_continue",
         "header_bytes",
         "headers",
@@ -214,10 +226,12 @@ class _Message:
         self.content_length: int | None = None
         self.expects_continue = False
         self.host: bytes | None = None
+        self.authorization: bytes | None = None
+        self.content_type: bytes | None = None
         self.too_large = False  # dispatched already: what is left of the body is thrown away
 
-    def note(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
+    def note(self, lower: bytes, value: bytes) -> None:
+        """A field of `_NOTED`, its name in lower case."""
         if lower == b"host":
             if self.host is None:
                 self.host = value
@@ -225,6 +239,12 @@ class _Message:
             if self.content_length is None:
                 with contextlib.suppress(ValueError):
                     self.content_length = int(value)
+        elif lower == b"authorization":
+            if self.authorization is None:
+                self.authorization = value
+        elif lower == b"content-type":
+            if self.content_type is None:
+                self.content_type = value
         elif lower == b"expect":
             self.expects_continue = value.strip().lower() == b"100-continue"
 
@@ -236,6 +256,7 @@ class Connection(asyncio.Protocol):
         self._server = server
         self._limits = server.limits
         self._dispatch = server.dispatch
+        self._immediate = server.immediate
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -303,9 +324,11 @@ class Connection(asyncio.Protocol):
             raise _Refused(refusal(414, "URI_TOO_LONG", "The request line is too long"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        message = self._current()
+        message = self._message or self._current()
         message.headers.append((name, value))
-        message.note(name, value)
+        lower = name.lower()
+        if lower in _NOTED:
+            message.note(lower, value)
         message.header_bytes += len(name) + len(value) + 4
         if message.header_bytes > self._limits.max_header_bytes:
             raise _Refused(
@@ -362,6 +385,8 @@ class Connection(asyncio.Protocol):
             keep_alive=bool(self._parser.should_keep_alive()) and not too_large,
             transport=self._transport,
             body_too_large=too_large,
+            authorization=message.authorization,
+            content_type=message.content_type,
         )
 
     def _too_large(self, message: _Message) -> None:
@@ -392,6 +417,15 @@ class Connection(asyncio.Protocol):
                 self._write(serialize(item, keep_alive=False, http10=False))
                 self._close()
                 return
+            if self._immediate is not None:
+                try:
+                    answer = self._immediate(item)
+                except Exception:  # a bug answers 500, as on the dispatch
+                    self._server.logger_exception(item)
+                    answer = refusal(500, "INTERNAL_ERROR", "Internal error")
+                if answer is not None:
+                    self._answer(item, answer)
+                    continue
             self._busy = True
             coro = self._dispatch(item)
             try:
@@ -494,8 +528,12 @@ class HttpServer:
         limits: Limits = Limits(),
         *,
         on_error: Callable[[HttpRequest, BaseException | None], None] | None = None,
+        immediate: Immediate | None = None,
     ):
+        """`immediate`, if given, is asked first for each request (no coroutine, no task):
+        its answer, or None for `dispatch`'s."""
         self.dispatch = dispatch
+        self.immediate = immediate
         self.limits = limits
         self.connections: set[Connection] = set()
         self.closing = False

@@ -53,6 +53,7 @@ class FixedWindowBudget:
         if limit <= 0 or window_s <= 0:
             raise ValueError("a budget needs a positive limit and window")
         self.limit = limit
+        self._limit_text = str(limit)
         self.window_s = window_s
         self._used: dict[str, tuple[int, int]] = {}  # key -> (window index, units used)
         self._reset: tuple[int, int] = (-1, 0)  # the last window asked about, its reset
@@ -74,6 +75,27 @@ class FixedWindowBudget:
     def peek(self, key: str, now: float) -> BudgetState:
         window = self._window(now)
         return self._state(window, self._used_in(key, window))
+
+    def header_values(self, key: str, now: float) -> tuple[str, str, str]:
+        """`peek(key, now)`'s limit, remaining and reset as header values, without the
+        state."""
+        window = self._window(now)
+        reset = self._reset[1] if self._reset[0] == window else self._state(window, 0)[2]
+        return self._limit_text, str(max(self.limit - self._used_in(key, window), 0)), str(reset)
+
+    def take(self, key: str, cost: int, now: float) -> bool:
+        """`spend`, without the state after it."""
+        window = self._window(now)
+        used = self._used_in(key, window) + cost
+        if used > self.limit:
+            return False
+        self._used[key] = (window, used)
+        return True
+
+    def room(self, key: str, now: float) -> int:
+        """How many units are left for `key` in the window of `now` (`peek` without the
+        state's reset)."""
+        return self.limit - self._used_in(key, self._window(now))
 
     def spend(self, key: str, cost: int, now: float) -> tuple[bool, BudgetState]:
         """Spends `cost` if it fits in what is left of the window; (spent?, state after)."""

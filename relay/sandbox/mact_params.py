@@ -90,12 +90,15 @@ ATTRIBUTION_PARAMS: Final = frozenset((*REQUIRED, *_WINDOWS_AND_NON_X, "extra_de
 
 _DEVICE_ID: Final = re.compile(rf"[!-~]{{1,{MAX_DEVICE_ID_CHARS}}}", re.ASCII)
 _RAW_AD_ID: Final = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", re.ASCII)
+_RAW_AD_ID_CHARS: Final = 36
 _DIGITS: Final = re.compile(r"\d{1,19}", re.ASCII)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppConversion:
-    """A valid MACT request: its typed fields, and `params` as received (X echoes them)."""
+    """A valid MACT request: its typed fields, and `params` as received (X echoes them).
+    Read-only by convention: frozen, its 14 fields would cost one `object.__setattr__`
+    each on every request."""
 
     app_id: str
     os_type: str
@@ -209,7 +212,7 @@ def usual_conversion(params: dict[str, str]) -> AppConversion | None:
         or params["os_type"] not in OS_TYPES
         or _DEVICE_ID.fullmatch(device_id) is None
         or "," in device_id
-        or _RAW_AD_ID.fullmatch(device_id) is not None
+        or (len(device_id) == _RAW_AD_ID_CHARS and _RAW_AD_ID.fullmatch(device_id) is not None)
     ):
         return None
     return AppConversion(

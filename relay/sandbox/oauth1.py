@@ -12,7 +12,10 @@ from `relay.xads`. The steps, by section of RFC 5849:
 - 3.4.1.2  the base string URI: scheme and host lower-case, the port only when it is not the
          scheme's default, the path as sent, no query.
 - 3.4.1.1  `METHOD&encode(base URI)&encode(normalized parameters)`.
-- 3.4.2  HMAC-SHA1 keyed by `encode(consumer secret)&encode(token secret)`, base64.
+- 3.4.2  HMAC-SHA1 keyed by `encode(consumer secret)&encode(token secret)`, base64. The
+         HMAC is RFC 2104's: SHA-1 of the outer pad and of the inner pad's SHA-1; the padded
+         keys' hash states are kept per key (the configured tokens are few), so that a
+         signature costs two copies of them rather than setting the key up again.
 
 Encoding a value costs a `quote` call; the same query values come back request after
 request (an app id, a conversion type), so their encodings are cached, with a bound. The
@@ -22,8 +25,9 @@ normalized parameters are already encoded: encoding them once more only turns `%
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
+import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
@@ -56,6 +60,9 @@ _KNOWN_NAMES: Final = frozenset(
 )
 
 
+_USUAL_NAMES: Final = _KNOWN_NAMES - {"realm"}
+
+
 def encode(text: str) -> str:
     """RFC 5849 3.6 percent-encoding of UTF-8 text."""
     if _ALREADY_ENCODED.fullmatch(text) is not None:
@@ -86,12 +93,31 @@ def parse_header(value: str) -> dict[str, str] | None:
     if not value.startswith(_SCHEME):
         return None
     rest = value[len(_SCHEME) :]
+    params = _usual_header(rest)
+    if params is not None:
+        return params
     params = _plain_header(rest)
     if params is None:
         params = _scanned_header(rest)
     if params is not None:
         params.pop("realm", None)  # not a protocol parameter
     return params
+
+
+def _usual_header(rest: str) -> dict[str, str] | None:
+    """The header as signers write it, `k="v", k="v"` (known names but `realm`, each once,
+    values without quotes or commas), in one split; None for anything else, which
+    `_plain_header` decides."""
+    if rest[-1:] != '"':
+        return None
+    params: dict[str, str] = {}
+    items = rest[:-1].split('", ')
+    for item in items:
+        name, quote, raw = item.partition('="')
+        if not quote or name not in _USUAL_NAMES or '"' in raw or "," in raw:
+            return None
+        params[name] = _decoded_value(raw) if "%" in raw else raw
+    return params if len(params) == len(items) else None
 
 
 def _plain_header(rest: str) -> dict[str, str] | None:
@@ -182,12 +208,66 @@ def base_string(
     return f"{method.upper()}&{encode(uri)}&{escaped}"
 
 
+def is_encoded(text: str) -> bool:
+    """Whether `text` is its own encoding (only ALPHA, DIGIT and `-._~`)."""
+    return _ALREADY_ENCODED.fullmatch(text) is not None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def encoded_base_uri(scheme: str, host: str, path: str) -> str:
+    """`encode(base_uri(scheme, host, path))`, as the base string holds it."""
+    return encode(base_uri(scheme, host, path))
+
+
+def base_string_of_pairs(method: str, encoded_uri: str, pairs: list[str]) -> str:
+    """RFC 5849 3.4.1.1 from the parameters as encoded `name=value` strings (sorted here, in
+    place) and the encoded base string URI, for parameters of which no name is a prefix
+    of another: then sorting the strings sorts them by name, then value, as 3.4.1.3.2 does
+    (two names differ before either one's `=`)."""
+    pairs.sort()
+    normalized = "&".join(pairs)
+    escaped = normalized.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
+    return f"{method.upper()}&{encoded_uri}&{escaped}"
+
+
 def signing_key(consumer_secret: str, token_secret: str) -> bytes:
     return f"{encode(consumer_secret)}&{encode(token_secret)}".encode()
 
 
+_BLOCK: Final = 64  # SHA-1's block size, in bytes
+_INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))  # translation tables
+_OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
+_KEYS_KEPT: Final = 64
+
+
+class HmacSha1Key:
+    """One HMAC-SHA1 key (RFC 2104), its padded inner and outer hash states computed once."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > _BLOCK:
+            key = hashlib.sha1(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha1(key.translate(_INNER_PAD))
+        self._outer = hashlib.sha1(key.translate(_OUTER_PAD))
+
+    def signature(self, text: str) -> str:
+        """The base64 HMAC-SHA1 of `text` (UTF-8)."""
+        inner = self._inner.copy()
+        inner.update(text.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False).decode()
+
+
+@functools.lru_cache(maxsize=_KEYS_KEPT)
+def hmac_key(key: bytes) -> HmacSha1Key:
+    return HmacSha1Key(key)
+
+
 def hmac_sha1(key: bytes, text: str) -> str:
-    return base64.b64encode(hmac.digest(key, text.encode(), "sha1")).decode()
+    return hmac_key(key).signature(text)
 
 
 def signature_matches(expected: str, given: str) -> bool:

@@ -9,6 +9,7 @@ stays bounded; expiry is amortised O(1) per request.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ class ReplayGuard:
         self._window_s = window_s
         self._max_keys = max_keys
         self._seen: OrderedDict[str, float] = OrderedDict()  # key -> forget after, oldest first
+        self._front_forget_after = math.inf  # the oldest entry's: nothing expires before it
 
     def admit(self, consumer_key: str, token: str, nonce: str, timestamp: str) -> bool:
         """Whether the request is fresh and new; remembers it if so."""
@@ -30,13 +32,19 @@ class ReplayGuard:
         now = self._clock()
         if abs(now - signed_at) > self._window_s:
             return False
-        self._expire(now)
-        key = "\x1f".join((consumer_key, token, nonce, timestamp))
-        if key in self._seen:
+        if self._front_forget_after < now:
+            self._expire(now)
+        key = f"{consumer_key}\x1f{token}\x1f{nonce}\x1f{timestamp}"
+        seen = self._seen
+        if key in seen:
             return False
-        if len(self._seen) >= self._max_keys:
-            self._seen.popitem(last=False)
-        self._seen[key] = signed_at + self._window_s
+        if len(seen) >= self._max_keys:
+            seen.popitem(last=False)
+            self._front_forget_after = next(iter(seen.values()), math.inf)
+        forget_after = signed_at + self._window_s
+        if not seen:
+            self._front_forget_after = forget_after
+        seen[key] = forget_after
         return True
 
     def _expire(self, now: float) -> None:
@@ -46,11 +54,14 @@ class ReplayGuard:
         while seen:
             key, forget_after = next(iter(seen.items()))
             if forget_after >= now:
+                self._front_forget_after = forget_after
                 return
             del seen[key]
+        self._front_forget_after = math.inf
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def clear(self) -> None:
         self._seen.clear()
+        self._front_forget_after = math.inf

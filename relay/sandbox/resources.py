@@ -280,6 +280,9 @@ class ResourceStore:
     def live(self, kind_name: str, account_id: str) -> list[Item]:
         return [i for i in self.items.get((kind_name, account_id), ()) if not i["deleted"]]
 
+    def any_live(self, kind_name: str, account_id: str) -> bool:
+        return any(not item["deleted"] for item in self.items.get((kind_name, account_id), ()))
+
     def app_event_tag(
         self, account_id: str, app_id: str, os_type: str, conversion_type: str
     ) -> Item | None:

@@ -4,7 +4,9 @@ The hot routes (X's conversion endpoints: what the relay and `relay bench sandbo
 run their aiohttp handlers and the edge (edge.py) directly, on a `FastRequest`; every other
 request, and any hot one whose target is unusual (percent-encoded, dot segments, no Host),
 goes to the aiohttp application itself (aiohttp_bridge.py). The handlers are the same in
-both paths, so the verdicts are too.
+both paths, so the verdicts are too. The usual conversion_event request goes shorter still:
+mact_fast.py answers it (`Router.immediate`, asked first by the server), or declines it to
+this path.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from yarl._parse import query_to_pairs
 from relay.sandbox import edge
 from relay.sandbox.aiohttp_bridge import AiohttpBridge
 from relay.sandbox.http11 import HOP_BY_HOP, Answer, HttpRequest
+from relay.sandbox.mact import EVENT_PATH
+from relay.sandbox.mact_fast import ConversionEventFastPath
 
 # Route paths (aiohttp's canonical form) answered on the fast path, for POST.
 HOT_ROUTES: Final = frozenset(
@@ -187,6 +191,7 @@ class Router:
         self._app = app
         self._bridge = AiohttpBridge(server)
         self._max_body_bytes = max_body_bytes
+        self._conversion_event = ConversionEventFastPath(app)
         self._exact: dict[str, web.AbstractRoute] = {}
         self._prefixed: dict[str, tuple[str, web.AbstractRoute]] = {}
         for resource in app.router.resources():
@@ -200,6 +205,19 @@ class Router:
                     self._exact[resource.canonical] = route
                 else:  # one parameter, the last segment
                     self._prefixed[head] = (tail.rstrip("}"), route)
+
+    def immediate(self, request: HttpRequest) -> Answer | None:
+        """The usual conversion_event request's answer, from its fast path (mact_fast.py),
+        before any coroutine; None for every other request (then `__call__` answers)."""
+        if request.method != "POST":
+            return None
+        path, _, query = request.target.partition("?")
+        return self._conversion_event.answer(request, query) if path == EVENT_PATH else None
+
+    @property
+    def conversion_event_answers(self) -> int:
+        """Requests the conversion_event fast path answered."""
+        return self._conversion_event.answered
 
     def fast_route(
         self, method: str, target: str, host: bytes | None

@@ -22,6 +22,7 @@ from relay.sandbox.state import Clock
 
 if TYPE_CHECKING:
     from relay.sandbox.http11 import HttpRequest, HttpServer
+    from relay.sandbox.routing import Router
 
 # The sandbox keeps every accepted conversion (journal, dedup, nonces): with CPython's
 # default thresholds the collector would walk that ever-growing heap again and again, a
@@ -72,6 +73,7 @@ class SandboxServer(Lifecycle):
         self._faults = faults
         self._runner: web.AppRunner | None = None
         self._http: HttpServer | None = None
+        self._router: Router | None = None
         self._url = ""  # known once open
 
     @property
@@ -79,6 +81,11 @@ class SandboxServer(Lifecycle):
         """`http://host:port`, with the port actually bound."""
         self._require_open(": no url")
         return self._url
+
+    @property
+    def fast_answers(self) -> int:
+        """conversion_event requests its fast path answered (mact_fast.py); 0 on aiohttp."""
+        return self._router.conversion_event_answers if self._router is not None else 0
 
     async def _open(self) -> None:
         app = create_app(self.config, clock=self._clock, faults=self._faults)
@@ -110,8 +117,13 @@ class SandboxServer(Lifecycle):
         from relay.sandbox.routing import Router
 
         assert runner.server is not None  # set up
-        router = Router(app, runner.server, MAX_BODY_BYTES)
-        self._http = HttpServer(router, Limits(max_body_bytes=MAX_BODY_BYTES), on_error=_log_error)
+        router = self._router = Router(app, runner.server, MAX_BODY_BYTES)
+        self._http = HttpServer(
+            router,
+            Limits(max_body_bytes=MAX_BODY_BYTES),
+            on_error=_log_error,
+            immediate=router.immediate,
+        )
         return await self._http.start(self.host, self.port)
 
 

@@ -218,7 +218,8 @@ class Stats:
         self, endpoint: str, status: int, codes: Sequence[str] = (), token: str | None = None
     ) -> None:
         self.requests[endpoint, status] += 1
-        self.rejected.update(set(codes))
+        if codes:
+            self.rejected.update(set(codes))
         if token is not None:
             self.by_token[token, status] += 1
 
@@ -299,8 +300,7 @@ class SandboxState:
 
     def spend_account(self, account_id: str, events: int, now: float) -> None:
         """Counts `events` against the account's budget; XApiError(429) when they do not fit."""
-        spent, _ = self.account_budget.spend(account_id, events, now)
-        if not spent:
+        if not self.account_budget.take(account_id, events, now):
             raise too_many_requests({"account_id": account_id})
 
     def accept(

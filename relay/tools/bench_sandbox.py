@@ -15,6 +15,10 @@ application in its own process that answers every route with a fixed JSON body: 
 server framework alone costs, under the same client. Besides answers/s (which the client
 shares the machine's cores with), the table shows the server's own CPU time per answer,
 read from /proc: the measure least disturbed by the client and the neighbours.
+
+Every run writes `sandbox.json` under `--results-dir` (bench/results: `relay bench report`
+shows it), with a target on `conversion_event`: at least 3x less server CPU per answer
+than the baseline (not met without one).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import aiohttp
@@ -40,10 +44,13 @@ from aiohttp import web
 from relay.broker import free_port
 from relay.errors import RelayError
 from relay.tools.bench import machine
+from relay.tools.bench import results as bench_results
 from relay.tools.stack import SANDBOX_ARGV, listening_process
 from relay.xads import oauth
 
 BENCH_LIMIT: Final = 10**12  # budgets out of the way: this measures the sandbox's speed
+SCENARIO: Final = "sandbox"
+CPU_RATIO_TARGET: Final = 3.0  # conversion_event: baseline's CPU per answer / this tree's
 DEFAULTS: Final = {
     "consumer_key": "relay-demo-consumer-key",
     "consumer_secret": "relay-demo-consumer-secret",
@@ -313,6 +320,57 @@ def render(results: Sequence[Result], command: str) -> str:
     return "\n".join(lines)
 
 
+def result_doc(
+    found: Sequence[Result], command: str, started: float, load_at_start: str
+) -> dict[str, Any]:
+    """The run as a bench/results document (results.py's fields)."""
+    scenario = scenarios(0, 0)[0][0]
+    mine = next((r for r in found if r.scenario == scenario and r.sandbox == "this tree"), None)
+    base = next(
+        (r for r in found if r.scenario == scenario and r.sandbox.startswith("baseline")), None
+    )
+    ratio = None
+    if mine and base and mine.cpu_us_per_answer and base.cpu_us_per_answer:
+        ratio = round(base.cpu_us_per_answer / mine.cpu_us_per_answer, 2)
+    target = bench_results.Target(
+        "conversion_event: less server CPU per answer than the baseline",
+        ratio,
+        ">=",
+        CPU_RATIO_TARGET,
+        "x",
+    )
+    rows = [
+        {
+            "scenario": r.scenario,
+            "server": r.sandbox,
+            "requests": r.requests,
+            "seconds": round(r.seconds, 3),
+            "answers_per_s": round(r.requests_per_s, 1),
+            "events_per_s": round(r.events_per_s, 1),
+            "server_cpu_us_per_answer": None
+            if r.cpu_us_per_answer is None
+            else round(r.cpu_us_per_answer, 1),
+        }
+        for r in found
+    ]
+    return {
+        "scenario": SCENARIO,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": bench_results.commit(),
+        "machine": machine(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": bench_results.load_average(),
+        "command": command,
+        "quick": False,
+        "settings": "relay sandbox with budgets out of the way; best of the rounds by seconds",
+        "duration_s": round(time.monotonic() - started, 1),
+        "result": {"rows": rows, "conversion_event_cpu_ratio": ratio},
+        "targets": [target.to_json()],
+        "pass": target.passed,
+        "error": None,
+    }
+
+
 def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
@@ -331,24 +389,33 @@ def add_parser(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sandbox.add_argument(
         "--write", type=Path, default=None, help="append the results to this markdown file"
     )
+    sandbox.add_argument(
+        "--results-dir",
+        type=Path,
+        default=bench_results.RESULTS_DIR,
+        help="where sandbox.json is written (relay bench report reads it)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(f"\r{line:<70}", end="", file=sys.stderr, flush=True)
 
-    results = asyncio.run(
+    started, load_at_start = time.monotonic(), bench_results.load_average()
+    found = asyncio.run(
         bench_sandbox(args.events, args.batches, args.in_flight, args.baseline, report, args.rounds)
     )
     command = f"relay bench sandbox --events {args.events} --batches {args.batches}"
     command += f" --in-flight {args.in_flight} --rounds {args.rounds}"
     if args.baseline is not None:
         command += f" --baseline <worktree of {_commit(args.baseline)}>"
-    text = render(results, command)
+    text = render(found, command)
     print("\n" + text)
     if args.write is not None:
         with args.write.open("a", encoding="utf-8") as out:
             out.write(text + "\n")
+    path = bench_results.write(result_doc(found, command, started, load_at_start), args.results_dir)
+    print(f"wrote {path}")
     return 0
 
 
