@@ -1,4 +1,5 @@
-"""The C allocator's large blocks go back to the system when freed (glibc only).
+"""What the C allocator frees goes back to the system (glibc only): large blocks when they
+are freed (`map_large_blocks`), the heap's free pages every so often (`trim_heap`).
 
 glibc serves a block of 128 KiB or more with its own mapping, returned when freed, until a
 large block is freed: then it raises that threshold to the block's size (up to 32 MiB), and
