@@ -654,7 +654,7 @@ class Settings:
     ledger_max_keys: int = setting(
         "RELAY_LEDGER_MAX_KEYS",
         500_000,
-        "delivered keys kept in memory at most (about 90 bytes each); above, the oldest are "
+        "delivered keys kept in memory at most (about 50 bytes each); above, the oldest are "
         "forgotten before the window ends (their replays would be sent again)",
         minimum=1,
     )

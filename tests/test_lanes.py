@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from aiokafka import TopicPartition
 
+from relay.pipeline.fifo import Fifo
 from relay.pipeline.lanes import Lane, LaneTable, Pending
 from relay.pipeline.outbound import Routed
 from relay.pipeline.ratelimit import TokenBucket
@@ -116,3 +119,52 @@ def test_the_linger_can_be_given_per_call() -> None:
     assert not one.ready
     one.flush_due(0.5, linger_s=0.2)
     assert len(one.ready) == 1
+
+
+def test_the_ready_queue_exists_only_while_something_is_ready() -> None:
+    """10,000 lanes mostly have nothing ready: they keep no queue (an empty tuple reads)."""
+    one = lane()
+    assert not isinstance(one.ready, Fifo)
+    for offset in range(4):
+        one.add(item(offset), now=0.0)
+    assert [len(b.items) for b in one.ready] == [3]
+    batch = one.next_ready(lambda kind, target: False)
+    assert batch is not None
+    one.take(batch, len(batch.items))
+    assert not isinstance(one.ready, Fifo)  # the last ready batch went: so did its queue
+    one.retry(batch)
+    assert list(one.ready) == [batch]
+    assert [p.offset for p in one.take_oldest(10)] == [0, 1, 2, 3]  # parked: all of them
+    assert not isinstance(one.ready, Fifo) and one.held == 0
+
+
+def test_a_lane_names_each_of_its_partitions_once_until_they_are_revoked() -> None:
+    one = lane()
+    for offset, tp in enumerate((TP0, TP0, TP1, TP0, TP1)):
+        one.add(item(offset, tp=tp), now=0.0)
+    assert one.partitions == (TP0, TP1)
+    one.drop_partitions({TP0})
+    assert list(one.partitions) == [TP1] and one.held == 2
+
+
+def test_the_events_of_a_lane_share_one_record_key_object() -> None:
+    one = lane()
+    first, second = item(0), item(1)
+    second.key = bytes(bytearray(b"acct"))  # equal bytes, another object
+    assert second.key is not first.key
+    one.add(first, now=0.0)
+    one.add(second, now=0.0)
+    assert second.key is first.key and second.key == b"acct"
+    other = item(2)
+    other.key = b"other"  # never another key's object
+    one.add(other, now=0.0)
+    assert other.key == b"other"
+
+
+def test_a_lane_with_nothing_open_keeps_no_table_for_it() -> None:
+    one = lane()
+    empty = sys.getsizeof({})
+    one.add(item(0), now=0.0)
+    one.flush_due(0.0, everything=True)
+    assert not one.open and sys.getsizeof(one.open) == empty
+    assert sys.getsizeof(one.opened_at) == empty

@@ -14,16 +14,17 @@ owner of the account cannot know what this one spent.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
 from relay.pipeline.dlq import Origin
+from relay.pipeline.fifo import Fifo
 from relay.pipeline.outbound import Routed
 from relay.pipeline.ratelimit import TokenBucket
+from relay.pipeline.wakeup import Wakeup
 
 
 @dataclass(slots=True)
@@ -39,7 +40,6 @@ class Pending:
     times_parked: int = 0
     timestamp_ms: int = -1  # the input record's Kafka timestamp (end-to-end latency)
     headers: tuple[tuple[str, bytes], ...] = ()  # carried to a dead letter (redrive count)
-    digest: bytes = b""  # of the ledger key (relay.pipeline.ledger), when there is a ledger
 
     @property
     def source(self) -> Origin:
@@ -82,26 +82,59 @@ class Lane:
     account: str = ""  # the budget key (lanes of one account with other credentials share it)
     open: dict[str, list[Pending]] = field(default_factory=dict)
     opened_at: dict[str, float] = field(default_factory=dict)
-    ready: deque[Batch] = field(default_factory=deque)
+    # Made when a batch is ready, dropped once empty; a list-based queue, not a deque (760
+    # bytes): over a backlog, each of 10,000 lanes has a batch ready.
+    _ready: Fifo[Batch] | None = None
     waiting: dict[tuple[str, str], deque[Batch]] = field(default_factory=dict)
     held: int = 0
     held_bytes: int = 0
     in_flight: int = 0  # requests
     paused_until: float = 0.0  # monotonic; a retry's backoff
-    partitions: set[TopicPartition] = field(default_factory=set)
+    # Usually one partition (an account's outbound one, maybe its delayed one): a tuple of
+    # them, not a 216-byte set.
+    partitions: tuple[TopicPartition, ...] = ()
     last_active: float = 0.0
     closed: bool = False  # its partitions were revoked: nothing of it is retried
     parking: bool = False  # a park of its held targets' events is under way
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    wakeup: Wakeup = field(default_factory=Wakeup)  # not asyncio.Event: 10,000s of lanes
+    # The record key its events share (the budget key's bytes): one object, not one a record.
+    record_key: bytes | None = None
+
+    @property
+    def ready(self) -> Sequence[Batch]:
+        """The batches ready to go, oldest first (read-only: an empty tuple when none)."""
+        return self._ready if self._ready is not None else ()
+
+    def _queue(self) -> Fifo[Batch]:
+        ready = self._ready
+        if ready is None:
+            ready = self._ready = Fifo()
+        return ready
+
+    def _popleft(self) -> Batch:
+        ready = self._ready
+        assert ready is not None
+        batch = ready.popleft()
+        if not ready:
+            self._ready = None
+        return batch
 
     def add(self, item: Pending, now: float) -> None:
         routed = item.routed
         self.held += 1
         self.held_bytes += len(item.value)  # item.size, without the property call
-        self.partitions.add(item.tp)
+        key = item.key
+        if key is not None:
+            if key == self.record_key:
+                item.key = self.record_key  # equal bytes: the lane's one object instead
+            else:
+                self.record_key = key  # the first (or another) key: later ones share it
+        tp = item.tp
+        if tp not in self.partitions:
+            self.partitions += (tp,)
         self.last_active = now
         if routed.kind == "app":  # one conversion per request: ready at once
-            self.ready.append(Batch("app", routed.target, [item]))
+            self._queue().append(Batch("app", routed.target, [item]))
             return
         items = self.open.get(routed.target)
         if items is None:
@@ -114,6 +147,8 @@ class Lane:
     def _close(self, target: str) -> None:
         items = self.open.pop(target)
         self.opened_at.pop(target, None)
+        if not self.open:  # a dict keeps its table when emptied: 10,000 lanes, 2 x 120 bytes
+            self.open, self.opened_at = {}, {}
         # A lane behind its linger (many accounts, a busy loop) would queue many small
         # batches of one pixel: the events join the one not yet sent instead.
         for batch in reversed(self.ready):
@@ -124,7 +159,7 @@ class Lane:
                     items = items[room:]
                 break
         if items:
-            self.ready.append(Batch("web", target, items))
+            self._queue().append(Batch("web", target, items))
 
     def _top_up(self, batch: Batch) -> None:
         """A batch about to go takes what its pixel gathered since it closed (never a
@@ -164,28 +199,27 @@ class Lane:
 
     def next_ready(self, held: Callable[[str, str], bool]) -> Batch | None:
         """The first ready batch whose target is not held; held ones are set aside."""
-        ready = self.ready
-        while ready:
-            batch = ready[0]
+        while self._ready:
+            batch = self._ready[0]
             if not held(batch.kind, batch.target):
                 self._top_up(batch)
                 return batch
-            ready.popleft()
+            self._popleft()
             self.waiting.setdefault((batch.kind, batch.target), deque()).append(batch)
         return None
 
     def release_waiting(self, held: Callable[[str, str], bool]) -> None:
         """Targets no longer held: their batches go first again."""
         for slot in [s for s in self.waiting if not held(*s)]:
-            self.ready.extendleft(reversed(self.waiting.pop(slot)))
+            self._queue().extendleft(reversed(self.waiting.pop(slot)))
 
     def take(self, batch: Batch, count: int) -> Batch:
         """Remove the first `count` events of `batch` (the head of `ready`) to send them."""
         if count >= len(batch.items):
-            self.ready.popleft()
+            self._popleft()
             return batch
         head, tail = batch.split_at(count)
-        self.ready[0] = tail
+        self._queue()[0] = tail
         return head
 
     def take_waiting(self, slot: tuple[str, str]) -> Batch:
@@ -205,11 +239,11 @@ class Lane:
         """Up to `count` of the oldest events not yet sent, to park them: the oldest are
         the ones that hold the partition's committed prefix back."""
         taken: list[Pending] = []
-        while self.ready and len(taken) < count:
-            batch = self.ready[0]
+        while self._ready and len(taken) < count:
+            batch = self._ready[0]
             room = count - len(taken)
             if len(batch.items) <= room:
-                taken += self.ready.popleft().items
+                taken += self._popleft().items
             else:
                 taken += batch.items[:room]
                 del batch.items[:room]
@@ -241,7 +275,7 @@ class Lane:
         return taken
 
     def retry(self, batch: Batch) -> None:
-        self.ready.appendleft(batch)
+        self._queue().appendleft(batch)
 
     def done(self, items: list[Pending]) -> None:
         self.held -= len(items)
@@ -267,7 +301,8 @@ class Lane:
             for batch in queue:
                 dropped += [p for p in batch.items if p.tp in tps]
                 batch.items = [p for p in batch.items if p.tp not in tps]
-        self.ready = deque(b for b in self.ready if b.items)
+        kept_ready = Fifo(b for b in self.ready if b.items)
+        self._ready = kept_ready or None
         for slot in list(self.waiting):
             kept_batches = deque(b for b in self.waiting[slot] if b.items)
             if kept_batches:
@@ -275,7 +310,7 @@ class Lane:
             else:
                 del self.waiting[slot]
         self.done(dropped)
-        self.partitions -= tps
+        self.partitions = tuple(tp for tp in self.partitions if tp not in tps)
         return dropped
 
 

@@ -33,7 +33,8 @@ from relay.observability import coverage
 VERSION_TAG: Final = b"R3 "
 VERSION_2_TAG: Final = b"R2 "
 KINDS: Final = ("web", "app")
-_LABELS: Final = coverage.LABELS
+# label -> the same label: a decoded record keeps the one shared string, not its own copy
+_LABELS: Final = {label: label for label in coverage.LABELS}
 Kind = Literal["web", "app"]
 
 
@@ -146,7 +147,7 @@ def decode(value: bytes | None) -> Routed:
             value,
             origin_ms,
             # A label of the metric's fixed set only: nothing else reaches a label value.
-            identifiers if identifiers in _LABELS else None,
+            _LABELS.get(identifiers),
             len(head) + 1,
         )
     if value.startswith(VERSION_2_TAG):

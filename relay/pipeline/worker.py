@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relay.allocator import map_large_blocks, trim_heap_every
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.eventloop import loop_factory
@@ -325,6 +326,8 @@ async def with_broker_defaults(
 # every 700 allocations, walking everything young) cost ~15% of the CPU per event
 # (bench/profile.md). Cycles are still collected, every 50,000 allocations.
 GC_THRESHOLDS: Final = (50_000, 50, 100)
+# The heap's free pages go back to the system this often (relay.allocator.trim_heap).
+HEAP_TRIM_S: Final = 1.0
 
 
 def tune_garbage_collector() -> None:
@@ -343,10 +346,15 @@ def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | Non
         log.info("event loop: %s", type(loop).__module__.partition(".")[0])
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Worker(settings, stage, timeline=timeline or StartupTimeline()).run(stop)
+        trimming = asyncio.create_task(trim_heap_every(HEAP_TRIM_S), name="heap-trim")
+        try:
+            await Worker(settings, stage, timeline=timeline or StartupTimeline()).run(stop)
+        finally:
+            trimming.cancel()
 
     factory = loop_factory(settings.event_loop)  # imported before the freeze: kept out too
     tune_garbage_collector()
+    map_large_blocks()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(main())
