@@ -254,4 +254,7 @@ async def test_each_window_of_x_is_used_whole_when_batches_do_not_fit_it(
         per_window[int(at // 2)] = per_window.get(int(at // 2), 0) + 1
     windows = [per_window[w] for w in sorted(per_window)]
     assert sum(windows) == count
-    assert all(n == 700 for n in windows[:-1]), windows
+    # The first window is the part of X's window left when the relay started; the last
+    # holds what remains. Every window between is used whole.
+    assert len(windows) >= 4, windows
+    assert all(n == 700 for n in windows[1:-1]), windows
