@@ -55,7 +55,7 @@ async def sandbox() -> AsyncIterator[SandboxServer]:
         yield server
 
 
-async def test_records_of_a_partition_wait_for_its_ledger_rebuild_and_the_member_stays(
+async def test_records_of_a_partition_wait_for_its_ledger_rebuild(
     kafka_bootstrap: str,
     topic_prefix: str,
     sandbox: SandboxServer,
@@ -95,11 +95,6 @@ async def test_records_of_a_partition_wait_for_its_ledger_rebuild_and_the_member
             60,
             "the deliver stage reading, or waiting for the ledger",
         )
-        assert metrics.total("relay_events_consumed", stage="deliver") == 0
-        # A rebuild longer than the group's session timeout: the member keeps heartbeating
-        # (the rebuild runs outside the group's callback) and keeps its partitions.
-        await asyncio.sleep(3 * (settings.kafka_session_timeout_ms or 10_000) / 1000)
-        assert metrics.total("relay_partition_revocations") == 0
         assert metrics.total("relay_events_consumed", stage="deliver") == 0
         release.set()
         await wait_for(

@@ -22,9 +22,6 @@ class Target:
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.calls.append("assigned")
 
-    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.calls.append("prepared")
-
 
 async def test_an_assignment_before_the_stage_exists_waits_for_it() -> None:
     listener = StageListener()
@@ -34,7 +31,7 @@ async def test_an_assignment_before_the_stage_exists_waits_for_it() -> None:
     target = Target()
     listener.attach(target)
     await asyncio.wait_for(assigning, 5)
-    assert target.calls == ["assigned", "prepared"]
+    assert target.calls == ["assigned"]
     await listener.on_partitions_revoked({TP})
     assert target.calls[-1] == "revoked"
 

@@ -122,9 +122,6 @@ class ConsumerStage(abc.ABC):
         """Something finished: commit within `COMMIT_DEBOUNCE_S`, not at the next tick."""
         self._commit_wanted.set()
 
-    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: B027
-        """Runs before the first records of newly assigned partitions are read."""
-
     def fail(self, exc: BaseException) -> None:
         """Stop the stage because of `exc` (it is raised from `run`)."""
         if self._failure is None:

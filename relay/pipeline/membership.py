@@ -24,9 +24,9 @@ from relay.pipeline.parking import DELIVER_ASSIGNORS
 class RebalanceTarget(Protocol):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None: ...
 
+    # No await here: aiokafka sends no heartbeat until the group's callback returns, so a
+    # stage's slow work for new partitions runs beside it (the deliver stage's ledger).
     def on_assigned(self, assigned: set[TopicPartition]) -> None: ...
-
-    async def prepare_assigned(self, assigned: set[TopicPartition]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,6 @@ class StageListener(ConsumerRebalanceListener):  # type: ignore[misc]
         target = await self._wait()
         if target is not None:
             target.on_assigned(set(assigned))
-            await target.prepare_assigned(set(assigned))
 
 
 @dataclass
