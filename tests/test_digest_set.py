@@ -8,7 +8,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.pipeline.digest_set import MIN_CAPACITY, DigestSet
+from relay.pipeline.digest_set import FULL_SIZE_AT, MIN_CAPACITY, DigestSet
 
 
 def digest(hi: int, lo: int) -> bytes:
@@ -110,3 +110,15 @@ def test_a_run_larger_than_the_table_grows_it_first() -> None:
     keys.update(b"".join(added))  # more than the table holds, some already in it
     assert keys.capacity >= 4 * MIN_CAPACITY
     assert len(keys) == len(added) and all(key in keys for key in added)
+
+
+def test_a_set_that_outgrows_the_early_sizes_takes_its_full_size_at_once() -> None:
+    rng = random.Random(5)
+    keys = DigestSet(max_keys=100_000)
+    added = [rng.randbytes(16) for _ in range(FULL_SIZE_AT * 5 // 8 + 1)]
+    keys.update(b"".join(added[: FULL_SIZE_AT // 2]))
+    assert keys.capacity == FULL_SIZE_AT  # doubling so far
+    keys.update(b"".join(added[FULL_SIZE_AT // 2 :]))
+    assert keys.capacity >= 100_000 * 8 // 5  # the cap's keys fit, with room: no more doubling
+    assert all(key in keys for key in added)
+    assert DigestSet().capacity == MIN_CAPACITY  # nothing known: it grows as before
