@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from relay.tools.bench.events import Kind, dead_letter_identity, entry_identity
 from relay.tools.bench.kafka_io import read_topic
@@ -75,7 +75,16 @@ def duplicates_between(
     return counts
 
 
+ERROR_CLASS_HEADER: Final = "relay.error.class"  # the DLQ header (design.md)
+
+
 async def dead_letter_identities(stack: Stack, prefix: str, kind: Kind) -> list[str]:
+    return (await dead_letters(stack, prefix, kind))[0]
+
+
+async def dead_letters(stack: Stack, prefix: str, kind: Kind) -> tuple[list[str], dict[str, int]]:
+    """(the identities of the dead-lettered events, how many of each error class)."""
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq")
     found = (dead_letter_identity(r.value, kind) for r in records)
-    return [i for i in found if i is not None]
+    classes = Counter(dict(r.headers).get(ERROR_CLASS_HEADER, b"?").decode() for r in records)
+    return [i for i in found if i is not None], dict(classes)

@@ -9,10 +9,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from relay.tools.bench.accounting import Accounting, account, dead_letter_identities, received_s
+from relay.tools.bench.accounting import (
+    Accounting,
+    account,
+    dead_letter_identities,
+    dead_letters,
+    received_s,
+)
 from relay.tools.bench.configs import default_config
 from relay.tools.bench.context import Run, StallGuard
 from relay.tools.bench.e2e import Relays, input_spec, refuse_dead_lettered, start_and_warm
@@ -80,6 +86,7 @@ class Settled:
     entries: list[dict[str, Any]]
     stats: dict[str, Any]
     complete: bool  # every event delivered or dead-lettered before the wait gave up
+    dead_letter_classes: dict[str, int] = field(default_factory=dict)
 
 
 async def await_settled(
@@ -126,8 +133,8 @@ async def _settle(
     complete: bool,
 ) -> Settled:
     entries = await stack.client.journal("app" if kind == "mobile" else "web")
-    dlq = await dead_letter_identities(stack, prefix, kind)
-    return Settled(account(produced, entries, dlq, kind), entries, stats, complete)
+    dlq, classes = await dead_letters(stack, prefix, kind)
+    return Settled(account(produced, entries, dlq, kind), entries, stats, complete, classes)
 
 
 def first_after(entries: Sequence[dict[str, Any]], moment_s: float) -> float | None:

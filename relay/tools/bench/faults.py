@@ -74,6 +74,7 @@ async def run_faults(run: Run, out: Outcome, events: int, storm_s: float) -> Non
     sent = early.get("sent")
     out.result.update(
         accounting=acc.to_json(),
+        dead_letter_classes=settled.dead_letter_classes,
         complete=settled.complete,
         injected=stats.get("faults", {}),
         # Went after the relay had learned the reset, before it (the relay's count at the wire).
