@@ -83,8 +83,9 @@ class Journal:
             stop = count if limit is None else min(count, offset + limit - total)
             if start < stop:
                 conversions = orjson.loads(batch.body)["conversions"]
+                received_at = iso_ms(batch.received_at)  # once: the whole batch shares it
                 entries.extend(
-                    _entry(batch, conversions[first + i], batch.duplicates[first + i])
+                    _entry(batch, received_at, conversions[first + i], batch.duplicates[first + i])
                     for i in range(start, stop)
                 )
             total += count
@@ -95,12 +96,14 @@ class Journal:
         self._head_skip = self.retained = self.dropped = 0
 
 
-def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, Any]:
+def _entry(
+    batch: JournalBatch, received_at: str, conversion: Any, duplicate: bool
+) -> dict[str, Any]:
     return {
         "pixel_id": batch.pixel_id,
         "account_id": batch.account_id,
         "debug_id": batch.debug_id,
-        "received_at": iso_ms(batch.received_at),
+        "received_at": received_at,
         "auth": batch.auth,
         "duplicate": duplicate,
         "conversion": conversion,
@@ -277,6 +280,8 @@ class SandboxState:
         # its client knew when it sent it; the client's own record tells which ones were
         # sent after its 429 arrived (`relay bench faults` joins the two).
         self.early_requests: deque[dict[str, Any]] = deque(maxlen=EARLY_KEPT)
+        # Valid web requests validation_fast.py accepted (not a stat: X answers the same).
+        self.web_fast_requests = 0
 
     def announce_reset(self, account_id: str, reset_epoch_s: float, now: float) -> None:
         """A 429 told the account to wait until `reset_epoch_s`."""
@@ -366,6 +371,7 @@ class SandboxState:
         self.access = Access()
         self.announced_reset.clear()
         self.early_requests.clear()
+        self.web_fast_requests = 0
 
 
 def iso_ms(epoch_s: float) -> str:
