@@ -97,7 +97,20 @@ ODD_IDENTIFIERS: list[Any] = [
     [{"hashed_email": HASH}, {"hashed_phone_number": HASH[:-1]}],
     [{"email": HASH}],
     [{"hashed_email": HASH, "hashed_email2": HASH}],
-]
+    # What the relay sends, and near it.
+    [{"hashed_email": HASH}, {"hashed_phone_number": HASH}, {"ip_address": "1.2.3.4"}],
+    [{"hashed_email": HASH}, {"ip_address": "1.2.3.4", "user_agent": "a"}],
+    [{"hashed_email": HASH}, {"ip_address": "2001:db8::1", "user_agent": "a"}],
+    [{"ip_address": "2001:db8::1", "user_agent": "a"}],
+    [{"ip_address": "::ffff:1.2.3.4", "user_agent": "a"}],
+    [{"ip_address": " 1.2.3.4", "user_agent": "a"}],
+    [{"ip_address": "1.2.3.4", "user_agent": " "}],
+    [{"ip_address": "1.2.3.4"}, {"user_agent": "a"}],
+    [{"ip_address": "1::2::3", "user_agent": "a"}],
+    [{"ip_address": "01.2.3.4", "user_agent": "a"}],
+    [{"ip_address": "1.2.3.4"}],
+    [{"hashed_email": HASH, "ip_address": "1.2.3.4"}],
+]  # fmt: skip
 FIELDS = [
     "conversion_time", "event_id", "identifiers", "conversion_id", "value",
     "price_currency", "number_items", "description", "contents", "unknown_field",
