@@ -111,13 +111,15 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
     # Gathered for the whole request, checked together at the end.
     times: list[str] = []
     hashes: list[str] = []
-    addresses: list[str] = []
+    ipv4: list[str] = []
+    ipv6: list[str] = []
     amounts: list[str] = []
-    add_time, add_hash, add_address = times.append, hashes.append, addresses.append
-    add_amount, fit = amounts.append, _identifiers_fit
+    add_time, add_hash, add_amount = times.append, hashes.append, amounts.append
+    add_ip = (ipv4.append, ipv6.append)
+    fit = _identifiers_fit
     for conversion in document.conversions:
         tag = tags.get(conversion.event_id)
-        if tag is None or not fit(conversion.identifiers, add_hash, add_address):
+        if tag is None or not fit(conversion.identifiers, add_hash, add_ip):
             return None
         add_time(conversion.conversion_time)
         value = conversion.value
@@ -136,7 +138,8 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
     if (
         _all_times(times)
         and _all_sha256(hashes)
-        and _all_ip_addresses(addresses)
+        and _all_listed(_IPV4_LIST, ipv4)
+        and _all_ipv6(ipv6)
         and _all_listed(_AMOUNT_LIST, amounts)
     ):
         return keys
@@ -146,11 +149,12 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
 def _identifiers_fit(
     identifiers: list[_Identifier],
     add_hash: Callable[[str], None],
-    add_address: Callable[[str], None],
+    add_ip: tuple[Callable[[str], None], Callable[[str], None]],
 ) -> bool:
     """Each object holds one primary identifier (a hash, handed to `add_hash` for checking;
-    a twclid, not blank), or an IP address (handed to `add_address`) and/or a user agent
-    (not blank); and there is a primary one, or both an IP address and a user agent."""
+    a twclid, not blank), or an IP address (handed to `add_ip[1]` with a colon, else to
+    `add_ip[0]`) and/or a user agent (not blank); and there is a primary one, or both an IP
+    address and a user agent."""
     primary = address = agent = False
     unset = _UNSET
     for item in identifiers:
@@ -172,7 +176,7 @@ def _identifiers_fit(
             return False  # shares its object with an IP address or a user agent
         else:
             if ip_address is not unset:
-                add_address(ip_address)
+                add_ip[":" in ip_address](ip_address)
                 address = True
             if user_agent is not unset:
                 if not user_agent or user_agent.isspace():
@@ -219,20 +223,21 @@ def _all_sha256(hashes: list[str]) -> bool:
 
 
 def _all_ip_addresses(addresses: list[str]) -> bool:
-    """Each of `addresses` is dotted decimal, or IPv6 in hex digits and colons only (no
-    IPv4 tail, no zone) that the platform's `inet_pton` reads: a form Python's
-    `ipaddress` reads too."""
-    ipv6 = [address for address in addresses if ":" in address]
-    if len(ipv6) < len(addresses) and not _all_listed(
-        _IPV4_LIST, [address for address in addresses if ":" not in address]
-    ):
-        return False
-    if not ipv6:
+    """Each of `addresses` is dotted decimal, or IPv6 as `_all_ipv6` takes it."""
+    return _all_listed(_IPV4_LIST, [a for a in addresses if ":" not in a]) and _all_ipv6(
+        [a for a in addresses if ":" in a]
+    )
+
+
+def _all_ipv6(addresses: list[str]) -> bool:
+    """Each of `addresses` is IPv6 in hex digits and colons only (no IPv4 tail, no zone)
+    that the platform's `inet_pton` reads: a form Python's `ipaddress` reads too."""
+    if not addresses:
         return True
-    if not _all_listed(_IPV6_CHARS_LIST, ipv6):
+    if not _all_listed(_IPV6_CHARS_LIST, addresses):
         return False
     try:
-        for address in ipv6:
+        for address in addresses:
             socket.inet_pton(socket.AF_INET6, address)
     except OSError:
         return False
