@@ -18,9 +18,10 @@ with the same dedup keys.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
@@ -55,6 +56,7 @@ _TIME_LIST: Final = re.compile(
     r"(?:\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z,)*", re.ASCII
 )
 _TIME_CHARS: Final = len("2026-11-20T10:00:00.123Z")
+_DAY: Final = operator.itemgetter(slice(0, len("2026-11-20")))
 
 
 class _Identifier(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -136,11 +138,11 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
         else:
             append(None)
     if (
-        _all_times(times)
+        _all_times(set(times))  # distinct ones: a batch often repeats its times and amounts
         and _all_sha256(hashes)
         and _all_listed(_IPV4_LIST, ipv4)
         and _all_ipv6(ipv6)
-        and _all_listed(_AMOUNT_LIST, amounts)
+        and _all_listed(_AMOUNT_LIST, set(amounts))
     ):
         return keys
     return None
@@ -185,7 +187,7 @@ def _identifiers_fit(
     return primary or (address and agent)
 
 
-def _all_listed(pattern: re.Pattern[str], values: list[str]) -> bool:
+def _all_listed(pattern: re.Pattern[str], values: Collection[str]) -> bool:
     """Each of `values` matches `pattern`'s item (`pattern` lists items followed by ",")."""
     if not values:
         return True
@@ -193,7 +195,7 @@ def _all_listed(pattern: re.Pattern[str], values: list[str]) -> bool:
     return joined.count(",") == len(values) and pattern.fullmatch(joined) is not None
 
 
-def _all_times(times: list[str]) -> bool:
+def _all_times(times: Collection[str]) -> bool:
     """Each of `times` is `yyyy-MM-ddTHH:mm:ss.SSSZ` with a clock within the day, on a day
     of the calendar (each distinct day checked once, by validation.py's own rule)."""
     if not times:
@@ -201,7 +203,7 @@ def _all_times(times: list[str]) -> bool:
     joined = ",".join(times) + ","
     if len(joined) != (_TIME_CHARS + 1) * len(times) or _TIME_LIST.fullmatch(joined) is None:
         return False
-    return all(map(_valid_day, {time[:10] for time in times}))
+    return all(map(_valid_day, set(map(_DAY, times))))
 
 
 @functools.lru_cache(maxsize=4096)
