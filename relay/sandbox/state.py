@@ -169,16 +169,17 @@ class SeenConversions:
             # The usual requests, set-wise: every key new, none repeated, room for all; or
             # every key seen before (a request sent again).
             prefixed = [prefix + key for key in keys]  # type: ignore[operator]
+            fresh = dict.fromkeys(prefixed, now)  # also tells whether any repeats
             known = first_seen.keys()
             if (
-                len(first_seen) + len(prefixed) <= max_keys
-                and known.isdisjoint(prefixed)
-                and len(set(prefixed)) == len(prefixed)
+                len(fresh) == len(prefixed)
+                and len(first_seen) + len(fresh) <= max_keys
+                and known.isdisjoint(fresh)
             ):
-                first_seen.update(dict.fromkeys(prefixed, now))
+                first_seen.update(fresh)
                 order.extend(prefixed)
                 return [False] * len(prefixed)
-            if known >= set(prefixed):
+            if known >= fresh.keys():
                 return [True] * len(prefixed)
         found = []
         for key in keys:
