@@ -477,6 +477,12 @@ def test_times_and_amounts_are_checked_as_validation_checks_them() -> None:
         elif validation.valid_time(time):
             assert parts[3] == "24" or parts[5] == "60", time  # a leap second, if ever taken
     assert accepted > 2_000
+    samples = [*GOOD_TIMES, *NEAR["conversion_time"]]
+    for _ in range(5_000):  # a request's times together: accepted only if each is
+        times = rng.sample(samples, rng.randint(1, 4))
+        if validation_fast._all_times(times):
+            assert all(map(validation.valid_time, times)), times
+    assert validation_fast._all_times(GOOD_TIMES)
     amounts = ["0", "20.00", "1.5", "1.", ".5", "-1", "1,5", "1e3", "٢", " 1", "", "0.0.1"]
     for _ in range(5_000):
         values = rng.sample(amounts, rng.randint(1, 3))
