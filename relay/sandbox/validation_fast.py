@@ -140,8 +140,7 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
     if (
         _all_times(set(times))  # distinct ones: a batch often repeats its times and amounts
         and _all_sha256(hashes)
-        and _all_listed(_IPV4_LIST, ipv4)
-        and _all_ipv6(ipv6)
+        and _all_ip_addresses(ipv4, ipv6)
         and _all_listed(_AMOUNT_LIST, set(amounts))
     ):
         return keys
@@ -224,11 +223,10 @@ def _all_sha256(hashes: list[str]) -> bool:
         return False
 
 
-def _all_ip_addresses(addresses: list[str]) -> bool:
-    """Each of `addresses` is dotted decimal, or IPv6 as `_all_ipv6` takes it."""
-    return _all_listed(_IPV4_LIST, [a for a in addresses if ":" not in a]) and _all_ipv6(
-        [a for a in addresses if ":" in a]
-    )
+def _all_ip_addresses(ipv4: list[str], ipv6: list[str]) -> bool:
+    """Each of `ipv4` (the addresses without a colon) is dotted decimal, each of `ipv6` (the
+    others) is IPv6 as `_all_ipv6` takes it."""
+    return _all_listed(_IPV4_LIST, ipv4) and _all_ipv6(ipv6)
 
 
 def _all_ipv6(addresses: list[str]) -> bool:
