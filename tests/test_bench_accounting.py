@@ -14,7 +14,7 @@ from relay.pipeline import outbound
 from relay.tools.bench.accounting import account, duplicates_between
 from relay.tools.bench.e2e import steady_rate
 from relay.tools.bench.events import dead_letter_identity
-from relay.tools.bench.latency import percentile, stage_split
+from relay.tools.bench.latency import percentile, stage_split, worst_seconds
 from relay.tools.bench.results import Target
 
 
@@ -110,3 +110,19 @@ def test_latency_splits_at_the_outbound_record() -> None:
     split = stage_split([record], entries, {"a": t0_ms}, "web")
     assert split["ingest_p99_ms"] == 30  # append -> outbound record
     assert split["deliver_p99_ms"] == 220  # outbound record -> the first acceptance
+
+
+def test_the_worst_seconds_of_a_feed_are_named_by_their_p99() -> None:
+    t0_ms = 1_796_119_200_000  # 2026-12-01T10:00:00Z
+    appended = {"a": t0_ms, "b": t0_ms + 1_100, "c": t0_ms + 2_050, "d": t0_ms + 2_500}
+    entries = [
+        web_entry("a", "2026-12-01T10:00:00.100Z"),  # second 0: 100 ms
+        web_entry("b", "2026-12-01T10:00:02.100Z"),  # second 1: 1,000 ms
+        web_entry("c", "2026-12-01T10:00:02.350Z"),  # second 2: 300 and 200 ms
+        web_entry("d", "2026-12-01T10:00:02.700Z"),
+        web_entry("b", "2026-12-01T10:00:09Z"),  # a duplicate: only the first acceptance counts
+    ]
+    assert worst_seconds(entries, appended, "web", top=2) == [
+        {"second": 1, "p99_ms": 1000.0},
+        {"second": 2, "p99_ms": 300.0},
+    ]

@@ -75,6 +75,16 @@ def test_throughput_writes_a_complete_result_and_a_report(tmp_path: Path) -> Non
     assert e2e["cpu_s_per_1000"] > 0 and floor["cpu_s_per_1000"] > 0
     assert e2e["peak_rss_mb"] > 10
     assert doc["result"]["ratio"] == pytest.approx(e2e["per_s"] / floor["per_s"], rel=1e-3)
+    # the cores the relay shared: each neighbour's CPU over the same span, and the ceiling
+    neighbours = e2e["neighbours_cpu_us_per_event"]
+    assert set(neighbours) == {"sandbox", "broker", "bench"}  # CPU ticks: 0 in a short run
+    total_us = e2e["cpu_us_per_event"] + sum(neighbours.values())
+    assert e2e["machine_ceiling_per_s"] == pytest.approx(
+        (os.cpu_count() or 1) * 1e6 / total_us, rel=0.05
+    )
+    assert doc["result"]["machine_ceiling_ratio"] == pytest.approx(
+        e2e["machine_ceiling_per_s"] / floor["per_s"], rel=0.05
+    )
     assert [t["name"] for t in doc["targets"]] == ["ratio to floor", "relay CPU per event"]
     assert marked_processes() == [], "the bench left processes behind"
     text = render(results, tmp_path / "BENCHMARKS.md", tmp_path / "charts")

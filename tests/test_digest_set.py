@@ -8,7 +8,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.pipeline.digest_set import MIN_CAPACITY, DigestSet
+from relay.pipeline.digest_set import FULL_SIZE_AT, MIN_CAPACITY, DigestSet
 
 
 def digest(hi: int, lo: int) -> bytes:
@@ -88,3 +88,37 @@ def test_digests_written_end_to_end_go_in_and_out_together() -> None:
     assert len(keys) == 3 and digest(2, 5) in keys and digest(0, 0) in keys
     keys.difference_update(run[:16])
     assert digest(1, 5) not in keys and digest(2, 5) in keys and len(keys) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(words, max_size=40), max_size=20))
+def test_runs_added_together_match_a_python_set(runs: list[list[tuple[int, int]]]) -> None:
+    keys, expected = DigestSet(), set()
+    for run in runs:  # repeats within a run and across runs, the zero digest, collisions
+        keys.update(b"".join(digest(hi, lo) for hi, lo in run))
+        expected.update(digest(hi, lo) for hi, lo in run)
+        assert len(keys) == len(expected)
+    universe = {digest(hi, lo) for hi in range(4) for lo in (0, 1, 2, 3, MIN_CAPACITY - 1)}
+    assert {key for key in universe | expected if key in keys} == expected
+
+
+def test_a_run_larger_than_the_table_grows_it_first() -> None:
+    rng = random.Random(11)
+    keys = DigestSet()
+    added = [rng.randbytes(16) for _ in range(3 * MIN_CAPACITY)]
+    keys.update(b"".join(added[:16]))
+    keys.update(b"".join(added))  # more than the table holds, some already in it
+    assert keys.capacity >= 4 * MIN_CAPACITY
+    assert len(keys) == len(added) and all(key in keys for key in added)
+
+
+def test_a_set_that_outgrows_the_early_sizes_takes_its_full_size_at_once() -> None:
+    rng = random.Random(5)
+    keys = DigestSet(max_keys=100_000)
+    added = [rng.randbytes(16) for _ in range(FULL_SIZE_AT * 5 // 8 + 1)]
+    keys.update(b"".join(added[: FULL_SIZE_AT // 2]))
+    assert keys.capacity == FULL_SIZE_AT  # doubling so far
+    keys.update(b"".join(added[FULL_SIZE_AT // 2 :]))
+    assert keys.capacity >= 100_000 * 8 // 5  # the cap's keys fit, with room: no more doubling
+    assert all(key in keys for key in added)
+    assert DigestSet().capacity == MIN_CAPACITY  # nothing known: it grows as before

@@ -17,6 +17,7 @@ from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer, 
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.ledger import (
+    CHUNK_MAX_KEYS,
     DIGEST_BYTES,
     WRITTEN_AT_HEADER,
     DeliveredLedger,
@@ -337,3 +338,32 @@ async def test_the_key_cap_forgets_the_oldest_keys_first(
         # The stage asks by digest (computed once per record): the same answers.
         assert all(ledger.seen_digest(ledger_digest(k)) for k in middle + newest)
         assert not any(ledger.seen_digest(ledger_digest(k)) for k in oldest)
+
+
+async def test_over_the_cap_a_busy_moment_is_forgotten_in_pieces_not_whole(
+    settings: Settings, producer: BatchProducer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One partition's keys within one time chunk: a busy worker records 100,000s so.
+    capped = dataclasses.replace(settings, ledger_max_keys=20_000)
+    recorded = keys("busy", 3 * CHUNK_MAX_KEYS)
+    async with opened(capped, producer, clock=FakeClock(time.time())) as ledger:
+        for start in range(0, len(recorded), 500):
+            ledger.record(1, recorded[start : start + 500])
+        forgotten = ledger.evict()
+        # The oldest go, a chunk of at most CHUNK_MAX_KEYS (+ one record's worth) at a time:
+        # not the whole moment with them.
+        assert len(recorded) - 20_000 <= forgotten <= len(recorded) - 20_000 + CHUNK_MAX_KEYS
+        assert len(ledger) == len(recorded) - forgotten
+        assert all(ledger.seen(k) for k in recorded[forgotten:])
+        assert not any(ledger.seen(k) for k in recorded[:forgotten])
+        # At the cap every write forgets some: one line a minute says so, not one per write.
+        for round_ in range(3):
+            more = keys(f"more-{round_}", 16_000)  # over the cap each time
+            for start in range(0, len(more), 4000):
+                ledger.record(1, more[start : start + 4000])
+            assert ledger.evict() > 0
+        lines = [r.getMessage() for r in caplog.records if "RELAY_LEDGER_MAX_KEYS" in r.message]
+        assert lines == [
+            f"delivered ledger: over RELAY_LEDGER_MAX_KEYS (20000); forgot "
+            f"{forgotten} keys before the window's end"
+        ]

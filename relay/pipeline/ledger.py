@@ -47,6 +47,7 @@ from relay.config import Settings
 from relay.errors import BrokerError, ClosedError
 from relay.kafka import BatchProducer, OutRecord, ensure_topic_like, make_consumer
 from relay.lifecycle import Lifecycle, State
+from relay.observability.logs import RateLimitedLogger
 from relay.observability.metrics import Metrics
 from relay.pipeline.digest_set import DigestSet
 
@@ -57,6 +58,11 @@ DIGEST_BYTES: Final = 16
 MAX_KEYS_PER_RECORD: Final = 4096  # 64 KiB of digests per ledger record
 WRITTEN_AT_HEADER: Final = "relay.ledger.written_at"
 CHUNKS_PER_WINDOW: Final = 60  # eviction granularity: a key lives at most window * (1 + 1/60)
+# A chunk also ends at this many keys: over RELAY_LEDGER_MAX_KEYS the oldest keys go a chunk
+# at a time, and a chunk of 15 s of a busy partition (100,000s of keys) would stall the event
+# loop for its removal (~1 us a key) and forget far more than the excess.
+CHUNK_MAX_KEYS: Final = 8192
+OVER_CAP_LOG_INTERVAL_S: Final = 60.0
 REBUILD_TIMEOUT_S: Final = 60.0
 REBUILD_POLL_MS: Final = 100
 
@@ -139,7 +145,9 @@ class DeliveredLedger(Lifecycle):
         self._clock = clock  # epoch seconds: compared with Kafka timestamps
         self._window_s = settings.ledger_window_s
         self._chunk_span_s = settings.ledger_window_s / CHUNKS_PER_WINDOW
-        self._keys = DigestSet()
+        self._keys = DigestSet(max_keys=settings.ledger_max_keys)
+        self._ops_log = RateLimitedLogger(log, OVER_CAP_LOG_INTERVAL_S)
+        self._forgotten_early = 0  # keys forgotten over the cap, not yet in a log line
         self._chunks: dict[int, deque[_Chunk]] = {}
         self._rebuilt: set[int] = set()  # partitions whose Kafka history is in memory
         self._pending: dict[int, bytearray] = {}  # digests not yet handed to the producer
@@ -275,7 +283,12 @@ class DeliveredLedger(Lifecycle):
     def _remember(self, partition: int, digests: bytes, at: float) -> None:
         chunks = self._chunks.setdefault(partition, deque())
         chunk = chunks[-1] if chunks else None
-        if chunk is None or at - chunk.first_at >= self._chunk_span_s or at < chunk.first_at:
+        if (
+            chunk is None
+            or at - chunk.first_at >= self._chunk_span_s
+            or at < chunk.first_at
+            or len(chunk) >= CHUNK_MAX_KEYS
+        ):
             chunk = _Chunk(at)
             chunks.append(chunk)
         chunk.last_at = max(chunk.last_at, at)
@@ -305,12 +318,17 @@ class DeliveredLedger(Lifecycle):
             )
             early += self._drop(oldest.popleft())
         if early:
-            log.warning(
+            # At the cap this runs every write: one line a minute, with the keys since the last.
+            self._forgotten_early += early
+            if self._ops_log.log(
+                "over_cap",
+                logging.WARNING,
                 "delivered ledger: over RELAY_LEDGER_MAX_KEYS (%d); forgot %d keys before "
                 "the window's end",
                 self.settings.ledger_max_keys,
-                early,
-            )
+                self._forgotten_early,
+            ):
+                self._forgotten_early = 0
             evicted += early
         if evicted:
             self._metrics.ledger_keys.labels("evicted").inc(evicted)

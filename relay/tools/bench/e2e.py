@@ -2,25 +2,30 @@
 sandbox's journal out.
 
 The relay first delivers a small warm-up (so that both consumer groups have joined: a fixed
-wait that is not throughput, reported apart as the time to the first delivery); then the
-measured events are written and the relay's CPU (user + system of its process tree, from
-/proc) is counted from that moment until the sandbox accepted the last of them. Throughput is
-the steady state between the first and the last measured event the sandbox accepted.
+wait that is not throughput, reported apart as the time to the first delivery). Then the
+measured events are written, encoded into producer batches beforehand: they appear as fast as
+the broker takes them, so the relay drains a backlog, as the floor does, and the bench does not
+encode them on the same cores meanwhile. The relay's CPU (user + system of its process tree,
+from /proc) is counted from that moment until the sandbox accepted the last of them.
+Throughput is the steady state between the first and the last measured event the sandbox
+accepted.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from relay.errors import RelayError
 from relay.tools.bench.accounting import received_s
 from relay.tools.bench.context import StallGuard
 from relay.tools.bench.events import Event, Kind
-from relay.tools.bench.kafka_io import fill, read_topic
+from relay.tools.bench.kafka_io import Backlog, fill, read_topic
 from relay.tools.bench.procs import Child, Usage
 from relay.tools.bench.stack import Stack, accepted
 
@@ -48,6 +53,17 @@ class EndToEnd:
     cpu_s: float | None
     peak_rss_bytes: int | None
     first_delivery_s: float
+    # CPU seconds of the processes beside the relay over the same span (the sandbox, the
+    # broker, this bench): what the cores gave them, not the relay.
+    neighbours_cpu_s: Mapping[str, float] = field(default_factory=dict)
+
+    def machine_ceiling_per_s(self) -> float | None:
+        """Events/s at which the relay and its neighbours would use every core: no relay
+        on this machine goes faster, whatever its own CPU per event."""
+        if self.cpu_s is None or not self.events:
+            return None
+        total = self.cpu_s + sum(self.neighbours_cpu_s.values())
+        return (os.cpu_count() or 1) * self.events / total if total > 0 else None
 
     @property
     def cpu_us_per_event(self) -> float | None:
@@ -67,6 +83,11 @@ class EndToEnd:
                 None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20
             ),
             "first_delivery_s": round(self.first_delivery_s, 2),
+            "neighbours_cpu_us_per_event": {
+                name: round(cpu / self.events * 1e6, 1)
+                for name, cpu in self.neighbours_cpu_s.items()
+            },
+            "machine_ceiling_per_s": _round(self.machine_ceiling_per_s(), 1),
         }
 
 
@@ -176,10 +197,11 @@ async def measure(
     )
     topic, _ = input_spec(prefix, kind)
     journal_kind = "app" if kind == "mobile" else "web"
+    backlog = await Backlog.build(stack.bootstrap, topic, events)
     base = accepted(await stack.client.stats(), kind)
-    before = relay.usage()
+    before, neighbours_before = relay.usage(), neighbours_cpu_s(stack)
     stack.run.say(f"warm; writing {len(events):,} events")
-    await fill(stack.bootstrap, topic, events)
+    await backlog.write()
     last_report = [time.monotonic()]
     stall = StallGuard("the measured events")
 
@@ -192,11 +214,25 @@ async def measure(
         return done >= len(events)
 
     await stack.run.wait_for(delivered, "every event to be accepted", alive=stack.check_alive)
-    after = relay.usage()
+    after, neighbours_after = relay.usage(), neighbours_cpu_s(stack)
     if not keep_running:
         await relay.stop()
     entries = (await stack.client.journal(journal_kind))[base:]
     rate, window = steady_rate(entries)
     cpu = after.cpu_s - before.cpu_s if after and before else None
     peak = after.peak_rss_bytes if after else None
-    return EndToEnd(len(events), rate, window, cpu, peak, first_delivery_s), relay
+    neighbours = {
+        name: neighbours_after[name] - cpu_s
+        for name, cpu_s in neighbours_before.items()
+        if name in neighbours_after
+    }
+    return EndToEnd(len(events), rate, window, cpu, peak, first_delivery_s, neighbours), relay
+
+
+def neighbours_cpu_s(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the processes the relay shares the cores with."""
+    usage = {"sandbox": stack.sandbox.usage(), "broker": stack.broker.usage()}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {name: u.cpu_s for name, u in usage.items() if u is not None}
+    cpu["bench"] = own.ru_utime + own.ru_stime
+    return cpu

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from relay.kafka import (
     DEFAULT_PARTITIONS,
@@ -24,23 +25,33 @@ CHUNK: Final = 5_000
 TICK_S: Final = 0.02  # a paced feed writes every 20 ms: smooth enough for latency percentiles
 
 
-async def _send(
-    producer: AIOKafkaProducer, topic: str, events: Sequence[Event], timestamp_ms: int | None
-) -> list[asyncio.Future[Any]]:
-    """One producer batch per partition (by key, as Kafka's default partitioner does)."""
+def _batches(
+    producer: AIOKafkaProducer, events: Sequence[Event], timestamp_ms: int | None
+) -> list[tuple[int, BatchBuilder]]:
+    """The events as producer batches, by partition (by key, as Kafka's default partitioner
+    does)."""
     groups: dict[int, list[Event]] = {}
     for event in events:
         groups.setdefault(partition_for_key(event.key, DEFAULT_PARTITIONS), []).append(event)
-    futures: list[asyncio.Future[Any]] = []
+    batches: list[tuple[int, BatchBuilder]] = []
     for partition, group in groups.items():
         batch = producer.create_batch()
         for event in group:
             if batch.append(key=event.key, value=event.value, timestamp=timestamp_ms) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batches.append((partition, batch))
                 batch = producer.create_batch()
                 batch.append(key=event.key, value=event.value, timestamp=timestamp_ms)
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
+        batches.append((partition, batch))
+    return batches
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, events: Sequence[Event], timestamp_ms: int | None
+) -> list[asyncio.Future[Any]]:
+    return [
+        await producer.send_batch(batch, topic, partition=partition)
+        for partition, batch in _batches(producer, events, timestamp_ms)
+    ]
 
 
 async def fill(bootstrap: str, topic: str, events: Sequence[Event]) -> None:
@@ -58,6 +69,47 @@ async def fill(bootstrap: str, topic: str, events: Sequence[Event]) -> None:
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+@dataclass
+class Backlog:
+    """Events encoded into producer batches ahead of time: writing them is then only the
+    sends, so the relay drains a backlog that appears as fast as the broker takes it (as the
+    floor's does), not one the bench is still encoding on the same cores."""
+
+    producer: AIOKafkaProducer
+    topic: str
+    batches: list[tuple[int, BatchBuilder]]
+
+    @classmethod
+    async def build(cls, bootstrap: str, topic: str, events: Sequence[Event]) -> Backlog:
+        await ensure_topics(bootstrap, [topic])
+        producer = make_producer(bootstrap)
+        await producer.start()
+        batches = _batches(producer, events, None)
+        return cls(producer, topic, batches)
+
+    async def write(self) -> None:
+        """Sends every batch (partitions interleaved), then closes the producer."""
+        try:
+            # Round robin over partitions: aiokafka holds a partition's next batch until the
+            # last one is drained, and the other partitions need not wait behind it.
+            by_partition: dict[int, list[BatchBuilder]] = {}
+            for partition, batch in self.batches:
+                by_partition.setdefault(partition, []).append(batch)
+            futures: list[asyncio.Future[Any]] = []
+            queues = list(by_partition.items())
+            while queues:
+                for partition, queue in queues:
+                    futures.append(
+                        await self.producer.send_batch(
+                            queue.pop(0), self.topic, partition=partition
+                        )
+                    )
+                queues = [(p, q) for p, q in queues if q]
+            await asyncio.gather(*futures)
+        finally:
+            await self.producer.stop()
 
 
 @dataclass

@@ -59,6 +59,28 @@ def latencies_ms(
     return sorted(found.values())
 
 
+def worst_seconds(
+    entries: Sequence[dict[str, Any]], appended_ms: dict[str, int], kind: Kind, top: int = 3
+) -> list[dict[str, float]]:
+    """The `top` seconds of the feed (by append time, from its start) whose events waited
+    longest at p99: whether a tail is a few stalls or the whole run."""
+    by_second: dict[int, list[float]] = {}
+    seen: set[str] = set()
+    start = min(appended_ms.values(), default=0)
+    for entry in entries:
+        identity = entry_identity(entry, kind)
+        appended = appended_ms.get(identity)
+        if appended is None or identity in seen:
+            continue
+        seen.add(identity)
+        second = (appended - start) // 1000
+        by_second.setdefault(second, []).append(received_s(entry) * 1000 - appended)
+    p99s = [(percentile(sorted(v), 99), second) for second, v in by_second.items()]
+    return [
+        {"second": second, "p99_ms": round(p99, 1)} for p99, second in sorted(p99s, reverse=True)
+    ][:top]
+
+
 def outbound_identity(payload: bytes, kind: Kind) -> str | None:
     """The identity of an outbound record's event, as `entry_identity` gives it."""
     try:
@@ -152,6 +174,7 @@ async def _one_kind(
         "measured": len(values),
     }
     result.update({f"p{p}_ms": round(percentile(values, p), 1) for p in PERCENTILES if values})
+    result["worst_seconds"] = worst_seconds(entries, feed.appended_ms, kind)
     records = await read_topic(stack.bootstrap, f"{prefix}.outbound", timeout_s=120)
     result.update(stage_split(records, entries, feed.appended_ms, kind))
     return result

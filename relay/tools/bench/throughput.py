@@ -7,6 +7,10 @@ UA) through a `relay run` process, against the pipelined Kafka floor (floor.py).
 Mobile: N canonical `mobile` conversions through a `relay run` process to the sandbox with
 its 100 ms latency fault on, against a bare aiohttp loop with 128 in flight (floor.py) on the
 same sandbox. Target: >= 0.6 of the floor; relay CPU per conversion reported.
+
+Beside the relay's CPU, the run records that of its neighbours over the same span (sandbox,
+broker, bench) and the ratio at which they and the relay would keep every core busy: on a
+small machine that, not the relay, can cap the ratio.
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ async def run_throughput(
     floor_rate = floor.records / floor.seconds if floor.seconds else None
     ratio = e2e.steady_per_s / floor_rate if e2e.steady_per_s and floor_rate else None
     out.result["ratio"] = ratio
+    # The ratio at which this machine's cores are all busy, at the CPU per event the relay and
+    # its neighbours (the sandbox standing in for X, the broker, the bench) were measured at.
+    ceiling = e2e.machine_ceiling_per_s()
+    out.result["machine_ceiling_ratio"] = ceiling / floor_rate if ceiling and floor_rate else None
     if kind == "web":
         out.targets += [
             Target("ratio to floor", ratio, ">=", WEB_RATIO_TARGET),
