@@ -160,7 +160,7 @@ IP_ADDRESSES: Final = (
     " ",
 )
 USER_AGENTS: Final = ("curl/8.5", "", " ", "\t")
-WRONG_TYPES: Final = (None, 5, -1, 1.5, True, [], {}, [{}], "x" * 100)
+WRONG_TYPES: Final[tuple[Any, ...]] = (None, 5, -1, 1.5, True, [], {}, [{}], "x" * 100)
 
 
 def _identifiers(rng: random.Random) -> list[dict[str, Any]]:
