@@ -225,7 +225,7 @@ def test_web_fast_path_takes_the_usual_batch(pixel: SandboxPixel) -> None:
     ]
     body = orjson.dumps({"conversions": conversions})
     keys = fast_dedup_keys(body, pixel)
-    assert keys == [f"o87ne\x1fc-{i}" for i in range(500)]
+    assert keys == [f"{PIXEL_ID}\x1fo87ne\x1fc-{i}" for i in range(500)]
     assert keys == _full(body, pixel)
 
 

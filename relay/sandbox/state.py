@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -168,7 +168,8 @@ class SeenConversions:
         if None not in keys:
             # The usual requests, set-wise: every key new, none repeated, room for all; or
             # every key seen before (a request sent again).
-            prefixed = [prefix + key for key in keys]  # type: ignore[operator]
+            known_keys = cast("Sequence[str]", keys)
+            prefixed = [prefix + key for key in known_keys] if prefix else known_keys
             fresh = dict.fromkeys(prefixed, now)  # also tells whether any repeats
             known = first_seen.keys()
             if (
@@ -312,13 +313,13 @@ class SandboxState:
     def accept(
         self, pixel: SandboxPixel, body: bytes, dedup_keys: Sequence[str | None], auth: str
     ) -> str:
-        """Journal one valid request; returns its debug_id. 429 when the account's budget
-        cannot pay for its conversions: then nothing is recorded."""
+        """Journal one valid request (`dedup_keys`: validation.ValidRequest's, which name the
+        pixel); returns its debug_id. 429 when the account's budget cannot pay for its
+        conversions: then nothing is recorded."""
         now = self.clock()
         self.spend_account(pixel.account_id, len(dedup_keys), now)
         self.seen.expire(now)
-        prefix = pixel.id + "\x1f"
-        duplicates = self.seen.duplicates(prefix, dedup_keys, now)
+        duplicates = self.seen.duplicates("", dedup_keys, now)  # the keys name the pixel
         debug_id = str(uuid.uuid4())
         self.journal.append(
             JournalBatch(

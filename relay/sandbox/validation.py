@@ -93,7 +93,7 @@ _SHARED_OBJECT: Final = ErrorDetail(
 @dataclass(frozen=True, slots=True)
 class ValidRequest:
     """A request X accepts: its conversions, and per conversion the key X deduplicates on
-    (event tag + conversion_id; None without a conversion_id)."""
+    (pixel, event tag and conversion_id; None without a conversion_id)."""
 
     conversions: list[dict[str, Any]]
     dedup_keys: list[str | None]
@@ -183,7 +183,7 @@ def _check_conversion(
 
     if tag is None or not conversion_id or type(conversion_id) is not str:
         return None
-    return f"{tag}\x1f{conversion_id}"
+    return f"{pixel.id}\x1f{tag}\x1f{conversion_id}"
 
 
 def _event_tag(

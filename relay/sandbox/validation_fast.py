@@ -107,7 +107,7 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
         document = _DECODER.decode(body)
     except msgspec.DecodeError:
         return None
-    tags = _event_tags(pixel)
+    key_prefixes = _key_prefixes(pixel)
     keys: list[str | None] = []
     append = keys.append
     # Gathered for the whole request, checked together at the end.
@@ -120,8 +120,8 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
     add_ip = (ipv4.append, ipv6.append)
     fit = _identifiers_fit
     for conversion in document.conversions:
-        tag = tags.get(conversion.event_id)
-        if tag is None or not fit(conversion.identifiers, add_hash, add_ip):
+        key_prefix = key_prefixes.get(conversion.event_id)
+        if key_prefix is None or not fit(conversion.identifiers, add_hash, add_ip):
             return None
         add_time(conversion.conversion_time)
         value = conversion.value
@@ -134,7 +134,7 @@ def fast_dedup_keys(body: bytes, pixel: SandboxPixel) -> list[str | None] | None
                     add_amount(content.content_price)
         conversion_id = conversion.conversion_id
         if conversion_id:
-            append(f"{tag}\x1f{conversion_id}")
+            append(key_prefix + conversion_id)
         else:
             append(None)
     if (
@@ -244,18 +244,19 @@ def _all_ipv6(addresses: list[str]) -> bool:
     return True
 
 
-def _event_tags(pixel: SandboxPixel) -> Mapping[str, str]:
-    return _tags_of(pixel.id, frozenset(pixel.event_ids))
+def _key_prefixes(pixel: SandboxPixel) -> Mapping[str, str]:
+    return _key_prefixes_of(pixel.id, frozenset(pixel.event_ids))
 
 
 @functools.lru_cache(maxsize=256)
-def _tags_of(pixel_id: str, event_ids: frozenset[str]) -> Mapping[str, str]:
-    """event_id as sent -> the event tag, by validation.py's rule (`tw-<pixel>-` taken
-    off once), for every event_id that names one of the pixel's tags."""
+def _key_prefixes_of(pixel_id: str, event_ids: frozenset[str]) -> Mapping[str, str]:
+    """event_id as sent -> its dedup keys' start (`<pixel>\x1f<tag>\x1f`), the event tag
+    by validation.py's rule (`tw-<pixel>-` taken off once), for every event_id that names
+    one of the pixel's tags."""
     prefix = f"tw-{pixel_id}-"
-    tags = {}
+    key_prefixes = {}
     for event_id in (*event_ids, *(prefix + e for e in event_ids)):
         tag = event_id[len(prefix) :] if event_id.startswith(prefix) else event_id
         if tag in event_ids:
-            tags[event_id] = tag
-    return tags
+            key_prefixes[event_id] = f"{pixel_id}\x1f{tag}\x1f"
+    return key_prefixes
