@@ -250,9 +250,9 @@ def _key_prefixes(pixel: SandboxPixel) -> Mapping[str, str]:
 
 @functools.lru_cache(maxsize=256)
 def _key_prefixes_of(pixel_id: str, event_ids: frozenset[str]) -> Mapping[str, str]:
-    """event_id as sent -> its dedup keys' start (`<pixel>\x1f<tag>\x1f`), the event tag
-    by validation.py's rule (`tw-<pixel>-` taken off once), for every event_id that names
-    one of the pixel's tags."""
+    """event_id as sent -> its dedup keys' start (the pixel and the event tag, each followed
+    by a unit separator), the event tag by validation.py's rule (`tw-<pixel>-` taken off
+    once), for every event_id that names one of the pixel's tags."""
     prefix = f"tw-{pixel_id}-"
     key_prefixes = {}
     for event_id in (*event_ids, *(prefix + e for e in event_ids)):
