@@ -97,7 +97,20 @@ ODD_IDENTIFIERS: list[Any] = [
     [{"hashed_email": HASH}, {"hashed_phone_number": HASH[:-1]}],
     [{"email": HASH}],
     [{"hashed_email": HASH, "hashed_email2": HASH}],
-]
+    # What the relay sends, and near it.
+    [{"hashed_email": HASH}, {"hashed_phone_number": HASH}, {"ip_address": "1.2.3.4"}],
+    [{"hashed_email": HASH}, {"ip_address": "1.2.3.4", "user_agent": "a"}],
+    [{"hashed_email": HASH}, {"ip_address": "2001:db8::1", "user_agent": "a"}],
+    [{"ip_address": "2001:db8::1", "user_agent": "a"}],
+    [{"ip_address": "::ffff:1.2.3.4", "user_agent": "a"}],
+    [{"ip_address": " 1.2.3.4", "user_agent": "a"}],
+    [{"ip_address": "1.2.3.4", "user_agent": " "}],
+    [{"ip_address": "1.2.3.4"}, {"user_agent": "a"}],
+    [{"ip_address": "1::2::3", "user_agent": "a"}],
+    [{"ip_address": "01.2.3.4", "user_agent": "a"}],
+    [{"ip_address": "1.2.3.4"}],
+    [{"hashed_email": HASH, "ip_address": "1.2.3.4"}],
+]  # fmt: skip
 FIELDS = [
     "conversion_time", "event_id", "identifiers", "conversion_id", "value",
     "price_currency", "number_items", "description", "contents", "unknown_field",
@@ -212,7 +225,7 @@ def test_web_fast_path_takes_the_usual_batch(pixel: SandboxPixel) -> None:
     ]
     body = orjson.dumps({"conversions": conversions})
     keys = fast_dedup_keys(body, pixel)
-    assert keys == [f"o87ne\x1fc-{i}" for i in range(500)]
+    assert keys == [f"{PIXEL_ID}\x1fo87ne\x1fc-{i}" for i in range(500)]
     assert keys == _full(body, pixel)
 
 

@@ -26,7 +26,7 @@ from relay.sandbox import (
 )
 from relay.sandbox.config import SandboxConfig
 from relay.sandbox.faults import Faults
-from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
+from relay.sandbox.keys import CONFIG_KEY, STATE_KEY, WEB_FAST_PATH_KEY
 from relay.sandbox.state import Clock, SandboxState
 
 # 500 conversions with long contents stay far below this; aiohttp's default is 1 MiB.
@@ -34,13 +34,18 @@ MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 
 
 def create_app(
-    config: SandboxConfig, *, clock: Clock = time.time, faults: Faults | None = None
+    config: SandboxConfig,
+    *,
+    clock: Clock = time.time,
+    faults: Faults | None = None,
+    web_fast_path: bool = True,
 ) -> web.Application:
     app = web.Application(
         middlewares=[edge.x_edge],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG_KEY] = config
+    app[WEB_FAST_PATH_KEY] = web_fast_path
     state = app[STATE_KEY] = SandboxState(config, clock)
     if faults is not None:
         state.faults.set(faults, clock())

@@ -11,3 +11,6 @@ from relay.sandbox.state import SandboxState
 
 CONFIG_KEY: Final = web.AppKey("config", SandboxConfig)
 STATE_KEY: Final = web.AppKey("state", SandboxState)
+# Whether valid web requests in the common form take validation_fast.py (the answers are
+# the same either way; off, every request gets validation.py's checks: the reference).
+WEB_FAST_PATH_KEY: Final = web.AppKey("web_fast_path", bool)

@@ -19,6 +19,7 @@ from relay.lifecycle import Lifecycle
 from relay.sandbox.app import MAX_BODY_BYTES, create_app
 from relay.sandbox.config import SandboxConfig, load_sandbox_config
 from relay.sandbox.faults import Faults
+from relay.sandbox.keys import STATE_KEY
 from relay.sandbox.state import Clock
 
 if TYPE_CHECKING:
@@ -63,15 +64,19 @@ class SandboxServer(Lifecycle):
         clock: Clock = time.time,
         faults: Faults | None = None,
         own_server: bool | None = None,
+        web_fast_path: bool = True,
     ):
         """`own_server`: serve on the sandbox's own HTTP server (http11.py) with the
-        conversion endpoints on its fast path; None: whenever httptools is installed."""
+        conversion endpoints on its fast path; None: whenever httptools is installed.
+        `web_fast_path`: valid web requests in the common form are accepted in one pass
+        (validation_fast.py); False: validation.py checks every one (the reference)."""
         self.config = config
         self.own_server = own_server_available() if own_server is None else own_server
         self.host = host
         self.port = port
         self._clock = clock
         self._faults = faults
+        self._web_fast_path = web_fast_path
         self._runner: web.AppRunner | None = None
         self._http: HttpServer | None = None
         self._router: Router | None = None
@@ -88,8 +93,17 @@ class SandboxServer(Lifecycle):
         """conversion_event requests its fast path answered (mact_fast.py); 0 on aiohttp."""
         return self._router.conversion_event_answers if self._router is not None else 0
 
+    @property
+    def web_fast_answers(self) -> int:
+        """Web conversions requests validation_fast.py accepted."""
+        self._require_open(": no app")
+        assert self._runner is not None
+        return self._runner.app[STATE_KEY].web_fast_requests
+
     async def _open(self) -> None:
-        app = create_app(self.config, clock=self._clock, faults=self._faults)
+        app = create_app(
+            self.config, clock=self._clock, faults=self._faults, web_fast_path=self._web_fast_path
+        )
         # Access logs would cost a line per request at the benchmark's rate; /_sandbox/stats counts.
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -83,8 +83,9 @@ class Journal:
             stop = count if limit is None else min(count, offset + limit - total)
             if start < stop:
                 conversions = orjson.loads(batch.body)["conversions"]
+                received_at = iso_ms(batch.received_at)  # once: the whole batch shares it
                 entries.extend(
-                    _entry(batch, conversions[first + i], batch.duplicates[first + i])
+                    _entry(batch, received_at, conversions[first + i], batch.duplicates[first + i])
                     for i in range(start, stop)
                 )
             total += count
@@ -95,12 +96,14 @@ class Journal:
         self._head_skip = self.retained = self.dropped = 0
 
 
-def _entry(batch: JournalBatch, conversion: Any, duplicate: bool) -> dict[str, Any]:
+def _entry(
+    batch: JournalBatch, received_at: str, conversion: Any, duplicate: bool
+) -> dict[str, Any]:
     return {
         "pixel_id": batch.pixel_id,
         "account_id": batch.account_id,
         "debug_id": batch.debug_id,
-        "received_at": iso_ms(batch.received_at),
+        "received_at": received_at,
         "auth": batch.auth,
         "duplicate": duplicate,
         "conversion": conversion,
@@ -165,17 +168,19 @@ class SeenConversions:
         if None not in keys:
             # The usual requests, set-wise: every key new, none repeated, room for all; or
             # every key seen before (a request sent again).
-            prefixed = [prefix + key for key in keys]  # type: ignore[operator]
+            known_keys = cast("Sequence[str]", keys)
+            prefixed = [prefix + key for key in known_keys] if prefix else known_keys
+            fresh = dict.fromkeys(prefixed, now)  # also tells whether any repeats
             known = first_seen.keys()
             if (
-                len(first_seen) + len(prefixed) <= max_keys
-                and known.isdisjoint(prefixed)
-                and len(set(prefixed)) == len(prefixed)
+                len(fresh) == len(prefixed)
+                and len(first_seen) + len(fresh) <= max_keys
+                and known.isdisjoint(fresh)
             ):
-                first_seen.update(dict.fromkeys(prefixed, now))
+                first_seen.update(fresh)
                 order.extend(prefixed)
                 return [False] * len(prefixed)
-            if known >= set(prefixed):
+            if known >= fresh.keys():
                 return [True] * len(prefixed)
         found = []
         for key in keys:
@@ -277,6 +282,8 @@ class SandboxState:
         # its client knew when it sent it; the client's own record tells which ones were
         # sent after its 429 arrived (`relay bench faults` joins the two).
         self.early_requests: deque[dict[str, Any]] = deque(maxlen=EARLY_KEPT)
+        # Valid web requests validation_fast.py accepted (not a stat: X answers the same).
+        self.web_fast_requests = 0
 
     def announce_reset(self, account_id: str, reset_epoch_s: float, now: float) -> None:
         """A 429 told the account to wait until `reset_epoch_s`."""
@@ -306,13 +313,13 @@ class SandboxState:
     def accept(
         self, pixel: SandboxPixel, body: bytes, dedup_keys: Sequence[str | None], auth: str
     ) -> str:
-        """Journal one valid request; returns its debug_id. 429 when the account's budget
-        cannot pay for its conversions: then nothing is recorded."""
+        """Journal one valid request (`dedup_keys`: validation.ValidRequest's, which name the
+        pixel); returns its debug_id. 429 when the account's budget cannot pay for its
+        conversions: then nothing is recorded."""
         now = self.clock()
         self.spend_account(pixel.account_id, len(dedup_keys), now)
         self.seen.expire(now)
-        prefix = pixel.id + "\x1f"
-        duplicates = self.seen.duplicates(prefix, dedup_keys, now)
+        duplicates = self.seen.duplicates("", dedup_keys, now)  # the keys name the pixel
         debug_id = str(uuid.uuid4())
         self.journal.append(
             JournalBatch(
@@ -366,6 +373,7 @@ class SandboxState:
         self.access = Access()
         self.announced_reset.clear()
         self.early_requests.clear()
+        self.web_fast_requests = 0
 
 
 def iso_ms(epoch_s: float) -> str:

@@ -21,7 +21,7 @@ from relay.sandbox.auth import (
     verify_pixel_token,
 )
 from relay.sandbox.config import SandboxConfig, SandboxCredentials
-from relay.sandbox.keys import CONFIG_KEY, STATE_KEY
+from relay.sandbox.keys import CONFIG_KEY, STATE_KEY, WEB_FAST_PATH_KEY
 from relay.sandbox.responses import XApiError, json_response
 from relay.sandbox.validation import validate_web_request
 from relay.sandbox.validation_fast import fast_dedup_keys
@@ -46,9 +46,11 @@ async def post_web_conversions(request: web.Request) -> web.Response:
     state.access.refuse(account_id=pixel.account_id, pixel_id=pixel.id)
     body = await request.read()
     # The common well-formed body in one pass; anything else gets the full checks.
-    dedup_keys = fast_dedup_keys(body, pixel)
+    dedup_keys = fast_dedup_keys(body, pixel) if request.app[WEB_FAST_PATH_KEY] else None
     if dedup_keys is None:
         dedup_keys = validate_web_request(body, pixel).dedup_keys
+    else:
+        state.web_fast_requests += 1
     debug_id = state.accept(
         pixel, body, dedup_keys, "pixel_token" if isinstance(caller, str) else "oauth"
     )

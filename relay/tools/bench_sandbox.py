@@ -6,7 +6,9 @@ starts, so that the client spends its time on HTTP only. Scenarios:
 
 - `conversion_event`, OAuth 1.0a (MACT takes nothing else), one conversion per request;
 - web conversions in batches of 500, OAuth 1.0a;
-- web conversions in batches of 500, `X-Pixel-Token` (no OAuth).
+- web conversions in batches of 500, `X-Pixel-Token` (no OAuth);
+- web conversions in batches of 500 as the relay sends them (hashed email and phone, IP
+  address and user agent, times and values of their own), OAuth.
 
 `--baseline DIR` measures, in the same run and right after each scenario, the `relay
 sandbox` of another source tree (e.g. a `git worktree` of an older commit), so that before
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -42,9 +45,14 @@ import orjson
 from aiohttp import web
 
 from relay.broker import free_port
+from relay.config import load_mapping
 from relay.errors import RelayError
+from relay.formats.base import NormalizeContext
+from relay.formats.web import adapt_web
 from relay.tools.bench import machine
 from relay.tools.bench import results as bench_results
+from relay.tools.bench.configs import default_config
+from relay.tools.bench.events import web_events
 from relay.tools.stack import SANDBOX_ARGV, listening_process
 from relay.xads import oauth
 
@@ -183,13 +191,33 @@ def web_body(batch: int) -> bytes:
     )
 
 
-def web_batches(base: str, count: int, *, pixel_token: bool) -> list[Prepared]:
+@functools.cache
+def relay_web_bodies(count: int) -> tuple[bytes, ...]:
+    """`count` bodies of 500 conversions as the relay sends them: `relay bench
+    throughput`'s web events, normalized by the relay's web adapter."""
+    config = default_config()
+    pixels = [p for p in config.pixels if p.id == PIXEL_ID]
+    ctx = NormalizeContext(mapping=load_mapping(config.path))
+    conversions = [
+        adapt_web(orjson.loads(event.value), ctx).payload
+        for event in web_events(count * WEB_BATCH, pixels, seed=count)
+    ]
+    return tuple(
+        orjson.dumps({"conversions": conversions[i : i + WEB_BATCH]})
+        for i in range(0, len(conversions), WEB_BATCH)
+    )
+
+
+def web_batches(
+    base: str, count: int, *, pixel_token: bool, bodies: Sequence[bytes] | None = None
+) -> list[Prepared]:
     url = f"{base}/12/measurement/conversions/{PIXEL_ID}"
     prepared = []
     for batch in range(count):
         auth = {"X-Pixel-Token": PIXEL_TOKEN} if pixel_token else _signed("POST", url)
         headers = {"Content-Type": "application/json", **auth}
-        prepared.append(Prepared("POST", url, headers, web_body(batch)))
+        body = web_body(batch) if bodies is None else bodies[batch]
+        prepared.append(Prepared("POST", url, headers, body))
     return prepared
 
 
@@ -230,6 +258,13 @@ def scenarios(events: int, batches: int) -> list[Scenario]:
             WEB_BATCH,
             lambda base: web_batches(base, batches, pixel_token=True),
         ),
+        (
+            f"web, batches of {WEB_BATCH} as the relay sends them, OAuth",
+            WEB_BATCH,
+            lambda base: web_batches(
+                base, batches, pixel_token=False, bodies=relay_web_bodies(batches)
+            ),
+        ),
     ]
 
 
@@ -255,6 +290,7 @@ async def bench_sandbox(
     baseline: Path | None,
     report: Callable[[str], None],
     rounds: int = 3,
+    only: str | None = None,
 ) -> list[Result]:
     """Each scenario `rounds` times on every server in turn; the best round of each is kept
     (a shared machine only ever makes a round slower)."""
@@ -264,6 +300,8 @@ async def bench_sandbox(
         targets.append((f"baseline {_commit(baseline)}", baseline))
     targets.append(("floor: bare aiohttp", FLOOR))
     for scenario in scenarios(events, batches):
+        if only is not None and only not in scenario[0]:
+            continue
         best: dict[str, Result] = {}
         for round_no in range(1, rounds + 1):
             for label, source in targets:
@@ -387,6 +425,9 @@ def add_parser(bench_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--baseline", type=Path, default=None, help="also measure the sandbox of this source tree"
     )
     sandbox.add_argument(
+        "--only", default=None, help="only the scenarios whose name contains this text"
+    )
+    sandbox.add_argument(
         "--write", type=Path, default=None, help="append the results to this markdown file"
     )
     sandbox.add_argument(
@@ -403,10 +444,20 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     started, load_at_start = time.monotonic(), bench_results.load_average()
     found = asyncio.run(
-        bench_sandbox(args.events, args.batches, args.in_flight, args.baseline, report, args.rounds)
+        bench_sandbox(
+            args.events,
+            args.batches,
+            args.in_flight,
+            args.baseline,
+            report,
+            args.rounds,
+            args.only,
+        )
     )
     command = f"relay bench sandbox --events {args.events} --batches {args.batches}"
     command += f" --in-flight {args.in_flight} --rounds {args.rounds}"
+    if args.only is not None:
+        command += f" --only '{args.only}'"
     if args.baseline is not None:
         command += f" --baseline <worktree of {_commit(args.baseline)}>"
     text = render(found, command)
