@@ -93,7 +93,7 @@ def test_digests_written_end_to_end_go_in_and_out_together() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(words, max_size=40), max_size=20))
 def test_runs_added_together_match_a_python_set(runs: list[list[tuple[int, int]]]) -> None:
-    keys, expected = DigestSet(), set()
+    keys, expected = DigestSet(), set[bytes]()
     for run in runs:  # repeats within a run and across runs, the zero digest, collisions
         keys.update(b"".join(digest(hi, lo) for hi, lo in run))
         expected.update(digest(hi, lo) for hi, lo in run)
