@@ -2,6 +2,8 @@
 
 - Email: trimmed, lower-cased, SHA-256 as lowercase hex (no Gmail dot removal).
 - Phone: E.164 including the `+` (parsed with `phonenumbers`), then SHA-256 as lowercase hex.
+  Numbers the parser would return as written (`+1` and ten digits; `+`, a country code and a
+  national number in plain groups) skip it: ~1-5 us instead of ~40 us a distinct number.
 - A value that already is 64 hex characters is taken as hashed and only lower-cased.
 - Empty or blank strings are absent values: never hashed, never sent.
 
@@ -69,8 +71,8 @@ def hash_phone(raw: str, default_region: str | None) -> str | None:
             raise InvalidEvent(
                 f"the default phone region {region!r} is not a known region", field="phone"
             )
-    nanp = _nanp_e164(phone)
-    hashed = sha256_hex(nanp) if nanp else _hash_e164(phone, region)
+    e164 = _nanp_e164(phone) or (_plain_international_e164(phone) if region is None else None)
+    hashed = sha256_hex(e164) if e164 else _hash_e164(phone, region)
     if hashed is None:
         raise InvalidEvent("phone is not a possible phone number", field="phone")
     return hashed
@@ -91,6 +93,63 @@ def _nanp_e164(phone: str) -> str | None:
     if len(digits) == 10 and digits.isascii() and digits.isdigit():
         return "+1" + digits
     return None
+
+
+# `+`, then digits in groups separated by one space, dash or dot: nothing for the parser's
+# extension, punctuation or letter rules to change.
+_PLAIN_INTERNATIONAL: Final = re.compile(r"\+\d+(?:[ .-]\d+)*")
+_MAX_NSN_DIGITS: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
+# country calling code -> its national prefix pattern (None: leave the code to phonenumbers)
+_PREFIXES: dict[int, re.Pattern[str] | None] = {}
+_NO_PREFIX: Final = re.compile(r"(?!)")  # matches nothing: the region has no national prefix
+
+
+def _plain_international_e164(phone: str) -> str | None:
+    """The E.164 form of a `+` number in plain groups that phonenumbers would give unchanged
+    (country code, then the national number as written), or None: ask phonenumbers.
+
+    phonenumbers costs ~40 us a distinct number, and customers outside `+1` are as distinct
+    as their emails. For these shapes its parse keeps the digits as they are unless the
+    national number starts with 0 (Italian leading zeros, written trunk prefixes) or with
+    the region's national prefix, which it may strip: those go to phonenumbers, as does
+    anything else. tests/test_phone_fast_path.py compares the two on random numbers of
+    every region.
+    """
+    if _PLAIN_INTERNATIONAL.fullmatch(phone) is None:
+        return None
+    digits = phone[1:].replace(" ", "").replace("-", "").replace(".", "")
+    if not digits.isascii() or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):  # calling codes are prefix-free: the first known one is it
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if not 2 <= len(national) <= _MAX_NSN_DIGITS or national[0] == "0":
+        return None
+    national_prefix = _national_prefix_of(code)
+    if national_prefix is None or national_prefix.match(national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    if not phonenumbers.is_possible_number(number):
+        return None  # phonenumbers says why (or takes it after all)
+    return f"+{code}{national}"
+
+
+def _national_prefix_of(code: int) -> re.Pattern[str] | None:
+    if code in _PREFIXES:
+        return _PREFIXES[code]
+    region = phonenumbers.region_code_for_country_code(code)
+    pattern = None
+    if region not in ("001", phonenumbers.UNKNOWN_REGION):  # non-geographic: phonenumbers
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+        if metadata is not None:
+            prefix = metadata.national_prefix_for_parsing
+            pattern = re.compile(prefix) if prefix else _NO_PREFIX
+    _PREFIXES[code] = pattern
+    return pattern
 
 
 # The same customers convert again and again, and parsing costs ~20 us against ~0.1 us for
