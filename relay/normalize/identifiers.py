@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Final
 
 import phonenumbers
@@ -99,9 +100,20 @@ def _nanp_e164(phone: str) -> str | None:
 # extension, punctuation or letter rules to change.
 _PLAIN_INTERNATIONAL: Final = re.compile(r"\+\d+(?:[ .-]\d+)*")
 _MAX_NSN_DIGITS: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
-# country calling code -> its national prefix pattern (None: leave the code to phonenumbers)
-_PREFIXES: dict[int, re.Pattern[str] | None] = {}
+
 _NO_PREFIX: Final = re.compile(r"(?!)")  # matches nothing: the region has no national prefix
+
+
+@dataclass(frozen=True, slots=True)
+class _CallingCode:
+    """What phonenumbers' parse and `is_possible_number` read of a calling code's main
+    region: its national prefix, and the national number lengths it calls possible."""
+
+    national_prefix: re.Pattern[str]
+    possible_lengths: frozenset[int]
+
+
+_CALLING_CODES: dict[int, _CallingCode | None] = {}  # None: leave the code to phonenumbers
 
 
 def _plain_international_e164(phone: str) -> str | None:
@@ -129,27 +141,31 @@ def _plain_international_e164(phone: str) -> str | None:
     national = digits[size:]
     if not 2 <= len(national) <= _MAX_NSN_DIGITS or national[0] == "0":
         return None
-    national_prefix = _national_prefix_of(code)
-    if national_prefix is None or national_prefix.match(national):
+    known = _calling_code(code)
+    if known is None or known.national_prefix.match(national):
         return None
-    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-    if not phonenumbers.is_possible_number(number):
+    if len(national) not in known.possible_lengths:
         return None  # phonenumbers says why (or takes it after all)
     return f"+{code}{national}"
 
 
-def _national_prefix_of(code: int) -> re.Pattern[str] | None:
-    if code in _PREFIXES:
-        return _PREFIXES[code]
+def _calling_code(code: int) -> _CallingCode | None:
+    if code in _CALLING_CODES:
+        return _CALLING_CODES[code]
     region = phonenumbers.region_code_for_country_code(code)
-    pattern = None
+    known = None
     if region not in ("001", phonenumbers.UNKNOWN_REGION):  # non-geographic: phonenumbers
         metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
-        if metadata is not None:
+        general = metadata.general_desc if metadata is not None else None
+        if metadata is not None and general is not None and -1 not in general.possible_length:
             prefix = metadata.national_prefix_for_parsing
-            pattern = re.compile(prefix) if prefix else _NO_PREFIX
-    _PREFIXES[code] = pattern
-    return pattern
+            known = _CallingCode(
+                re.compile(prefix) if prefix else _NO_PREFIX,
+                # is_possible_number of an unknown type: these lengths, local-only ones too
+                frozenset(general.possible_length) | frozenset(general.possible_length_local_only),
+            )
+    _CALLING_CODES[code] = known
+    return known
 
 
 # The same customers convert again and again, and parsing costs ~20 us against ~0.1 us for
