@@ -58,7 +58,12 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     "throughput": Scenario(
         "end to end (a `relay run` process) vs. its floor, same run",
         1200,
-        (Size("--events", 100_000, 5_000, "measured events"),),
+        (
+            Size("--events", 100_000, 5_000, "measured events"),
+            Size(
+                "--rounds", 3, 1, "web: floor and end to end measured this many times, alternating"
+            ),
+        ),
         "relay.tools.bench.throughput.run_throughput",
     ),
     "latency": Scenario(
