@@ -62,16 +62,14 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def web_floor(
-    run: Run, bootstrap: str, events: Sequence[Event], name: str = "bench-floor"
-) -> Floor:
-    source, sink = f"{name}.in", f"{name}.out"
+async def web_floor(run: Run, bootstrap: str, events: Sequence[Event]) -> Floor:
+    source, sink = "bench-floor.in", "bench-floor.out"
     await fill(bootstrap, source, events)
     await ensure_topics(bootstrap, [sink])
     consumer = make_consumer(
         bootstrap,
         source,
-        group_id=name,
+        group_id="bench-floor",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
