@@ -78,6 +78,19 @@ EXAMPLE_REQUEST: Final[dict[str, Any]] = {
     ]
 }
 
+# The answer headers two sandboxes must agree on, compared by the differential tests.
+ANSWER_HEADERS: Final = (
+    "Content-Type",
+    "x-current-api-version",
+    "x-rate-limit-limit",
+    "x-rate-limit-remaining",
+    "x-rate-limit-reset",
+    "x-account-rate-limit-limit",
+    "x-account-rate-limit-remaining",
+    "x-account-rate-limit-reset",
+    "Retry-After",
+)
+
 
 async def control(url: str, method: str, name: str, doc: Any = None) -> dict[str, Any]:
     """A control endpoint's JSON answer (asserting 200)."""

@@ -28,22 +28,11 @@ from relay.sandbox.seeds import APP_EVENT_TAGS, Seed
 from relay.sandbox.server import SandboxServer
 from relay.xads import oauth
 from tests.mact_fixtures import ANDROID_APP, APP_ACCOUNT, EVENT, FORBIDDEN_APP, IOS_APP
-from tests.sandbox_fixtures import CREDENTIALS, default_config
+from tests.sandbox_fixtures import ANSWER_HEADERS, CREDENTIALS, default_config
 
 NOW: Final = 1_800_000_000  # the clock both sandboxes share, at the start
 HOST: Final = "sandbox.test"  # the Host both are called by (the signed URI's)
 CASES: Final = 500
-ANSWER_HEADERS: Final = (
-    "Content-Type",
-    "x-current-api-version",
-    "x-rate-limit-limit",
-    "x-rate-limit-remaining",
-    "x-rate-limit-reset",
-    "x-account-rate-limit-limit",
-    "x-account-rate-limit-remaining",
-    "x-account-rate-limit-reset",
-    "Retry-After",
-)
 USUAL: Final = {
     "app_id": IOS_APP,
     "os_type": "IOS",

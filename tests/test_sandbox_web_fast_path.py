@@ -22,6 +22,7 @@ from relay.sandbox import validation, validation_fast
 from relay.sandbox.server import SandboxServer
 from relay.xads import oauth
 from tests.sandbox_fixtures import (
+    ANSWER_HEADERS,
     CREDENTIALS,
     EMAIL_HASH,
     FORBIDDEN_PIXEL,
@@ -38,17 +39,6 @@ PIXEL_TOKENS: Final = {
     OTHER_PIXEL: "demo-pixel-token-p1a2b",
     FORBIDDEN_PIXEL: "demo-pixel-token-s7g8h",
 }
-ANSWER_HEADERS: Final = (
-    "Content-Type",
-    "x-current-api-version",
-    "x-rate-limit-limit",
-    "x-rate-limit-remaining",
-    "x-rate-limit-reset",
-    "x-account-rate-limit-limit",
-    "x-account-rate-limit-remaining",
-    "x-account-rate-limit-reset",
-    "Retry-After",
-)
 USER_AGENT: Final = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
     "like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
