@@ -70,7 +70,7 @@ def cases(seed: int) -> list[str]:
     for region in regions:
         for kind in TYPES:
             example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
+            if example is None or example.country_code is None:
                 continue
             for national in nationals(rng, str(example.national_number)):
                 phones.append(written(rng, example.country_code, national))

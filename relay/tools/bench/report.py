@@ -52,6 +52,10 @@ it, the sandbox and the embedded broker in processes of their own, on loopback. 
 system of the relay's processes, from /proc. The machines are shared and noisy (the load
 average at the end of each run is recorded): compare ratios measured in the same run rather
 than absolute numbers. A result marked *quick* is a smoke-test size, not a measurement.
+`relay bench throughput` measures three rounds (the floor and the relay alternating, each
+round on a broker and a sandbox of its own) and puts its targets on the medians; beside the
+relay's CPU it lists its neighbours' (sandbox, broker, bench) over the same span, and the
+throughput at which they and the relay fill every core (`machine_ceiling_per_s`).
 
 Full runs (defaults of each scenario; rough durations on 2 idle cores), then
 `relay bench report`:

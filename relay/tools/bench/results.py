@@ -73,7 +73,7 @@ def load_average() -> str:
         return "unknown"
 
 
-NOT_CODE: Final = (":!bench", ":!BENCHMARKS.md")
+NOT_CODE: Final = (":!bench", ":!BENCHMARKS.md", ":!README.md", ":!docs")  # not what runs
 
 
 def commit() -> str:
