@@ -161,6 +161,7 @@ def oauth_header(
     token: str = CREDENTIALS["access_token"],
     token_secret: str = CREDENTIALS["access_token_secret"],
     form: Mapping[str, str] | None = None,
+    nonce: str | None = None,
     timestamp: int | None = None,
 ) -> str:
     return oauth.authorization_header(
@@ -171,6 +172,7 @@ def oauth_header(
         token=token,
         token_secret=token_secret,
         form=form,
+        nonce=nonce,
         timestamp=timestamp,
     )
 

@@ -12,12 +12,10 @@ import pytest
 from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.limits import FixedWindowBudget
 from relay.sandbox.replay import ReplayGuard
-from relay.xads import oauth
 from relay.xads.errors import RateLimited
 from tests.mact_fixtures import ATTRIBUTION, EVENT, EXAMPLE_PARAMS, call, relay_client
 from tests.sandbox_fixtures import (
     ACCOUNT,
-    CREDENTIALS,
     FORBIDDEN_PIXEL,
     OTHER_PIXEL,
     PIXEL,
@@ -281,16 +279,7 @@ async def test_a_replayed_request_is_refused() -> None:
         url = sandbox.conversions_url()
 
         def signed(nonce: str, timestamp: int) -> dict[str, str]:
-            header = oauth.authorization_header(
-                "POST",
-                url,
-                consumer_key=CREDENTIALS["consumer_key"],
-                consumer_secret=CREDENTIALS["consumer_secret"],
-                token=CREDENTIALS["access_token"],
-                token_secret=CREDENTIALS["access_token_secret"],
-                nonce=nonce,
-                timestamp=timestamp,
-            )
+            header = oauth_header("POST", url, nonce=nonce, timestamp=timestamp)
             return {"Authorization": header}
 
         body = {"conversions": [conversion()]}

@@ -28,7 +28,7 @@ from relay.sandbox.seeds import APP_EVENT_TAGS, Seed
 from relay.sandbox.server import SandboxServer
 from relay.xads import oauth
 from tests.mact_fixtures import ANDROID_APP, APP_ACCOUNT, EVENT, FORBIDDEN_APP, IOS_APP
-from tests.sandbox_fixtures import ANSWER_HEADERS, CREDENTIALS, default_config
+from tests.sandbox_fixtures import ANSWER_HEADERS, CREDENTIALS, default_config, oauth_header
 
 NOW: Final = 1_800_000_000  # the clock both sandboxes share, at the start
 HOST: Final = "sandbox.test"  # the Host both are called by (the signed URI's)
@@ -304,15 +304,7 @@ async def test_usual_requests_take_the_fast_path() -> None:
             if "+" in device:
                 params.update(app_id=ANDROID_APP, os_type="ANDROID")
             url = f"{server.url}{EVENT}?{urlencode(params)}"
-            signed = oauth.authorization_header(
-                "POST",
-                url,
-                consumer_key=CREDENTIALS["consumer_key"],
-                consumer_secret=CREDENTIALS["consumer_secret"],
-                token=CREDENTIALS["access_token"],
-                token_secret=CREDENTIALS["access_token_secret"],
-                timestamp=NOW,
-            )
+            signed = oauth_header("POST", url, timestamp=NOW)
             async with session.post(url, headers={"Authorization": signed}) as resp:
                 assert resp.status == 200, await resp.text()
             assert server.fast_answers == number + 1

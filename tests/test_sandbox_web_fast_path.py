@@ -20,16 +20,15 @@ import orjson
 
 from relay.sandbox import validation, validation_fast
 from relay.sandbox.server import SandboxServer
-from relay.xads import oauth
 from tests.sandbox_fixtures import (
     ANSWER_HEADERS,
-    CREDENTIALS,
     EMAIL_HASH,
     FORBIDDEN_PIXEL,
     OTHER_PIXEL,
     PHONE_HASH,
     PIXEL,
     default_config,
+    oauth_header,
 )
 
 NOW: Final = 1_800_000_000.0  # the clock both sandboxes share, at the start
@@ -304,16 +303,7 @@ class Requests:
         def headers(url: str) -> dict[str, str]:
             if token is not None:
                 return {"Content-Type": "application/json", "X-Pixel-Token": token}
-            signed = oauth.authorization_header(
-                "POST",
-                url,
-                consumer_key=CREDENTIALS["consumer_key"],
-                consumer_secret=CREDENTIALS["consumer_secret"],
-                token=CREDENTIALS["access_token"],
-                token_secret=CREDENTIALS["access_token_secret"],
-                nonce=nonce,
-                timestamp=int(now),
-            )
+            signed = oauth_header("POST", url, nonce=nonce, timestamp=int(now))
             return {"Content-Type": "application/json", "Authorization": signed}
 
         return headers
