@@ -136,13 +136,15 @@ def test_each_phone_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(phonenumbers, "parse", counting_parse)
     for _ in range(3):
-        assert hash_phone("+44 20 7946 0958", None) is not None
+        assert hash_phone("+44 (0)20 7946 0958", None) is not None
     for _ in range(3):  # +1 and ten digits never reach the parser
         assert hash_phone("+1 (123) 456-7890", None) == PHONE_VECTOR
+    for _ in range(3):  # nor does a plain + number it would return as written
+        assert hash_phone("+44 20 7946 0958", None) == hash_phone("+44 (0)20 7946 0958", None)
     for _ in range(2):
         with pytest.raises(InvalidEvent):
             hash_phone("+1 12", None)
-    assert calls == ["+44 20 7946 0958", "+1 12"]
+    assert calls == ["+44 (0)20 7946 0958", "+1 12"]
 
 
 def test_phone_cache_is_bounded() -> None:
