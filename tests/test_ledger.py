@@ -25,6 +25,7 @@ from relay.pipeline.ledger import (
     encode_entry,
     ensure_ledger_topic,
     ledger_digest,
+    ledger_digests,
 )
 from tests.broker_fixtures import PARTITIONS, FakeClock, outbound_settings
 from tests.conftest import make_settings
@@ -367,3 +368,11 @@ async def test_over_the_cap_a_busy_moment_is_forgotten_in_pieces_not_whole(
             f"delivered ledger: over RELAY_LEDGER_MAX_KEYS (20000); forgot "
             f"{forgotten} keys before the window's end"
         ]
+
+
+def test_a_batch_of_keys_converts_as_each_key_does() -> None:
+    codec = keys("batch", 50)  # the outbound codec's: 32 hex digits
+    spaced = "ab" * 15 + "  "  # 32 characters that fromhex reads as 15 bytes
+    odd = ["not-hex-at-all", spaced, codec[0].upper(), "0" * 31, "z" * 32]
+    for batch in (codec, odd, codec[:3] + odd + codec[3:6], [spaced, *codec[:2]]):
+        assert ledger_digests(batch) == b"".join(ledger_digest(k) for k in batch)

@@ -769,15 +769,13 @@ class DeliverStage(ConsumerStage):
                 batch.target,
             )
         if self.ledger is not None:
-            by_partition: dict[int, list[bytes]] = {}
+            # The keys, not digests kept from intake: 50,000 held events would keep as many
+            # 16-byte objects; a batch's keys are converted in one call here.
+            by_partition: dict[int, list[str]] = {}
             for p in batch.items:
-                # Computed again, not kept from intake: 50,000 held events would keep as
-                # many 16-byte objects for this.
-                by_partition.setdefault(p.tp.partition, []).append(
-                    ledger_digest(p.routed.ledger_key)
-                )
-            for partition, digests in by_partition.items():
-                self.ledger.record_digests(partition, digests)
+                by_partition.setdefault(p.tp.partition, []).append(p.routed.ledger_key)
+            for partition, keys in by_partition.items():
+                self.ledger.record(partition, keys)
         if batch.kind == "app" and sent.params is not None:
             (item,) = batch.items
             mode = self.settings.mobile_mode

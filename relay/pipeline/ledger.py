@@ -81,6 +81,20 @@ def ledger_digest(ledger_key: str) -> bytes:
     return hashlib.blake2b(ledger_key.encode(), digest_size=DIGEST_BYTES).digest()
 
 
+def ledger_digests(ledger_keys: Sequence[str]) -> bytes:
+    """The `ledger_digest`s of these keys, end to end. A run of the outbound codec's keys
+    (32 hex digits each) is converted in one call: this runs for every delivered batch."""
+    if set(map(len, ledger_keys)) == {2 * DIGEST_BYTES}:
+        try:
+            digests = bytes.fromhex("".join(ledger_keys))
+        except ValueError:
+            pass
+        else:
+            if len(digests) == DIGEST_BYTES * len(ledger_keys):  # no whitespace skipped
+                return digests
+    return b"".join(ledger_digest(k) for k in ledger_keys)
+
+
 def encode_entry(digests: bytes) -> bytes:
     return VERSION_TAG + digests
 
@@ -188,21 +202,15 @@ class DeliveredLedger(Lifecycle):
         """Remember keys X accepted for outbound partition `partition`; written behind."""
         if isinstance(ledger_keys, str):
             raise TypeError("record() takes a sequence of ledger keys, not one string")
-        self.record_digests(partition, [ledger_digest(k) for k in ledger_keys])
-
-    def record_digests(self, partition: int, digests: Sequence[bytes]) -> None:
-        """`record` of the keys whose `ledger_digest`s these are."""
         self._require_open()
         if not 0 <= partition < self._partitions:
             raise ValueError(f"partition {partition} is not one of {self.topic}'s")
-        if not digests:
+        if not ledger_keys:
             return
-        if any(len(d) != DIGEST_BYTES for d in digests):
-            raise ValueError(f"a ledger digest is {DIGEST_BYTES} bytes")
-        joined = b"".join(digests)
+        joined = ledger_digests(ledger_keys)
         self._remember(partition, joined, self._clock())
         self._pending.setdefault(partition, bytearray()).extend(joined)
-        count = len(digests)
+        count = len(ledger_keys)
         self._pending_keys += count
         self._unacked_keys += count
         self._metrics.ledger_keys.labels("recorded").inc(count)
