@@ -47,12 +47,16 @@ class Floor:
     seconds: float
     cpu_s: float
 
+    @property
+    def per_s(self) -> float | None:
+        return self.records / self.seconds if self.seconds else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "records": self.records,
             "seconds": round(self.seconds, 3),
-            "per_s": round(self.records / self.seconds, 1) if self.seconds else None,
+            "per_s": round(self.per_s, 1) if self.per_s else None,
             "cpu_s_per_1000": round(self.cpu_s / self.records * 1000, 5),
         }
 

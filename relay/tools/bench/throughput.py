@@ -87,7 +87,7 @@ async def run_throughput(
                 out.result["sandbox_latency_ms"] = MOBILE_LATENCY_MS
                 run.say(f"measuring the floor: {count:,} conversion_event calls")
                 floor = await mobile_floor(run, stack.sandbox_url, batch)
-            run.say(f"floor: {floor.records / floor.seconds:,.0f}/s; measuring end to end")
+            run.say(f"floor: {floor.per_s or 0:,.0f}/s; measuring end to end")
             e2e, _ = await measure(stack, "bench", kind, batch, warmup, split_stages=split_stages)
         measured.append((floor, e2e))
         run.say(f"end to end: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
@@ -103,8 +103,7 @@ def _cpu(e2e: EndToEnd) -> str:
 
 
 def _ratio(floor: Floor, e2e: EndToEnd) -> float | None:
-    floor_rate = floor.records / floor.seconds if floor.seconds else None
-    return e2e.steady_per_s / floor_rate if e2e.steady_per_s and floor_rate else None
+    return e2e.steady_per_s / floor.per_s if e2e.steady_per_s and floor.per_s else None
 
 
 def _report(out: Outcome, kind: Kind, measured: list[tuple[Floor, EndToEnd]]) -> None:
@@ -133,8 +132,7 @@ def _report(out: Outcome, kind: Kind, measured: list[tuple[Floor, EndToEnd]]) ->
     # The ratio at which this machine's cores are all busy, at the CPU per event the relay and
     # its neighbours (the sandbox standing in for X, the broker, the bench) were measured at.
     ceiling = e2e.machine_ceiling_per_s()
-    floor_rate = floor.records / floor.seconds if floor.seconds else None
-    out.result["machine_ceiling_ratio"] = ceiling / floor_rate if ceiling and floor_rate else None
+    out.result["machine_ceiling_ratio"] = ceiling / floor.per_s if ceiling and floor.per_s else None
     if kind == "web":
         out.targets += [
             Target("ratio to floor", ratio, ">=", WEB_RATIO_TARGET),
