@@ -56,6 +56,9 @@ class EndToEnd:
     # CPU seconds of the processes beside the relay over the same span (the sandbox, the
     # broker, this bench): what the cores gave them, not the relay.
     neighbours_cpu_s: Mapping[str, float] = field(default_factory=dict)
+    # Of the relay's CPU, the kernel's part, and the minor page faults behind much of it.
+    system_s: float | None = None
+    minor_faults: int | None = None
 
     def machine_ceiling_per_s(self) -> float | None:
         """Events/s at which the relay and its neighbours would use every core: no relay
@@ -79,6 +82,12 @@ class EndToEnd:
                 None if self.cpu_s is None else self.cpu_s / self.events * 1e3
             ),
             "cpu_us_per_event": _round(self.cpu_us_per_event),
+            "system_cpu_us_per_event": _round(
+                None if self.system_s is None else self.system_s / self.events * 1e6
+            ),
+            "page_faults_per_event": _round(
+                None if self.minor_faults is None else self.minor_faults / self.events
+            ),
             "peak_rss_mb": _round(
                 None if self.peak_rss_bytes is None else self.peak_rss_bytes / 2**20
             ),
@@ -104,9 +113,12 @@ class Relays:
 
     def usage(self) -> Usage | None:
         usages = [c.usage() for c in self.children]
-        if any(u is None for u in usages):
-            return None
-        return Usage(sum(u.cpu_s for u in usages if u), sum(u.peak_rss_bytes for u in usages if u))
+        total = Usage(0.0, 0)
+        for usage in usages:
+            if usage is None:
+                return None
+            total += usage
+        return total
 
     async def stop(self) -> None:
         for child in self.children:
@@ -226,7 +238,15 @@ async def measure(
         for name, cpu_s in neighbours_before.items()
         if name in neighbours_after
     }
-    return EndToEnd(len(events), rate, window, cpu, peak, first_delivery_s, neighbours), relay
+    system, faults = (
+        (after.system_s - before.system_s, after.minor_faults - before.minor_faults)
+        if after and before
+        else (None, None)
+    )
+    measured = EndToEnd(
+        len(events), rate, window, cpu, peak, first_delivery_s, neighbours, system, faults
+    )
+    return measured, relay
 
 
 def neighbours_cpu_s(stack: Stack) -> dict[str, float]:

@@ -42,10 +42,21 @@ def _clean_environ() -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """CPU seconds (user + system) and peak resident memory of one process tree."""
+    """CPU seconds (user + system) and peak resident memory of one process tree; of that CPU,
+    the system's part, and the minor page faults (memory first touched: fresh mappings)."""
 
     cpu_s: float
     peak_rss_bytes: int
+    system_s: float = 0.0
+    minor_faults: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.cpu_s + other.cpu_s,
+            self.peak_rss_bytes + other.peak_rss_bytes,
+            self.system_s + other.system_s,
+            self.minor_faults + other.minor_faults,
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -57,11 +68,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _cpu_ticks(pid: int) -> int:
+def _stat(pid: int) -> tuple[int, int, int]:
+    """CPU ticks (user + system, own and reaped children's), system ticks, minor faults."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rpartition(")")[2].split()
-    # utime, stime, cutime, cstime (fields 14-17; index 11-14 after the command name)
-    return sum(int(v) for v in fields[11:15])
+    # minflt, cminflt (fields 10 and 11: index 7 and 8 after the command name); utime,
+    # stime, cutime, cstime (fields 14-17: index 11-14)
+    system = int(fields[12]) + int(fields[14])
+    return sum(int(v) for v in fields[11:15]), system, int(fields[7]) + int(fields[8])
 
 
 def _peak_rss(pid: int) -> int:
@@ -74,19 +88,24 @@ def _peak_rss(pid: int) -> int:
 def tree_usage(pid: int) -> Usage | None:
     """CPU of `pid` and its live descendants (and reaped children), peak RSS summed."""
     try:
-        ticks, rss = _cpu_ticks(pid), _peak_rss(pid)
+        (ticks, system, faults), rss = _stat(pid), _peak_rss(pid)
     except (OSError, ValueError, IndexError):
         return None
     pending = _children(pid)
     while pending:
         current = pending.pop()
         try:
-            ticks += _cpu_ticks(current)
-            rss += _peak_rss(current)
+            (more_ticks, more_system, more_faults), more_rss = _stat(current), _peak_rss(current)
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
+        ticks, system, faults, rss = (
+            ticks + more_ticks,
+            system + more_system,
+            faults + more_faults,
+            rss + more_rss,
+        )
         pending.extend(_children(current))
-    return Usage(ticks / TICKS_PER_S, rss)
+    return Usage(ticks / TICKS_PER_S, rss, system / TICKS_PER_S, faults)
 
 
 @dataclass
