@@ -1,6 +1,5 @@
 """What the C allocator frees goes back to the system (glibc only): large blocks when they
-are freed (`map_large_blocks`, unless `RELAY_LARGE_BLOCKS=heap`), the heap's free pages every
-so often (`trim_heap`).
+are freed (`map_large_blocks`), the heap's free pages every so often (`trim_heap`).
 
 glibc serves a block of 128 KiB or more with its own mapping, returned when freed, until a
 large block is freed: then it raises that threshold to the block's size (up to 32 MiB), and
@@ -9,11 +8,6 @@ and producer batches (MiBs each, briefly alive), so once the threshold rose they
 the heap between small long-lived objects, and the heap cannot shrink around them: about
 30 MB of peak RSS with 10,000 accounts behind (measured, `relay bench memory`). Setting the
 threshold once fixes it at glibc's own starting value and turns that raise off.
-
-The price is paid in page faults: every fetch answer and produce request is a fresh mapping,
-touched page by page (about 2.5 faults and 5 us of system CPU per web event at full speed;
-`bench/profile.md`). `RELAY_LARGE_BLOCKS=heap` leaves glibc's threshold alone, for those
-with memory to spare and few accounts.
 """
 
 from __future__ import annotations
@@ -47,16 +41,6 @@ def map_large_blocks() -> bool:
     if not done:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused; the allocator keeps its defaults")
     return done
-
-
-def place_large_blocks(where: str) -> bool:
-    """`RELAY_LARGE_BLOCKS`: "mapped" fixes the threshold (`map_large_blocks`), "heap" leaves
-    glibc's own; True when the threshold was fixed."""
-    if where == "heap":
-        return False
-    if where != "mapped":
-        raise ValueError(f"large blocks go 'mapped' or 'heap', not {where!r}")
-    return map_large_blocks()
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -67,7 +67,6 @@ EVENT_MAP_KEYS: Final = {
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS: Final = ("text", "json")
 EVENT_LOOPS: Final = ("uvloop", "asyncio")  # relay/eventloop.py
-LARGE_BLOCK_PLACES: Final = ("mapped", "heap")  # relay/allocator.py
 IDEMPOTENCE_MODES: Final = ("auto", "true", "false")
 TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,200}")
 SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -669,15 +668,6 @@ class Settings:
         "event loop of relay run: uvloop (less CPU per event; asyncio's own where uvloop "
         "cannot be imported) or asyncio",
         choices=EVENT_LOOPS,
-    )
-    large_blocks: str = setting(
-        "RELAY_LARGE_BLOCKS",
-        "mapped",
-        "where glibc puts relay run's blocks of 128 KiB or more (Kafka answers, produce "
-        "requests): mapped (each its own mapping: less peak RSS) or heap (glibc's own "
-        "choice: fewer page faults, about 5 us less system CPU per web event at full speed, "
-        "about 50 MB more peak RSS over a 10,000-account backlog)",
-        choices=LARGE_BLOCK_PLACES,
     )
     # The relay's own topics (never the input topics), when it creates them.
     topic_partitions: int = setting(

@@ -20,9 +20,6 @@ libc.mallinfo2.restype = Info
 if sys.argv[1] == "fixed":
     from relay.allocator import map_large_blocks
     assert map_large_blocks()
-elif sys.argv[1] != "default":  # a RELAY_LARGE_BLOCKS choice
-    from relay.allocator import place_large_blocks
-    place_large_blocks(sys.argv[1])
 big = bytearray(8 << 20)
 del big  # a large block freed: glibc raises its threshold to its size
 before = libc.mallinfo2().hblkhd
@@ -55,18 +52,6 @@ def test_glibc_alone_serves_the_block_from_the_heap() -> None:
 
 def test_with_the_fix_the_block_is_mapped() -> None:
     assert _mapped_growth("fixed") >= 1 << 20
-
-
-def test_relay_large_blocks_chooses_between_the_two() -> None:
-    assert _mapped_growth("mapped") >= 1 << 20  # the default
-    assert _mapped_growth("heap") == 0  # glibc's own threshold, raised by the freed block
-
-
-def test_an_unknown_place_is_refused() -> None:
-    from relay.allocator import place_large_blocks
-
-    with pytest.raises(ValueError, match="mapped"):
-        place_large_blocks("anywhere")
 
 
 TRIM_PROBE = """

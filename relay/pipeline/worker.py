@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from relay.allocator import place_large_blocks, trim_heap_every
+from relay.allocator import map_large_blocks, trim_heap_every
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.eventloop import loop_factory
@@ -354,7 +354,7 @@ def run_worker(settings: Settings, stage: Stage, timeline: StartupTimeline | Non
 
     factory = loop_factory(settings.event_loop)  # imported before the freeze: kept out too
     tune_garbage_collector()
-    place_large_blocks(settings.large_blocks)
+    map_large_blocks()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(main())

@@ -17,7 +17,7 @@ small machine that, not the relay, can cap the ratio.
 from __future__ import annotations
 
 import statistics
-from typing import Final
+from typing import Any, Final
 
 from relay.tools.bench.configs import default_config, write_app_config
 from relay.tools.bench.context import BENCH_ACCOUNT_LIMIT, Run
@@ -102,6 +102,18 @@ def _cpu(e2e: EndToEnd) -> str:
     return f"{e2e.cpu_us_per_event:.1f} us" if e2e.cpu_us_per_event is not None else "?"
 
 
+def _round_in_brief(floor: Floor, e2e: EndToEnd) -> dict[str, Any]:
+    measured = e2e.to_json()
+    return {
+        "floor_per_s": floor.to_json()["per_s"],
+        "per_s": measured["per_s"],
+        "ratio": _ratio(floor, e2e),
+        "cpu_us_per_event": e2e.cpu_us_per_event,
+        "system_cpu_us_per_event": measured["system_cpu_us_per_event"],
+        "page_faults_per_event": measured["page_faults_per_event"],
+    }
+
+
 def _ratio(floor: Floor, e2e: EndToEnd) -> float | None:
     return e2e.steady_per_s / floor.per_s if e2e.steady_per_s and floor.per_s else None
 
@@ -119,15 +131,7 @@ def _report(out: Outcome, kind: Kind, measured: list[tuple[Floor, EndToEnd]]) ->
     cpu = statistics.median_low(cpus) if cpus else None
     out.result["ratio"] = ratio
     if len(measured) > 1:
-        out.result["rounds"] = [
-            {
-                "floor_per_s": f.to_json()["per_s"],
-                "per_s": e.to_json()["per_s"],
-                "ratio": _ratio(f, e),
-                "cpu_us_per_event": e.cpu_us_per_event,
-            }
-            for f, e in measured
-        ]
+        out.result["rounds"] = [_round_in_brief(f, e) for f, e in measured]
         out.result["relay_cpu_us_per_event_median"] = cpu
     # The ratio at which this machine's cores are all busy, at the CPU per event the relay and
     # its neighbours (the sandbox standing in for X, the broker, the bench) were measured at.
