@@ -68,14 +68,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _stat(pid: int) -> tuple[int, int, int]:
-    """CPU ticks (user + system, own and reaped children's), system ticks, minor faults."""
+def _process_usage(pid: int) -> Usage:
+    """One process's CPU (its own and its reaped children's), peak RSS and minor faults."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rpartition(")")[2].split()
     # minflt, cminflt (fields 10 and 11: index 7 and 8 after the command name); utime,
     # stime, cutime, cstime (fields 14-17: index 11-14)
-    system = int(fields[12]) + int(fields[14])
-    return sum(int(v) for v in fields[11:15]), system, int(fields[7]) + int(fields[8])
+    ticks = sum(int(v) for v in fields[11:15])
+    system_ticks = int(fields[12]) + int(fields[14])
+    faults = int(fields[7]) + int(fields[8])
+    return Usage(ticks / TICKS_PER_S, _peak_rss(pid), system_ticks / TICKS_PER_S, faults)
 
 
 def _peak_rss(pid: int) -> int:
@@ -86,26 +88,20 @@ def _peak_rss(pid: int) -> int:
 
 
 def tree_usage(pid: int) -> Usage | None:
-    """CPU of `pid` and its live descendants (and reaped children), peak RSS summed."""
+    """Usage of `pid` and its live descendants (and reaped children), peak RSS summed."""
     try:
-        (ticks, system, faults), rss = _stat(pid), _peak_rss(pid)
+        total = _process_usage(pid)
     except (OSError, ValueError, IndexError):
         return None
     pending = _children(pid)
     while pending:
         current = pending.pop()
         try:
-            (more_ticks, more_system, more_faults), more_rss = _stat(current), _peak_rss(current)
+            total += _process_usage(current)
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
-        ticks, system, faults, rss = (
-            ticks + more_ticks,
-            system + more_system,
-            faults + more_faults,
-            rss + more_rss,
-        )
         pending.extend(_children(current))
-    return Usage(ticks / TICKS_PER_S, rss, system / TICKS_PER_S, faults)
+    return total
 
 
 @dataclass
