@@ -58,6 +58,9 @@ def redrive_count(headers: Sequence[Header] | None) -> int:
     return 0
 
 
+ERROR_CLASS_HEADER: Final = "relay.error.class"  # machine-readable: what tools count by
+
+
 def dead_letter(
     topic: str,
     value: bytes,
@@ -68,7 +71,7 @@ def dead_letter(
 ) -> OutRecord:
     headers: list[Header] = [
         ("relay.error.stage", failure.stage.encode()),
-        ("relay.error.class", failure.error_class.encode()),
+        (ERROR_CLASS_HEADER, failure.error_class.encode()),
         ("relay.error.message", failure.message[:MAX_HEADER_MESSAGE].encode()),
     ]
     optional: list[tuple[str, object]] = [

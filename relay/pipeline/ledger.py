@@ -71,7 +71,7 @@ def ledger_digest(ledger_key: str) -> bytes:
     """The 16 bytes a ledger key is kept as: its own bytes when it is 32 hex digits (the
     outbound codec's keys), else a BLAKE2b digest of it."""
     if len(ledger_key) == 2 * DIGEST_BYTES:
-        try:  # not contextlib.suppress: this runs twice per delivered event
+        try:  # not contextlib.suppress: the deliver stage's intake runs this per event
             digest = bytes.fromhex(ledger_key)
         except ValueError:
             pass

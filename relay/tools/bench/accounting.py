@@ -8,8 +8,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
+from aiokafka import ConsumerRecord
+
+from relay.pipeline.dlq import ERROR_CLASS_HEADER
 from relay.tools.bench.events import Kind, dead_letter_identity, entry_identity
 from relay.tools.bench.kafka_io import read_topic
 from relay.tools.bench.stack import Stack
@@ -75,9 +78,6 @@ def duplicates_between(
     return counts
 
 
-ERROR_CLASS_HEADER: Final = "relay.error.class"  # the DLQ header (design.md)
-
-
 async def dead_letter_identities(stack: Stack, prefix: str, kind: Kind) -> list[str]:
     return (await dead_letters(stack, prefix, kind))[0]
 
@@ -86,5 +86,9 @@ async def dead_letters(stack: Stack, prefix: str, kind: Kind) -> tuple[list[str]
     """(the identities of the dead-lettered events, how many of each error class)."""
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq")
     found = (dead_letter_identity(r.value, kind) for r in records)
-    classes = Counter(dict(r.headers).get(ERROR_CLASS_HEADER, b"?").decode() for r in records)
-    return [i for i in found if i is not None], dict(classes)
+    return [i for i in found if i is not None], error_classes(records)
+
+
+def error_classes(records: Iterable[ConsumerRecord]) -> dict[str, int]:
+    """How many dead letters of each error class (`?`: a record without the header)."""
+    return dict(Counter(dict(r.headers).get(ERROR_CLASS_HEADER, b"?").decode() for r in records))

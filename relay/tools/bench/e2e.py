@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from relay.errors import RelayError
-from relay.tools.bench.accounting import received_s
+from relay.tools.bench.accounting import error_classes, received_s
 from relay.tools.bench.context import StallGuard
 from relay.tools.bench.events import Event, Kind
 from relay.tools.bench.kafka_io import Backlog, fill, read_topic
@@ -41,8 +40,8 @@ async def refuse_dead_lettered(stack: Stack, prefix: str, missing: int) -> None:
     """DeadLettered when at least `missing` records are in the DLQ: waiting is useless."""
     records = await read_topic(stack.bootstrap, f"{prefix}.dlq", timeout_s=10)
     if records and len(records) >= missing:
-        classes = Counter(dict(r.headers).get("relay.error.class", b"?").decode() for r in records)
-        raise DeadLettered(f"the relay dead-letters instead of delivering: {dict(classes)}")
+        classes = error_classes(records)
+        raise DeadLettered(f"the relay dead-letters instead of delivering: {classes}")
 
 
 @dataclass(frozen=True)
@@ -231,18 +230,22 @@ async def measure(
         await relay.stop()
     entries = (await stack.client.journal(journal_kind))[base:]
     rate, window = steady_rate(entries)
-    cpu = after.cpu_s - before.cpu_s if after and before else None
+    # What the relay used over the measured span; its peak RSS is the run's so far.
+    cpu, system, faults = (
+        (
+            after.cpu_s - before.cpu_s,
+            after.system_s - before.system_s,
+            after.minor_faults - before.minor_faults,
+        )
+        if after and before
+        else (None, None, None)
+    )
     peak = after.peak_rss_bytes if after else None
     neighbours = {
         name: neighbours_after[name] - cpu_s
         for name, cpu_s in neighbours_before.items()
         if name in neighbours_after
     }
-    system, faults = (
-        (after.system_s - before.system_s, after.minor_faults - before.minor_faults)
-        if after and before
-        else (None, None)
-    )
     measured = EndToEnd(
         len(events), rate, window, cpu, peak, first_delivery_s, neighbours, system, faults
     )
