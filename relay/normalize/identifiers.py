@@ -172,6 +172,13 @@ def _calling_code(code: int) -> _CallingCode | None:
 # a cache hit. Impossible numbers are cached too (as None), so garbage is parsed once.
 @functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
 def _hash_e164(phone: str, region: str | None) -> str | None:
+    e164 = parsed_e164(phone, region)
+    return sha256_hex(e164) if e164 else None
+
+
+def parsed_e164(phone: str, region: str | None) -> str | None:
+    """phonenumbers' E.164 form of `phone`, or None when it is not a possible number (the
+    answer the `+1` and plain-international shortcuts must give too)."""
     try:
         number = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException:
@@ -180,7 +187,7 @@ def _hash_e164(phone: str, region: str | None) -> str | None:
     # ranges, and its own test vector +1 123 456 7890 has an unassigned area code.
     if not phonenumbers.is_possible_number(number):
         return None
-    return sha256_hex(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def check_sha256(value: str, field: str) -> str | None:
