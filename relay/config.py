@@ -499,6 +499,14 @@ class Settings:
         minimum=1,
         maximum=MAX_WEB_BATCH_SIZE,
     )
+    outbound_bundle_events: int = setting(
+        "RELAY_OUTBOUND_BUNDLE_EVENTS",
+        100,
+        "web events of one account and one read of the input written as one outbound record "
+        "(1: a record per event); Kafka's per-record costs are paid once for them",
+        minimum=1,
+        maximum=MAX_WEB_BATCH_SIZE,
+    )
     linger_s: float = setting(
         "RELAY_LINGER_S",
         0.2,

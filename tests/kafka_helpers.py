@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
+from relay.pipeline import outbound
 
 
 async def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -22,9 +23,13 @@ async def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> Non
 
 
 async def read_all(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 20
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 20,
+    count: Callable[[ConsumerRecord], int] = lambda record: 1,
 ) -> list[ConsumerRecord]:
-    """Every record of `topic`, waiting until at least `expected` arrived."""
+    """Every record of `topic`, waiting until at least `expected` arrived (as `count`s them)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -34,13 +39,15 @@ async def read_all(
     )
     await consumer.start()
     records: list[ConsumerRecord] = []
+    arrived = 0
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for messages in batch.values():
                 records.extend(messages)
-            if len(records) >= expected and not batch:
+                arrived += sum(count(m) for m in messages)
+            if arrived >= expected and not batch:
                 break
     finally:
         await consumer.stop()
@@ -99,3 +106,27 @@ async def produce_records(bootstrap: str, records: list[OutRecord]) -> None:
         await BatchProducer(producer).send_and_wait(records)
     finally:
         await producer.stop()
+
+
+async def read_outbound(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 20
+) -> tuple[list[ConsumerRecord], list[outbound.Routed]]:
+    """The records of an outbound topic and the events they carry (a bundle's, one by one),
+    waiting until at least `expected` events arrived."""
+    records = await read_all(
+        bootstrap, topic, expected, timeout_s, lambda r: len(outbound.decode_all(r.value))
+    )
+    return records, [event for r in records for event in outbound.decode_all(r.value)]
+
+
+async def uncommitted_events(bootstrap: str, group: str, topic: str) -> int:
+    """The events of an outbound topic at or past `group`'s committed offsets."""
+    committed = {
+        p: c or 0 for p, (c, _) in (await committed_and_end(bootstrap, group, topic)).items()
+    }
+    records = await read_all(bootstrap, topic, 0, timeout_s=5)
+    return sum(
+        len(outbound.decode_all(r.value))
+        for r in records
+        if r.offset >= committed.get(r.partition, 0)
+    )

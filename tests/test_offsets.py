@@ -63,3 +63,18 @@ def test_a_run_of_one_record_is_a_record() -> None:
     tracker.finish(TP, 7)
     assert tracker.to_commit() == {TP: 8}
     assert tracker.in_flight() == 0
+
+
+def test_a_record_of_several_events_finishes_when_each_of_them_has() -> None:
+    tracker = OffsetTracker()
+    tracker.register(TP, 7, 3)  # a bundle of three events
+    tracker.register(TP, 8)
+    assert tracker.in_flight() == 4
+    tracker.finish(TP, 8)
+    tracker.finish(TP, 7)
+    tracker.finish(TP, 7)
+    assert tracker.to_commit() == {TP: 7}  # one of its events is still out
+    assert tracker.in_flight() == 4
+    tracker.finish(TP, 7)
+    assert tracker.to_commit() == {TP: 9}
+    assert tracker.in_flight() == 0

@@ -106,3 +106,34 @@ def test_unknown_versions_and_broken_framing_are_refused(value: bytes) -> None:
 def test_routing_fields_must_not_break_the_framing() -> None:
     with pytest.raises(ValueError):
         outbound.encode(OutboundEvent("web", "bad key", "p1", {}))
+
+
+def test_a_bundle_carries_each_event_as_its_own_r3_value() -> None:
+    values = [outbound.encode(web_event(f"c{i}"), 1_700_000_000_000 + i) for i in range(3)]
+    bundle = outbound.encode_bundle(values)
+    assert bundle.startswith(outbound.BUNDLE_TAG)
+    events = outbound.decode_all(bundle)
+    assert [e.record for e in events] == values  # parked or dead-lettered alone: plain R3
+    assert [e.payload_dict()["conversion_id"] for e in events] == ["c0", "c1", "c2"]
+    assert [e.origin_ms for e in events] == [1_700_000_000_000 + i for i in range(3)]
+    assert [e.ledger_key for e in events] == [outbound.decode(v).ledger_key for v in values]
+    assert outbound.encode_bundle(values[:1]) == values[0]  # one event: no bundle
+    assert outbound.decode_all(values[0]) == [outbound.decode(values[0])]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"R4 \n" + b"R3 web a p k 12 email\n{}",
+        b"R4 2\n" + b"R3 web a p k 12 email\n{}",  # fewer parts than counted
+        b"R4 1\n" + b"R3 web a p k 12 email\n{}\nR3 web a p k 12 email\n{}",  # more
+        b"R4 2\n" + b"R3 web a p k 12 email\n{}\nR2 web a p k\n{}",  # a part of another version
+        b"R4 1\n" + b"R3 web a p k 12 email",  # a part without its payload
+        b"R4 1",
+    ],
+)
+def test_broken_bundles_are_refused_whole(value: bytes) -> None:
+    with pytest.raises(outbound.UnknownOutbound):
+        outbound.decode_all(value)
+    with pytest.raises(outbound.UnknownOutbound):
+        outbound.decode(value)  # a reader of single events does not take a bundle for one

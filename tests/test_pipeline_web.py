@@ -23,7 +23,13 @@ from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.produce import generate_web, usable_pixels
 from tests.conftest import make_settings
-from tests.kafka_helpers import committed_and_end, produce_values, read_all, wait_for
+from tests.kafka_helpers import (
+    committed_and_end,
+    produce_values,
+    read_all,
+    read_outbound,
+    wait_for,
+)
 
 VALID = 300
 
@@ -128,9 +134,12 @@ async def test_web_events_flow_to_x_and_bad_ones_to_the_dlq(
         ours[0]["identifiers"]
     )
     assert "order-2" not in {e["conversion"].get("conversion_id") for e in entries}
-    outbound = await read_all(kafka_bootstrap, settings.outbound_topic, VALID + 1)
-    assert len(outbound) == VALID + 1
-    assert not any(b"@" in r.value for r in outbound), "raw email on the outbound topic"
+    records, events = await read_outbound(kafka_bootstrap, settings.outbound_topic, VALID + 1)
+    assert len(events) == VALID + 1
+    assert not any(b"@" in r.value for r in records), "raw email on the outbound topic"
+    # An account's web events of one read travel as one record (a bundle), at most 100.
+    assert len(records) < len(events) // 10
+    assert all(len(outbound.decode_all(r.value)) <= 100 for r in records)
 
     # Each malformed record cost exactly one dead letter, with the contract's headers.
     dead = await read_all(kafka_bootstrap, settings.dlq_topic, len(bad))

@@ -1,6 +1,7 @@
 """The deliver stage: outbound topic -> lanes -> budget -> senders -> X, and the wiring.
 
-    intake    decode the routing line, put each record in the lane of its budget key
+    intake    decode the routing line, put each event (a bundle's, one by one) in the lane
+              of its budget key
     lanes     (lanes.py) per account: web batches per pixel, or single app requests
     dispatch  per lane, up to RELAY_MAX_IN_FLIGHT_PER_ACCOUNT requests (and
               RELAY_MAX_IN_FLIGHT_REQUESTS overall), each once the circuit, the holds and
@@ -188,50 +189,62 @@ class DeliverStage(ConsumerStage):
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
-            if not delayed and messages and self.consumer is not None:
-                highwater = self.consumer.highwater(tp)
-                if highwater is not None:
-                    self.linger.observe(tp, highwater - messages[-1].offset - 1)
-            count += len(messages)
             register = tracker.registrar(tp)
+            events = 0
             for msg in messages:
                 offset = msg.offset
-                register(offset)
                 value: bytes = msg.value or b""
                 origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
                 try:
-                    routed = outbound.decode(value)
+                    carried = outbound.decode_all(value)
                 except outbound.UnknownOutbound:
+                    register(offset, 1)
                     placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
                     undecodable.append(
                         Pending(tp, offset, msg.key, value, placeholder, origin, parked)
                     )
+                    events += 1
                     continue
-                key = routed.ledger_key
-                digest = ledger_digest(key) if ledger is not None else b""
-                if key in held_keys or (ledger is not None and ledger.seen_digest(digest)):
-                    # A replay: X has it, or its first copy waits here (a copy is written
-                    # after it on the same partition, so the commit cannot pass that first).
-                    tracker.finish(tp, offset)
-                    duplicates += 1
-                    continue
-                held_keys[key] = tp
-                pending = Pending(tp, offset, msg.key, value, routed, origin, parked)
-                pending.timestamp_ms = msg.timestamp
-                if msg.headers:
-                    pending.headers = carried_headers(msg.headers)
-                if delayed or pending.headers:
-                    pass  # parked or redriven: counted from its own append, as before R3
-                elif routed.origin_ms >= 0:  # R3: the input's timestamp in the routing line
-                    pending.timestamp_ms = routed.origin_ms
-                elif msg.headers:  # R2: in a header
-                    pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
-                slot = (routed.kind, routed.target, routed.budget_key)
-                lane = lanes.get(slot)
-                if lane is None:
-                    lane = lanes[slot] = self._lane(routed)
-                    touched.add(lane)
-                lane.add(pending, opened_at(now, pending.timestamp_ms, epoch_to_clock, linger_s))
+                # A bundle's events share its offset: it finishes when each of them has.
+                register(offset, len(carried))
+                events += len(carried)
+                bundled = value.startswith(outbound.BUNDLE_TAG)
+                for routed in carried:
+                    key = routed.ledger_key
+                    digest = ledger_digest(key) if ledger is not None else b""
+                    if key in held_keys or (ledger is not None and ledger.seen_digest(digest)):
+                        # A replay: X has it, or its first copy waits here (a copy is written
+                        # after it on the same partition, so the commit cannot pass that first).
+                        tracker.finish(tp, offset)
+                        duplicates += 1
+                        continue
+                    held_keys[key] = tp
+                    own = routed.record if bundled else value  # a bundle's part: an R3 value
+                    pending = Pending(tp, offset, msg.key, own, routed, origin, parked)
+                    pending.timestamp_ms = msg.timestamp
+                    if msg.headers:
+                        pending.headers = carried_headers(msg.headers)
+                    if delayed or pending.headers:
+                        pass  # parked or redriven: counted from its own append, as before R3
+                    elif routed.origin_ms >= 0:  # R3: the input's timestamp in the routing line
+                        pending.timestamp_ms = routed.origin_ms
+                    elif msg.headers:  # R2: in a header
+                        pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
+                    slot = (routed.kind, routed.target, routed.budget_key)
+                    lane = lanes.get(slot)
+                    if lane is None:
+                        lane = lanes[slot] = self._lane(routed)
+                        touched.add(lane)
+                    lane.add(
+                        pending, opened_at(now, pending.timestamp_ms, epoch_to_clock, linger_s)
+                    )
+            count += events
+            if not delayed and messages and self.consumer is not None:
+                highwater = self.consumer.highwater(tp)
+                if highwater is not None:
+                    # Unread records in events, at this read's events per record (bundles).
+                    unread = highwater - messages[-1].offset - 1
+                    self.linger.observe(tp, unread * events // len(messages))
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
             self.commit_soon()

@@ -2,7 +2,8 @@
 
     invalid                   -> <prefix>.dlq (stage=ingest, original bytes kept)
     opted out / not a conversion -> dropped, counted by reason
-    valid                     -> <prefix>.outbound, keyed by the budget key (ad account)
+    valid                     -> <prefix>.outbound, keyed by the budget key (ad account);
+                                 a chunk's web events of one account bundled in one record
 
 An input offset is committed only after its outcome (outbound record or dead letter) was
 acknowledged by the broker, or it was deliberately dropped.
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
 MAX_RECORD_KEYS: Final = 100_000
+# A bundle stays well under the broker's default record limit (1 MiB), whatever its events.
+BUNDLE_MAX_BYTES: Final = 256 * 1024
 
 
 NO_HEADERS: Final[list[Header]] = []  # shared: the producer only reads it
@@ -181,6 +184,11 @@ class IngestStage(ConsumerStage):
         decode, max_bytes, ctx = decode_record, self.settings.max_event_bytes, ingestor.ctx
         outbound_topic, encode = self.settings.outbound_topic, outbound.encode
         record_keys = self._record_keys
+        # Web events of one account, in order, until a bundle is full (outbound.py).
+        bundle_cap, bundle = self.settings.outbound_bundle_events, outbound.encode_bundle
+        bundling = bundle_cap > 1
+        bundles: dict[bytes, list[bytes]] = {}
+        bundle_bytes: dict[bytes, int] = {}
         consumed = 0
         for tp, messages in batch.items():
             if not messages:
@@ -209,19 +217,37 @@ class IngestStage(ConsumerStage):
                     if len(record_keys) >= MAX_RECORD_KEYS:
                         record_keys.clear()
                     key = record_keys[budget_key] = budget_key.encode()
+                kinds[event.kind] += 1
+                value = encode(event, msg.timestamp)
+                if bundling and not msg.headers and event.kind == "web":
+                    parts = bundles.get(key)
+                    if parts is None:
+                        bundles[key] = [value]
+                        bundle_bytes[key] = len(value)
+                        continue
+                    size = bundle_bytes[key] + len(value)
+                    if len(parts) < bundle_cap and size <= BUNDLE_MAX_BYTES:
+                        parts.append(value)
+                        bundle_bytes[key] = size
+                        continue
+                    records.append(OutRecord(outbound_topic, bundle(parts), key, NO_HEADERS))
+                    bundles[key] = [value]
+                    bundle_bytes[key] = len(value)
+                    continue
                 records.append(
                     OutRecord(
                         outbound_topic,
-                        encode(event, msg.timestamp),
+                        value,
                         key,
                         outbound_headers(msg) if msg.headers else NO_HEADERS,
                     )
                 )
-                kinds[event.kind] += 1
             first, last = messages[0].offset, messages[-1].offset
             tracker.register_run(tp, first, last, len(messages))
             chunk.runs.append((tp, first))
             consumed += len(messages)
+        for key, parts in bundles.items():
+            records.append(OutRecord(outbound_topic, bundle(parts), key, NO_HEADERS))
         metrics.consumed.labels("ingest").inc(consumed)
         for reason, count in drops.items():
             metrics.dropped.labels(reason).inc(count)

@@ -6,7 +6,9 @@ offset to commit is the first one still unfinished; everything before it is safe
 The unit of bookkeeping is a run of records that finish together: one record (`register`,
 `finish`: the deliver stage, whose records finish one by one) or a whole fetched run of a
 partition (`register_run`, `finish_run`: the ingest stage, whose records finish per chunk),
-so that a chunk of thousands of records costs one entry, not one per record.
+so that a chunk of thousands of records costs one entry, not one per record. A record that
+carries several events (an outbound bundle) is registered with their number and finishes
+when each of them has (`register(offset, events)`, one `finish` per event).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class PartitionOffsets:
     runs longer than one record (a single record, the common case of `register`, needs none).
     """
 
-    __slots__ = ("_finished", "_held", "_last", "_next_after_last", "_pending")
+    __slots__ = ("_finished", "_held", "_last", "_next_after_last", "_pending", "_unsettled")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()  # first offsets of the runs not yet released
@@ -32,8 +34,14 @@ class PartitionOffsets:
         self._last: dict[int, tuple[int, int]] = {}  # first -> (last offset, record count)
         self._held = 0
         self._next_after_last: int | None = None
+        self._unsettled: dict[int, int] = {}  # a record of several events -> those not finished
 
-    def register(self, offset: int) -> None:
+    def register(self, offset: int, events: int = 1) -> None:
+        """One record, finished after `events` calls of `finish` (its events, one by one)."""
+        if events > 1:
+            self._unsettled[offset] = events
+            self.register_run(offset, offset, events)
+            return
         self._pending.append(offset)
         self._held += 1
         self._next_after_last = offset + 1
@@ -49,7 +57,16 @@ class PartitionOffsets:
         self._next_after_last = last + 1
 
     def finish(self, offset: int) -> None:
-        """The record (or the run starting) at `offset` is finished."""
+        """The record (or the run starting, or one event of the record) at `offset` is
+        finished."""
+        unsettled = self._unsettled
+        if unsettled:
+            left = unsettled.get(offset)
+            if left is not None:
+                if left > 1:
+                    unsettled[offset] = left - 1
+                    return
+                del unsettled[offset]
         self._finished.add(offset)
         pending, finished = self._pending, self._finished
         while pending and pending[0] in finished:
@@ -83,10 +100,10 @@ class OffsetTracker:
             offsets = self._partitions[tp] = PartitionOffsets()
         return offsets
 
-    def register(self, tp: TopicPartition, offset: int) -> None:
-        self._offsets(tp).register(offset)
+    def register(self, tp: TopicPartition, offset: int, events: int = 1) -> None:
+        self._offsets(tp).register(offset, events)
 
-    def registrar(self, tp: TopicPartition) -> Callable[[int], None]:
+    def registrar(self, tp: TopicPartition) -> Callable[[int, int], None]:
         """`register` for the records of `tp` (one lookup for a fetched run of them)."""
         return self._offsets(tp).register
 

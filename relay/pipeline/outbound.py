@@ -13,6 +13,16 @@ one item of the `conversions` array, joined into the request body as bytes; app:
 - identifiers: the payload's identifier set as the coverage metric labels it
   (`relay.observability.coverage`), e.g. `email+phone+ip_ua`.
 
+Several web events of one account, written by one ingest chunk, travel as one record (a
+bundle), so that Kafka's per-record costs (the producer's append, the consumer's record
+objects, the deliver stage's offset bookkeeping) are paid once for up to
+`RELAY_OUTBOUND_BUNDLE_EVENTS` of them:
+
+    value = b"R4 " count "\n" R3-value "\n" R3-value ...
+
+Each part is a whole R3 value (one routing line, one payload line: orjson writes no raw
+newline), so that a part parked or dead-lettered on its own is an ordinary R3 record.
+
 Versions 2 (`R2`: the first four fields, the origin timestamp in a header) and 1 (a JSON
 object with `v: 1`) are still read, so that an upgrade does not dead-letter a backlog; any
 other version is refused (`UnknownOutbound`).
@@ -31,6 +41,7 @@ from relay.formats.base import OutboundEvent
 from relay.observability import coverage
 
 VERSION_TAG: Final = b"R3 "
+BUNDLE_TAG: Final = b"R4 "
 VERSION_2_TAG: Final = b"R2 "
 KINDS: Final = ("web", "app")
 # label -> the same label: a decoded record keeps the one shared string, not its own copy
@@ -118,6 +129,45 @@ def encode(event: OutboundEvent, origin_ms: int = -1) -> bytes:
         f" {origin_ms if origin_ms > 0 else -1} {identifiers}\n"
     )
     return head.encode() + payload
+
+
+def encode_bundle(values: list[bytes]) -> bytes:
+    """R3 values of one budget key -> one outbound record (the value itself when alone)."""
+    if len(values) == 1:
+        return values[0]
+    return b"R4 %d\n" % len(values) + b"\n".join(values)
+
+
+def decode_all(value: bytes | None) -> list[Routed]:
+    """An outbound record value -> the events it carries (a bundle's: each its own R3
+    value in `record`); `UnknownOutbound` for what it cannot read, as a whole."""
+    if value and value.startswith(BUNDLE_TAG):
+        return _decode_bundle(value)
+    return [decode(value)]
+
+
+def _decode_bundle(value: bytes) -> list[Routed]:
+    counted = value.find(b"\n")
+    count_text = value[len(BUNDLE_TAG) : counted]
+    if counted < 0 or not count_text.isdigit():
+        raise UnknownOutbound("outbound bundle framing is broken")
+    events: list[Routed] = []
+    at, end, find = counted + 1, len(value), value.find
+    for _ in range(int(count_text)):
+        payload_at = find(b"\n", at) + 1
+        if payload_at == 0:
+            raise UnknownOutbound("outbound bundle framing is broken")
+        stop = find(b"\n", payload_at)
+        if stop < 0:
+            stop = end
+        part = value[at:stop]
+        if not part.startswith(VERSION_TAG):
+            raise UnknownOutbound("outbound bundle part is not an R3 record")
+        events.append(decode(part))
+        at = stop + 1
+    if at != end + 1 or not events:
+        raise UnknownOutbound("outbound bundle framing is broken (its count is wrong)")
+    return events
 
 
 def decode(value: bytes | None) -> Routed:

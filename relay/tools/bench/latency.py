@@ -101,12 +101,13 @@ def stage_split(
     written: dict[str, int] = {}
     for record in records:
         try:
-            payload = outbound.decode(record.value).payload
+            carried = outbound.decode_all(record.value)  # a bundle's events share its append
         except outbound.UnknownOutbound:
             continue
-        identity = outbound_identity(payload, kind)
-        if identity is not None and identity in appended_ms:
-            written.setdefault(identity, record.timestamp)
+        for event in carried:
+            identity = outbound_identity(event.payload, kind)
+            if identity is not None and identity in appended_ms:
+                written.setdefault(identity, record.timestamp)
     ingest: list[float] = []
     deliver: list[float] = []
     seen: set[str] = set()
