@@ -659,6 +659,14 @@ class Settings:
         "a ledger write starts as soon as this many delivered keys wait",
         minimum=1,
     )
+    ledger_max_unacked_keys: int = setting(
+        "RELAY_LEDGER_MAX_UNACKED_KEYS",
+        20_000,
+        "events in requests to X plus delivered keys the ledger has not written yet, at most; "
+        "no request starts above it (a kill -9 sends at most this many, plus one request's, "
+        "to X twice)",
+        minimum=1,
+    )
     ledger_max_keys: int = setting(
         "RELAY_LEDGER_MAX_KEYS",
         500_000,

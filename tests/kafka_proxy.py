@@ -25,6 +25,7 @@ class SwallowingProxy:
     swallowed: dict[int, int] = field(default_factory=dict)
     _server: asyncio.Server | None = None
     _pipes: set[asyncio.Task[None]] = field(default_factory=set)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property
     def bootstrap(self) -> str:
@@ -42,9 +43,20 @@ class SwallowingProxy:
         for pipe in self._pipes:
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
+        # Closed and waited for here: a socket still open when the test's loop ends warns
+        # (an unraisable ResourceWarning) in whichever later test collects it.
+        for writer in list(self._writers):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        self._writers.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers.add(up_writer)
         pipes = [
             asyncio.create_task(self._requests(reader, up_writer)),
             asyncio.create_task(self._answers(up_reader, writer)),
@@ -54,8 +66,10 @@ class SwallowingProxy:
         for pipe in pipes:
             pipe.cancel()
         for w in (writer, up_writer):
+            w.close()
             with contextlib.suppress(Exception):
-                w.close()
+                await w.wait_closed()
+            self._writers.discard(w)
 
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

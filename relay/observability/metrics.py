@@ -148,10 +148,12 @@ class Metrics:
         # The delivery engine: what holds it, what X said.
         self.delivery_blocked = gauge(
             "relay_delivery_blocked",
-            "1 while delivery is held: circuit_open (X failing), credential_rejected (401).",
+            "1 while delivery is held: circuit_open (X failing), credential_rejected (401), "
+            "ledger_behind (RELAY_LEDGER_MAX_UNACKED_KEYS reached: the delivered ledger's writes "
+            "are not acknowledged).",
             "reason",
         )
-        for reason in ("circuit_open", "credential_rejected"):
+        for reason in ("circuit_open", "credential_rejected", "ledger_behind"):
             self.delivery_blocked.labels(reason).set(0)
         self.held_targets = gauge(
             "relay_held_targets", "Accounts, pixels or apps X refuses (403/404)."

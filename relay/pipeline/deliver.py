@@ -128,6 +128,12 @@ class DeliverStage(ConsumerStage):
         self.linger = Linger(settings.linger_s)  # longer while behind: fuller requests
         self.ops = OperationalLog(log)
         self.attributions = AttributionPublisher(producer)
+        # What a crash would send to X twice: events in requests, and delivered keys the
+        # ledger has not written yet. Lanes over RELAY_LEDGER_MAX_UNACKED_KEYS wait here.
+        self._events_in_flight = 0
+        self._ledger_waiting: set[Lane] = set()
+        if ledger is not None:
+            ledger.on_written = self._ledger_room_changed
 
     @property
     def lanes(self) -> dict[str, Lane]:
@@ -488,12 +494,15 @@ class DeliverStage(ConsumerStage):
                 wait = bucket.wait_time(1)
                 self.metrics.ratelimit_wait.inc(wait)
                 return max(wait, 0.005)
+            if not self._ledger_has_room(lane, count):
+                return None  # woken once the ledger caught up
             if probe_slot is not None:
                 sent = lane.take_waiting(probe_slot)
             else:
                 assert batch is not None
                 sent = lane.take(batch, count)
             bucket.take(len(sent.items))
+            self._events_in_flight += len(sent.items)
             if circuit.probe:
                 self.circuit.begin_probe()
             if gate.probe:
@@ -519,6 +528,18 @@ class DeliverStage(ConsumerStage):
     # -- one attempt and what X's answer means ------------------------------------------------
 
     async def _attempt(
+        self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool
+    ) -> None:
+        size = len(batch.items)  # as dispatched: a split or a retry changes the batch
+        try:
+            await self._attempt_once(
+                lane, batch, circuit_probe=circuit_probe, hold_probe=hold_probe
+            )
+        finally:
+            self._events_in_flight -= size
+            self._ledger_room_changed()
+
+    async def _attempt_once(
         self, lane: Lane, batch: Batch, *, circuit_probe: bool, hold_probe: bool
     ) -> None:
         probe = circuit_probe or hold_probe
@@ -561,6 +582,40 @@ class DeliverStage(ConsumerStage):
             lane.last_active = self.clock()
             lane.wakeup.set()
             self._progress.set()
+
+    def _ledger_has_room(self, lane: Lane, count: int) -> bool:
+        """Whether `count` more events may go to X: what a kill -9 would send twice (events
+        in requests, delivered keys not yet on the ledger) stays within the cap."""
+        ledger = self.ledger
+        if ledger is None:
+            return True
+        unsettled = ledger.unacked_keys + self._events_in_flight
+        cap = self.settings.ledger_max_unacked_keys
+        if unsettled == 0 or unsettled + count <= cap:
+            return True
+        if not self._ledger_waiting:
+            self.metrics.delivery_blocked.labels("ledger_behind").set(1)
+            log.info(
+                "deliver: %d events in requests or not yet on the delivered ledger (cap %d): "
+                "requests wait for the ledger's writes",
+                unsettled,
+                cap,
+            )
+        self._ledger_waiting.add(lane)
+        return False
+
+    def _ledger_room_changed(self) -> None:
+        """After a ledger write or a request: wake the waiting lanes once the unsettled
+        events are down to half the cap (not at every answer: thousands of lanes may wait)."""
+        if not self._ledger_waiting or self.ledger is None:
+            return
+        unsettled = self.ledger.unacked_keys + self._events_in_flight
+        if unsettled and unsettled * 2 > self.settings.ledger_max_unacked_keys:
+            return
+        waiting, self._ledger_waiting = self._ledger_waiting, set()
+        self.metrics.delivery_blocked.labels("ledger_behind").set(0)
+        for lane in waiting:
+            lane.wakeup.set()
 
     def _may_go(self, lane: Lane, batch: Batch, probe: bool) -> bool:
         """Asked at the wire, once the request holds a connection: what was learned since it

@@ -172,6 +172,7 @@ class DeliveredLedger(Lifecycle):
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._partitions = 0  # of the ledger topic, known once started
+        self.on_written: Callable[[], None] | None = None  # after each acknowledged write
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -193,6 +194,11 @@ class DeliveredLedger(Lifecycle):
     def seen(self, ledger_key: str) -> bool:
         """Whether X already accepted the event with this ledger key (within the window)."""
         return ledger_digest(ledger_key) in self._keys
+
+    @property
+    def unacked_keys(self) -> int:
+        """Keys recorded whose write the broker has not acknowledged: a crash forgets them."""
+        return self._unacked_keys
 
     def seen_digest(self, digest: bytes) -> bool:
         """`seen` of the key whose `ledger_digest` this is (the stage computes it once)."""
@@ -268,6 +274,8 @@ class DeliveredLedger(Lifecycle):
         self._unacked_keys -= count
         self._metrics.ledger_keys.labels("written").inc(count)
         self._metrics.ledger_pending.set(self._unacked_keys)
+        if self.on_written is not None:
+            self.on_written()
         return None
 
     def _ledger_records(self, pending: dict[int, bytearray], now: float) -> Iterable[OutRecord]:
