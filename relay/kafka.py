@@ -39,6 +39,7 @@ KEY_PARTITION_CACHE_SIZE: Final = 100_000
 # An answer of the broker to one produce or metadata request takes milliseconds; one not
 # come in this long was dropped (see make_producer).
 PRODUCER_ANSWER_TIMEOUT_MS: Final = 15_000
+START_GRACE_S: Final = 5.0  # a cancelled client start may take this long to finish cleanly
 DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
 # The embedded broker (Tansu) answers a JoinGroup only once half of the group's session
 # timeout has passed (in 1 s steps); 2000 makes that one step. Real Kafka refuses < 6000.
@@ -116,6 +117,21 @@ def make_producer(
 
 def make_consumer(kafka: KafkaTarget, *topics: str, **extra: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **connection_options(kafka), **extra)
+
+
+async def start_even_if_cancelled(
+    consumer: AIOKafkaConsumer, grace_s: float = START_GRACE_S
+) -> None:
+    """`consumer.start()`, let finish (for at most `grace_s`) when the caller is cancelled:
+    aiokafka leaves its bootstrap connection open when a start is cancelled midway, where
+    the caller's `stop()` cannot close it."""
+    starting = asyncio.ensure_future(consumer.start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(starting, grace_s)
+        raise
 
 
 def make_admin(kafka: KafkaTarget, **extra: Any) -> AIOKafkaAdminClient:

@@ -45,7 +45,13 @@ from aiokafka.errors import KafkaError
 
 from relay.config import Settings
 from relay.errors import BrokerError, ClosedError
-from relay.kafka import BatchProducer, OutRecord, ensure_topic_like, make_consumer
+from relay.kafka import (
+    BatchProducer,
+    OutRecord,
+    ensure_topic_like,
+    make_consumer,
+    start_even_if_cancelled,
+)
 from relay.lifecycle import Lifecycle, State
 from relay.observability.logs import RateLimitedLogger
 from relay.observability.metrics import Metrics
@@ -401,7 +407,7 @@ class DeliveredLedger(Lifecycle):
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         try:
-            await consumer.start()
+            await start_even_if_cancelled(consumer)  # a stop may cancel a rebuild midway
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             cutoff = self._clock() - self._window_s
