@@ -18,6 +18,8 @@ import pytest
 from relay.broker import broker_command, free_port, wait_until_answering
 from relay.config import Settings, default_mapping_path, load_settings
 from relay.kafka import BatchProducer, make_producer
+from relay.sandbox.config import load_sandbox_config
+from relay.sandbox.server import SandboxServer
 
 TASK_DUMP_BEFORE_TIMEOUT_S = 15
 
@@ -113,6 +115,13 @@ def make_settings(bootstrap: str, prefix: str, api_base_url: str, **env: Any) ->
     }
     values.update({k: str(v) for k, v in env.items()})
     return load_settings(values)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxServer]:
+    """The sandbox with its default configuration, in this test's event loop."""
+    async with SandboxServer(load_sandbox_config(None, {})) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from relay.config import SETTINGS, default_mapping_path, read_document
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.settings_table import Setting
 from relay.tools.config_check import check
@@ -87,12 +85,6 @@ def test_a_typo_in_a_variable_name_is_a_warning() -> None:
     report = check({"RELAY_ACOUNT_LIMIT": "5", "RELAY_SANDBOX_TOKEN_LIMIT": "9"})
     assert [w.setting for w in report.warnings] == ["RELAY_ACOUNT_LIMIT"]
     assert not report.problems
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def connect_env(bootstrap: str, prefix: str, api: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ environment or `_FILE`), one client each, and a 401 that holds only its own lane
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from relay.config import default_mapping_path, load_settings
 from relay.errors import ConfigError
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_values, uncommitted_events, wait_for
@@ -56,12 +54,6 @@ def test_named_credentials_take_their_secrets_from_the_environment_or_files(
     assert "from-a-file" not in repr(named)
     with pytest.raises(ConfigError, match="agency lacks a value"):
         load_settings({"RELAY_CONFIG": env["RELAY_CONFIG"]})  # no consumer secret anywhere
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 async def test_a_rejected_credential_holds_only_its_accounts_with_one_probe(

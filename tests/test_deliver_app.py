@@ -4,19 +4,16 @@ sandbox over HTTP (its app journal), and X's attribution on `<prefix>.attributio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from relay.config import Credentials, Secret
 from relay.formats.base import OutboundEvent
 from relay.pipeline import outbound
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.xads.client import XAdsClient
 from tests.conftest import make_settings
@@ -31,12 +28,6 @@ TAGS = {
     (IOS_APP, "IOS", "INSTALL"): (7, 0),
     (ANDROID_APP, "ANDROID", "PURCHASE"): (30, 7),
 }
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def client_for(url: str) -> XAdsClient:

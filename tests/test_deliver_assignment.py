@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,7 +18,6 @@ from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ledger import DeliveredLedger, RebuildStats
 from relay.pipeline.membership import StageListener, group_consumer, subscription
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.produce import generate_web, usable_pixels
 from relay.xads.client import XAdsClient
@@ -47,12 +45,6 @@ def held(monkeypatch: pytest.MonkeyPatch) -> HeldRebuild:
 
     monkeypatch.setattr(DeliveredLedger, "rebuild", held_rebuild)
     return state
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 async def test_records_of_a_partition_wait_for_its_ledger_rebuild(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +21,6 @@ from relay.sandbox.server import SandboxServer
 from relay.tools.produce import generate_web, usable_pixels
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_values, read_all, wait_for
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 async def set_faults(url: str, faults: dict[str, Any]) -> None:

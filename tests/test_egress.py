@@ -84,12 +84,6 @@ def test_http_is_refused_off_loopback_unless_allowed() -> None:
     assert allowed.api_base_url == "http://sandbox.internal:8080"
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
-
-
 async def test_the_proxy_variables_are_honoured(
     sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

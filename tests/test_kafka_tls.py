@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -12,7 +11,6 @@ from relay.config import Settings
 from relay.errors import BrokerError
 from relay.kafka import ensure_topics, make_consumer
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.produce import produce
 from tests.conftest import make_settings
@@ -22,12 +20,6 @@ from tests.tls_fixtures import TlsKafka, mtls_kafka, tls_kafka
 __all__ = ["mtls_kafka", "tls_kafka"]  # the fixtures, imported for pytest
 
 EVENTS = 200
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def tls_settings(tls: TlsKafka, prefix: str, api: str, **env: str) -> Settings:

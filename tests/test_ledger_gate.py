@@ -9,7 +9,6 @@ import asyncio
 from relay.kafka import BatchProducer, OutRecord, ensure_topics, make_producer
 from relay.observability.metrics import Metrics
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from tests.conftest import make_settings
 from tests.kafka_helpers import committed_and_end, wait_for
@@ -24,10 +23,12 @@ def ledger_behind(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("relay_delivery_blocked", {"reason": "ledger_behind"})
 
 
-async def test_delivery_waits_while_the_ledger_is_not_acknowledged_then_goes_on() -> None:
-    async with broker_behind_proxy() as proxy, SandboxServer(load_sandbox_config(None, {})) as x:
+async def test_delivery_waits_while_the_ledger_is_not_acknowledged_then_goes_on(
+    sandbox: SandboxServer,
+) -> None:
+    async with broker_behind_proxy() as proxy:
         settings = make_settings(
-            proxy.bootstrap, "gate", x.url, RELAY_LEDGER_MAX_UNACKED_KEYS=str(CAP)
+            proxy.bootstrap, "gate", sandbox.url, RELAY_LEDGER_MAX_UNACKED_KEYS=str(CAP)
         )
         pixels = [("18ce552mlaq", "o8z6j", "o87ne"), ("18ce55ab3cd", "p1a2b", "p9x01")]
         values = [web_record(a, p, e, i) for i in range(EVENTS // 2) for a, p, e in pixels]

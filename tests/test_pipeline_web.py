@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from relay.config import default_mapping_path, load_mapping
 from relay.kafka import ensure_topics, make_producer
@@ -19,7 +17,6 @@ from relay.pipeline import outbound
 from relay.pipeline.deliver import DeliverStage
 from relay.pipeline.ledger import DIGEST_BYTES, decode_entry
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.produce import generate_web, usable_pixels
 from tests.conftest import make_settings
@@ -32,12 +29,6 @@ from tests.kafka_helpers import (
 )
 
 VALID = 300
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 async def journal(url: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from relay.normalize.device_ids import redact_device_ids
 from relay.normalize.identifiers import hash_email, hash_phone
 from relay.pipeline.redact import RULES, hash_device_id, redact
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.redrive import redrive
 from tests.conftest import make_settings
@@ -122,12 +120,6 @@ def test_device_ids_are_hashed_as_ingest_hashes_them() -> None:
     assert hash_device_id(hashed, CTX) == hashed  # what ingest already redacted stays
     zero = "00000000-0000-0000-0000-000000000000"
     assert hash_device_id(zero, CTX) == zero  # no one's id: it makes the record dropped
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def web_event(**fields: Any) -> dict[str, Any]:

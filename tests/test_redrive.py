@@ -4,26 +4,17 @@ up to the end seen at start, with a redrive count that stops endless loops."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
 from relay.config import load_settings
 from relay.kafka import OutRecord
 from relay.pipeline.dlq import Failure, Origin, dead_letter
 from relay.pipeline.worker import Worker
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.redrive import describe, parse_filters, redrive
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_records, produce_values, read_all, wait_for
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def header(record: object, name: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -12,7 +11,6 @@ from oauthlib.oauth1 import Client
 
 from relay.cli import build_parser
 from relay.config import Secret, default_mapping_path, load_settings
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.tools.api import run_api
 from relay.xads.client import XAdsClient
@@ -26,12 +24,6 @@ TAG = dict(
     provider_app_event_id="p1",
     provider_app_event_name="buy",
 )
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 def client(url: str, secret: str = "relay-demo-consumer-secret") -> XAdsClient:

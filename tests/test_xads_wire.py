@@ -5,13 +5,12 @@ still stops it, and X (the sandbox over HTTP) sees nothing of it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 import pytest
 
 from relay.config import default_mapping_path, load_settings
-from relay.sandbox.config import load_sandbox_config
 from relay.sandbox.server import SandboxServer
 from relay.xads.client import XAdsClient
 from relay.xads.egress import Egress
@@ -31,12 +30,6 @@ def body(conversion_id: str) -> bytes:
         "identifiers": [{"twclid": "23opevjt88psuo13lu8d020qkn"}],
     }
     return orjson.dumps({"conversions": [conversion]})
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[SandboxServer]:
-    async with SandboxServer(load_sandbox_config(None, {})) as server:
-        yield server
 
 
 async def test_a_request_waiting_for_a_connection_is_withheld_by_what_was_learned_meanwhile(
