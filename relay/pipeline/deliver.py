@@ -586,10 +586,9 @@ class DeliverStage(ConsumerStage):
     def _ledger_has_room(self, lane: Lane, count: int) -> bool:
         """Whether `count` more events may go to X: what a kill -9 would send twice (events
         in requests, delivered keys not yet on the ledger) stays within the cap."""
-        ledger = self.ledger
-        if ledger is None:
+        if self.ledger is None:
             return True
-        unsettled = ledger.unacked_keys + self._events_in_flight
+        unsettled = self._unsettled_events()
         cap = self.settings.ledger_max_unacked_keys
         if unsettled == 0 or unsettled + count <= cap:
             return True
@@ -604,12 +603,17 @@ class DeliverStage(ConsumerStage):
         self._ledger_waiting.add(lane)
         return False
 
+    def _unsettled_events(self) -> int:
+        """What a kill -9 now would send twice: events in requests, delivered keys unwritten."""
+        assert self.ledger is not None
+        return self.ledger.unacked_keys + self._events_in_flight
+
     def _ledger_room_changed(self) -> None:
         """After a ledger write or a request: wake the waiting lanes once the unsettled
         events are down to half the cap (not at every answer: thousands of lanes may wait)."""
         if not self._ledger_waiting or self.ledger is None:
             return
-        unsettled = self.ledger.unacked_keys + self._events_in_flight
+        unsettled = self._unsettled_events()
         if unsettled and unsettled * 2 > self.settings.ledger_max_unacked_keys:
             return
         waiting, self._ledger_waiting = self._ledger_waiting, set()
