@@ -14,15 +14,24 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet -e '.[dev,broker]'
+	RELAY_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev,broker]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The hot-path modules compiled by mypyc in place (setup.py, relay/hotpath.py), again whenever
+# one of their sources changes: a build older than its source is never run.
+HOT_SOURCES := $(shell grep -o '"relay/[a-z_/]*\.py"' relay/hotpath.py | tr -d '"')
+COMPILED    := $(VENV)/.compiled
+$(COMPILED): $(STAMP) setup.py relay/hotpath.py $(HOT_SOURCES)
+	find relay -name '*.so' -delete
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(COMPILED)
 
-demo: $(STAMP)
+install: $(COMPILED)
+
+demo: $(COMPILED)
 	$(BIN)/relay demo
 
-lint: $(STAMP)
+lint: $(COMPILED)
 	$(BIN)/ruff format --check relay tests
 	$(BIN)/ruff check relay tests
 	$(BIN)/mypy
@@ -35,8 +44,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix relay tests
 
 # The throughput scenarios, then BENCHMARKS.md and its charts from every result in bench/results.
-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,broker,bench]'
+bench: $(COMPILED)
+	RELAY_PURE_PYTHON=1 $(BIN)/python -m pip install --quiet -e '.[dev,broker,bench]'
 	$(BIN)/relay bench throughput
 	$(BIN)/relay bench throughput --kind mobile
 	$(BIN)/relay bench report
@@ -60,3 +69,4 @@ image:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find relay -name '*.so' -delete

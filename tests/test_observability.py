@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from relay import __version__
+from relay import __version__, hotpath
 from relay.errors import ConfigError
 from relay.kafka import ensure_topics
 from relay.observability import coverage
@@ -47,7 +47,8 @@ def test_alerted_series_exist_at_zero_before_the_first_event() -> None:
     assert m.registry.get_sample_value("relay_api_requests_total", status) == 0
     assert sample(m, "relay_delivery_retries_total", reason="split") == 0
     assert sample(m, "relay_attributions_total", outcome="unattributed") == 0
-    assert sample(m, "relay_build_info", version=__version__) == 1
+    compiled = str(hotpath.running_compiled()).lower()
+    assert sample(m, "relay_build_info", version=__version__, compiled=compiled) == 1
     assert sample(m, "process_resident_memory_bytes") is not None
     assert sample(m, "relay_account_budget_remaining_events", account="other") == 0
 

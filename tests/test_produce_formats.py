@@ -13,7 +13,7 @@ from relay.config import load_mapping
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import NormalizeContext
 from relay.formats.registry import adapter_for
-from relay.pipeline.ingest import decode_record
+from relay.pipeline.ingest_chunk import decode_record
 from relay.tools.produce import generate
 from tests.app_formats import KEY, MAPPING
 

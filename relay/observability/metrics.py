@@ -27,7 +27,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from relay import __version__
+from relay import __version__, hotpath
 from relay.observability import coverage
 from relay.observability.accounts import AccountsCollector, AccountSource
 from relay.observability.latency import BatchHistogram
@@ -81,7 +81,11 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        Info("relay_build", "The relay's version.", registry=r).info({"version": __version__})
+        Info(
+            "relay_build",
+            "The relay's version, and whether its hot path runs compiled.",
+            registry=r,
+        ).info({"version": __version__, "compiled": str(hotpath.running_compiled()).lower()})
         counter, gauge, histogram = self._counter, self._gauge, self._histogram
         self.consumed = counter("relay_events_consumed", "Records read from Kafka.", "stage")
         self.ingested = counter(

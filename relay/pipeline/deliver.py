@@ -29,7 +29,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from relay.config import Settings
 from relay.errors import BrokerError, ClosedError
 from relay.kafka import BatchProducer
-from relay.observability.latency import origin_timestamp_ms
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.observability.startup import FIRST_DELIVERY
@@ -37,18 +36,17 @@ from relay.pipeline import outbound, policy
 from relay.pipeline.app_windows import AppWindows
 from relay.pipeline.attributions import AttributionPublisher, attribution_record, outcome
 from relay.pipeline.consuming import ConsumerStage
-from relay.pipeline.dlq import Failure, carried_headers, dead_letter
+from relay.pipeline.dlq import Failure, dead_letter
 from relay.pipeline.holds import Circuit, Holds
+from relay.pipeline.intake import Intake
 from relay.pipeline.lanes import Batch, Lane, LaneTable, Pending
-from relay.pipeline.ledger import DeliveredLedger, ledger_digest
-from relay.pipeline.linger import Linger, opened_at
+from relay.pipeline.ledger import DeliveredLedger
+from relay.pipeline.linger import Linger
 from relay.pipeline.membership import subscription
 from relay.pipeline.parking import (
     DelayedGate,
     ParkedRecord,
     Parking,
-    origin_of,
-    park_count,
 )
 from relay.pipeline.ratelimit import RESET_MARGIN_S, TokenBucket
 from relay.pipeline.senders import AppSender, Sender, Sent, WebSender
@@ -175,16 +173,18 @@ class DeliverStage(ConsumerStage):
     # -- intake -------------------------------------------------------------------------
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        tracker, ledger = self.tracker, self.ledger
-        undecodable: list[Pending] = []
-        touched: set[Lane] = set()
         now = self.clock()
         # A batch lingers from its first event's append (if fresh), not from its read here.
-        linger_s, epoch_to_clock = self.settings.linger_s, now - time.time()
+        intake = Intake(
+            self.tracker,
+            self.ledger,
+            self._held_keys,
+            self._lane,
+            now,
+            now - time.time(),
+            self.settings.linger_s,
+        )
         count = 0
-        duplicates = 0
-        held_keys = self._held_keys
-        lanes: dict[tuple[str, str, str], Lane] = {}  # of this batch's records, looked up once
         for tp, messages in batch.items():
             if tp in self._preparing:
                 # aiokafka fetches a new partition before its assignment callback (the
@@ -195,55 +195,7 @@ class DeliverStage(ConsumerStage):
             delayed = tp.topic == self.settings.delayed_topic
             if delayed and self.gate is not None:
                 messages = list(self.gate.admit_batch(tp, messages))  # the due prefix
-            register = tracker.registrar(tp)
-            events = 0
-            for msg in messages:
-                offset = msg.offset
-                value: bytes = msg.value or b""
-                origin, parked = (origin_of(msg), park_count(msg)) if delayed else (None, 0)
-                try:
-                    carried = outbound.decode_all(value)
-                except outbound.UnknownOutbound:
-                    register(offset, 1)
-                    placeholder = outbound.Routed("web", "-", "-", "-", b"{}")
-                    undecodable.append(
-                        Pending(tp, offset, msg.key, value, placeholder, origin, parked)
-                    )
-                    events += 1
-                    continue
-                # A bundle's events share its offset: it finishes when each of them has.
-                register(offset, len(carried))
-                events += len(carried)
-                bundled = value.startswith(outbound.BUNDLE_TAG)
-                for routed in carried:
-                    key = routed.ledger_key
-                    digest = ledger_digest(key) if ledger is not None else b""
-                    if key in held_keys or (ledger is not None and ledger.seen_digest(digest)):
-                        # A replay: X has it, or its first copy waits here (a copy is written
-                        # after it on the same partition, so the commit cannot pass that first).
-                        tracker.finish(tp, offset)
-                        duplicates += 1
-                        continue
-                    held_keys[key] = tp
-                    own = routed.record if bundled else value  # a bundle's part: an R3 value
-                    pending = Pending(tp, offset, msg.key, own, routed, origin, parked)
-                    pending.timestamp_ms = msg.timestamp
-                    if msg.headers:
-                        pending.headers = carried_headers(msg.headers)
-                    if delayed or pending.headers:
-                        pass  # parked or redriven: counted from its own append, as before R3
-                    elif routed.origin_ms >= 0:  # R3: the input's timestamp in the routing line
-                        pending.timestamp_ms = routed.origin_ms
-                    elif msg.headers:  # R2: in a header
-                        pending.timestamp_ms = origin_timestamp_ms(msg.headers, msg.timestamp)
-                    slot = (routed.kind, routed.target, routed.budget_key)
-                    lane = lanes.get(slot)
-                    if lane is None:
-                        lane = lanes[slot] = self._lane(routed)
-                        touched.add(lane)
-                    lane.add(
-                        pending, opened_at(now, pending.timestamp_ms, epoch_to_clock, linger_s)
-                    )
+            events = intake.add(tp, messages, delayed)
             count += events
             if not delayed and messages and self.consumer is not None:
                 highwater = self.consumer.highwater(tp)
@@ -251,6 +203,7 @@ class DeliverStage(ConsumerStage):
                     # Unread records in events, at this read's events per record (bundles).
                     unread = highwater - messages[-1].offset - 1
                     self.linger.observe(tp, unread * events // len(messages))
+        duplicates, touched, undecodable = intake.duplicates, intake.touched, intake.undecodable
         if duplicates:
             self.metrics.dropped.labels("duplicate_skipped").inc(duplicates)
             self.commit_soon()
@@ -262,7 +215,7 @@ class DeliverStage(ConsumerStage):
         if undecodable:
             failure = Failure("deliver", "invalid_outbound", "outbound record is not a relay event")
             await self._dead_letter(None, undecodable, failure)
-        held = tracker.in_flight()
+        held = self.tracker.in_flight()
         self.metrics.buffered.set(held)
         settings = self.settings
         room = held < settings.max_buffered_events and (

@@ -18,63 +18,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import APP_FORMATS, Settings
 from relay.errors import DroppedEvent, InvalidEvent
 from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
 from relay.formats.registry import adapter_for
-from relay.kafka import BatchProducer, Header, OutRecord
+from relay.kafka import BatchProducer, OutRecord
 from relay.normalize.device_ids import redact_device_ids
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
 from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
+from relay.pipeline.ingest_chunk import ChunkBuilder, decode_record, outbound_headers
 from relay.pipeline.membership import subscription
 from relay.pipeline.redact import REDACTED_HEADER, redact
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS_IN_FLIGHT: Final = 4
-MAX_RECORD_KEYS: Final = 100_000
-# A bundle stays well under the broker's default record limit (1 MiB), whatever its events.
-BUNDLE_MAX_BYTES: Final = 256 * 1024
-
-
-NO_HEADERS: Final[list[Header]] = []  # shared: the producer only reads it
-
-
-def outbound_headers(msg: ConsumerRecord) -> list[Header]:
-    """The headers that travel on (the redrive count); a list, the producer's record builder
-    takes no other sequence. The input's timestamp travels in the routing line."""
-    if not msg.headers:  # most input records have none
-        return NO_HEADERS
-    return list(carried_headers(msg.headers))
-
-
-def decode_record(value: bytes | None, max_bytes: int) -> Any:
-    """Bytes -> JSON value, or InvalidEvent with a machine-readable class."""
-    if value is None or not value:
-        raise InvalidEvent("empty record", error_class="invalid_json")
-    if len(value) > max_bytes:
-        raise InvalidEvent(
-            f"record of {len(value)} bytes exceeds the maximum event size of {max_bytes}",
-            error_class="too_large",
-        )
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidEvent(
-                "record is not valid UTF-8", error_class="invalid_encoding"
-            ) from None
-        raise InvalidEvent(
-            f"record is not valid JSON: {exc.msg}", error_class="invalid_json"
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,85 +132,50 @@ class IngestStage(ConsumerStage):
         self._record_keys: dict[str, bytes] = {}  # budget key -> record key: accounts repeat
         self.ops = OperationalLog(log)
 
+    def _dead_letter(self, msg: ConsumerRecord, bad: InvalidEvent) -> OutRecord:
+        self.ops.dead_lettered(
+            "ingest",
+            bad.error_class,
+            1,
+            bad.message,
+            origin=f"{msg.topic}/{msg.partition}/{msg.offset}",
+        )
+        return self.ingestor.dead_letter(msg, bad)
+
     def make_consumer(self) -> AIOKafkaConsumer:
         wanted = subscription(self.settings, "ingest")
         return self.new_consumer(wanted.topics, wanted.group_id)
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        # The hot path: Ingestor.process inlined, no per-record object besides the OutRecord,
-        # counters and offsets kept per chunk (one offset run per fetched partition).
-        ingestor, metrics, tracker = self.ingestor, self.metrics, self.tracker
+        # The per-record work is ChunkBuilder's (compiled); here, offsets and counters per
+        # chunk (one offset run per fetched partition).
+        ingestor, metrics, tracker, settings = (
+            self.ingestor,
+            self.metrics,
+            self.tracker,
+            self.settings,
+        )
         chunk = _Chunk()
-        records, kinds = chunk.records, chunk.kinds
-        drops: Counter[str] = Counter()
-        dead: Counter[str] = Counter()
-        decode, max_bytes, ctx = decode_record, self.settings.max_event_bytes, ingestor.ctx
-        outbound_topic, encode = self.settings.outbound_topic, outbound.encode
-        record_keys = self._record_keys
-        # Web events of one account, in order, until a bundle is full (outbound.py).
-        bundle_cap, bundle = self.settings.outbound_bundle_events, outbound.encode_bundle
-        bundling = bundle_cap > 1
-        bundles: dict[bytes, list[bytes]] = {}
-        bundle_bytes: dict[bytes, int] = {}
+        builder = ChunkBuilder(
+            ingestor.ctx,
+            settings.outbound_topic,
+            settings.max_event_bytes,
+            settings.outbound_bundle_events,
+            self._record_keys,
+            self._dead_letter,
+        )
         consumed = 0
         for tp, messages in batch.items():
             if not messages:
                 continue
-            adapter = ingestor.adapter_of(tp.topic)
-            for msg in messages:
-                try:
-                    event = adapter(decode(msg.value, max_bytes), ctx)
-                except DroppedEvent as drop:
-                    drops[drop.reason] += 1
-                    continue
-                except InvalidEvent as bad:
-                    dead[bad.error_class] += 1
-                    records.append(ingestor.dead_letter(msg, bad))
-                    self.ops.dead_lettered(
-                        "ingest",
-                        bad.error_class,
-                        1,
-                        bad.message,
-                        origin=f"{tp.topic}/{tp.partition}/{msg.offset}",
-                    )
-                    continue
-                budget_key = event.budget_key
-                key = record_keys.get(budget_key)
-                if key is None:
-                    if len(record_keys) >= MAX_RECORD_KEYS:
-                        record_keys.clear()
-                    key = record_keys[budget_key] = budget_key.encode()
-                kinds[event.kind] += 1
-                value = encode(event, msg.timestamp)
-                if bundling and not msg.headers and event.kind == "web":
-                    parts = bundles.get(key)
-                    if parts is None:
-                        bundles[key] = [value]
-                        bundle_bytes[key] = len(value)
-                        continue
-                    size = bundle_bytes[key] + len(value)
-                    if len(parts) < bundle_cap and size <= BUNDLE_MAX_BYTES:
-                        parts.append(value)
-                        bundle_bytes[key] = size
-                        continue
-                    records.append(OutRecord(outbound_topic, bundle(parts), key, NO_HEADERS))
-                    bundles[key] = [value]
-                    bundle_bytes[key] = len(value)
-                    continue
-                records.append(
-                    OutRecord(
-                        outbound_topic,
-                        value,
-                        key,
-                        outbound_headers(msg) if msg.headers else NO_HEADERS,
-                    )
-                )
+            builder.add(messages, ingestor.adapter_of(tp.topic))
             first, last = messages[0].offset, messages[-1].offset
             tracker.register_run(tp, first, last, len(messages))
             chunk.runs.append((tp, first))
             consumed += len(messages)
-        for key, parts in bundles.items():
-            records.append(OutRecord(outbound_topic, bundle(parts), key, NO_HEADERS))
+        records = chunk.records = builder.close()
+        chunk.kinds = builder.kinds
+        drops, dead = builder.drops, builder.dead
         metrics.consumed.labels("ingest").inc(consumed)
         for reason, count in drops.items():
             metrics.dropped.labels(reason).inc(count)

@@ -21,7 +21,7 @@ from relay.config import MappingFile
 from relay.errors import ConfigError, DroppedEvent, InvalidEvent
 from relay.formats.base import NormalizeContext
 from relay.formats.registry import adapter_for
-from relay.pipeline.ingest import decode_record
+from relay.pipeline.ingest_chunk import decode_record
 
 MAX_LINE_BYTES: Final = 8 * 1024 * 1024
 

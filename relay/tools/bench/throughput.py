@@ -19,6 +19,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Final
 
+from relay import hotpath
+from relay.hotpath import PURE_PYTHON_ENV
 from relay.tools.bench.configs import default_config, write_app_config
 from relay.tools.bench.context import BENCH_ACCOUNT_LIMIT, Run
 from relay.tools.bench.e2e import EndToEnd, measure
@@ -26,7 +28,7 @@ from relay.tools.bench.events import BENCH_HMAC_KEY, Kind, mobile_events, web_ev
 from relay.tools.bench.floor import Floor, mobile_floor, web_floor
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import Target
-from relay.tools.bench.stack import open_stack
+from relay.tools.bench.stack import Stack, open_stack
 
 WEB_RATIO_TARGET: Final = 0.4
 WEB_CPU_US_TARGET: Final = 30.0
@@ -71,6 +73,12 @@ async def run_throughput(
         relay_processes=2 if split_stages else 1,
     )
     measured: list[tuple[Floor, EndToEnd]] = []
+    # Web: each round also runs the relay from its Python sources, when it runs compiled.
+    side_by_side = (
+        kind == "web" and hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
+    )
+    out.result["compiled"] = hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
+    pure: list[EndToEnd] = []
     for round_ in range(rounds):
         # Each round on a broker and a sandbox of its own: one that holds the earlier rounds'
         # records measured slower with each (floor 99,000 -> 49,000/s over three rounds).
@@ -88,10 +96,46 @@ async def run_throughput(
                 run.say(f"measuring the floor: {count:,} conversion_event calls")
                 floor = await mobile_floor(run, stack.sandbox_url, batch)
             run.say(f"floor: {floor.per_s or 0:,.0f}/s; measuring end to end")
+            if side_by_side and round_ % 2:  # which of the two goes first alternates
+                pure.append(await _measure_pure(stack, kind, count, round_, split_stages))
             e2e, _ = await measure(stack, "bench", kind, batch, warmup, split_stages=split_stages)
+            run.say(f"end to end: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
+            if side_by_side and not round_ % 2:
+                pure.append(await _measure_pure(stack, kind, count, round_, split_stages))
         measured.append((floor, e2e))
-        run.say(f"end to end: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
     _report(out, kind, measured)
+    if side_by_side:
+        _report_pure(out, [(f, p) for (f, _), p in zip(measured, pure, strict=True)])
+
+
+async def _measure_pure(
+    stack: Stack, kind: Kind, count: int, round_: int, split_stages: bool
+) -> EndToEnd:
+    """The same round's work on the Python sources (RELAY_PURE_PYTHON=1): what the compiled
+    hot path saves, side by side on the same broker and sandbox."""
+    config = default_config()
+    batch = web_events(count, config.pixels, seed=3 + 10 * round_)
+    warmup = web_events(min(WARMUP, len(batch)), config.pixels, seed=4 + 10 * round_)
+    e2e, _ = await measure(
+        stack, "bench-pure", kind, batch, warmup, {PURE_PYTHON_ENV: "1"}, split_stages=split_stages
+    )
+    stack.run.say(f"end to end, pure Python: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
+    return e2e
+
+
+def _report_pure(out: Outcome, measured: list[tuple[Floor, EndToEnd]]) -> None:
+    cpus = [c for c in (e.cpu_us_per_event for _, e in measured) if c is not None]
+    ratios = [r for r in (_ratio(*m) for m in measured) if r is not None]
+    cpu = statistics.median_low(cpus) if cpus else None
+    compiled = out.result.get("relay_cpu_us_per_event_median") or out.result["end_to_end"].get(
+        "cpu_us_per_event"
+    )
+    out.result["pure_python"] = {
+        "rounds": [_round_in_brief(f, e) for f, e in measured],
+        "cpu_us_per_event_median": cpu,
+        "ratio_median": statistics.median_low(ratios) if ratios else None,
+        "compiled_cpu_saving": round(1 - compiled / cpu, 3) if cpu and compiled else None,
+    }
 
 
 def _rate(e2e: EndToEnd) -> str:

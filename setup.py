@@ -1,0 +1,77 @@
+"""The build of the hot-path modules (listed in relay/hotpath.py) as C extensions by mypyc.
+
+Everything else is in pyproject.toml. The build is optional: without a C compiler, or with
+RELAY_PURE_PYTHON=1 in the environment, the package installs as pure Python and runs the
+same code from source.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _hotpath() -> Any:
+    # Loaded by path: importing the `relay` package would import its dependencies.
+    spec = importlib.util.spec_from_file_location("_relay_hotpath", ROOT / "relay" / "hotpath.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class OptionalBuildExt(build_ext):
+    """Installs the pure Python package when the C build fails, and says so."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # any compiler failure: fall back
+            self._fell_back(exc)
+
+    def build_extension(self, ext: Any) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._fell_back(exc)
+
+    def _fell_back(self, exc: BaseException) -> None:
+        sys.stderr.write(
+            f"relay: the hot-path modules were not compiled ({exc}); installing them as pure"
+            " Python (same behaviour, more CPU per event)\n"
+        )
+
+
+def ext_modules() -> list[Any]:
+    hotpath = _hotpath()
+    if os.environ.get(hotpath.PURE_PYTHON_ENV, "") not in ("", "0"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        sys.stderr.write("relay: mypy is not installed; installing the pure Python package\n")
+        return []
+    # The third-party packages are not installed where this build runs: their types are Any
+    # to mypyc (the lint run, `make lint`, checks them strictly).
+    try:
+        return list(
+            mypycify(
+                ["--ignore-missing-imports", *hotpath.COMPILED_SOURCES],
+                group_name="relay.hotpath",
+                opt_level="3",
+            )
+        )
+    except (Exception, SystemExit) as exc:  # mypyc exits on a type error
+        sys.stderr.write(f"relay: mypyc could not compile the hot path ({exc}); pure Python\n")
+        return []
+
+
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,103 @@
+"""The compiled hot path (relay/hotpath.py, setup.py): built where a C compiler is, never run
+stale, and the sources on request."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay import hotpath
+from relay.formats import web
+from relay.pipeline import outbound
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _relay_python(code: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+@pytest.mark.skipif(
+    os.environ.get(hotpath.PURE_PYTHON_ENV, "") not in ("", "0") or shutil.which("cc") is None,
+    reason="a pure Python install: no C compiler, or RELAY_PURE_PYTHON asked for one",
+)
+def test_an_install_with_a_c_compiler_runs_the_hot_path_compiled() -> None:
+    assert hotpath.running_compiled()
+    assert hotpath.is_compiled(web) and hotpath.is_compiled(outbound)
+    assert hotpath.stale_builds([hotpath.module_name(s) for s in hotpath.COMPILED_SOURCES]) == []
+
+
+def test_every_listed_module_exists_and_none_is_asynchronous() -> None:
+    # mypyc's coroutines are not asyncio's: the compiled set stays synchronous code.
+    for source in hotpath.COMPILED_SOURCES:
+        text = (ROOT / source).read_text()
+        assert "async def" not in text and "await " not in text, source
+
+
+def test_the_pure_python_switch_runs_every_listed_module_from_source() -> None:
+    files = _relay_python(
+        "import importlib, relay.hotpath as h, relay.observability.metrics as m\n"
+        "names = [h.module_name(s) for s in h.COMPILED_SOURCES]\n"
+        "print(all(importlib.import_module(n).__file__.endswith('.py') for n in names))\n"
+        "r = m.Metrics().registry\n"
+        "print(r.get_sample_value('relay_build_info', {'version': '0.1.0', 'compiled': 'false'}))",
+        RELAY_PURE_PYTHON="1",
+    )
+    assert files.splitlines() == ["True", "1.0"]
+
+
+def test_a_build_older_than_its_source_is_stale(tmp_path: Path) -> None:
+    names = ["relay.formats.web", "relay.pipeline.outbound", "relay.normalize.money"]
+    for name in names:
+        (tmp_path / name.replace(".", "/")).parent.mkdir(parents=True, exist_ok=True)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    web_py = tmp_path / "relay/formats/web.py"
+    outbound_py = tmp_path / "relay/pipeline/outbound.py"
+    (tmp_path / "relay/normalize/money.py").write_text("")  # no build at all: not stale
+    for source in (web_py, outbound_py):
+        source.write_text("")
+        build = source.with_name(source.stem + suffix)
+        build.write_bytes(b"")
+        os.utime(build, (1_000_000, 1_000_000))
+    os.utime(outbound_py, (999_000, 999_000))  # its build is the newer one
+    assert hotpath.stale_builds(names, tmp_path) == ["relay.formats.web"]
+
+
+def test_a_stale_build_falls_back_to_the_sources_and_says_so(tmp_path: Path) -> None:
+    # A copy of the package whose web.py was edited after its build: every listed module
+    # runs from source in it, and stderr names the stale one.
+    copy = tmp_path / "relay"
+    shutil.copytree(ROOT / "relay", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    if not list(copy.glob("formats/web.*.so")):
+        pytest.skip("no compiled build to make stale")
+    (copy / "formats/web.py").touch()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import relay.formats.web as w, relay.pipeline.outbound as o;"
+            " print(w.__file__.endswith('.py'), o.__file__.endswith('.py'))",
+        ],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert result.stdout.split() == ["True", "True"]
+    assert "relay.formats.web" in result.stderr and "make install" in result.stderr
