@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from relay import hotpath
 from relay.errors import RelayError
 
 # The budget is the one setting the benchmarks change by default: they measure the relay,
@@ -91,10 +92,12 @@ class Run:
     def settings_note(self, extra: Mapping[str, str] | None = None) -> str:
         """The non-default settings the relay ran with, as the results print them."""
         values = {**self.relay_env, **(extra or {})}
+        compiled = hotpath.running_compiled() and hotpath.PURE_PYTHON_ENV not in values
+        build = "; hot path compiled" if compiled else "; hot path from its Python sources"
         if not values:
-            return "default settings"
+            return "default settings" + build
         shown = (f"{k}={'(set)' if is_secret_name(k) else v}" for k, v in values.items())
-        return "default settings except " + ", ".join(shown)
+        return "default settings except " + ", ".join(shown) + build
 
 
 def is_secret_name(name: str) -> bool:

@@ -55,7 +55,10 @@ than absolute numbers. A result marked *quick* is a smoke-test size, not a measu
 `relay bench throughput` measures three rounds (the floor and the relay alternating, each
 round on a broker and a sandbox of its own) and puts its targets on the medians; beside the
 relay's CPU it lists its neighbours' (sandbox, broker, bench) over the same span, and the
-throughput at which they and the relay fill every core (`machine_ceiling_per_s`).
+throughput at which they and the relay fill every core (`machine_ceiling_per_s`). The relay
+runs its compiled hot path (`relay/hotpath.py`; each result's `compiled`); the web
+throughput rounds also run it from its Python sources (`RELAY_PURE_PYTHON=1`) on the same
+broker and sandbox, side by side (`pure_python`).
 
 Full runs (defaults of each scenario; rough durations on 2 idle cores), then
 `relay bench report`:
