@@ -16,6 +16,8 @@ RUN /opt/relay/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml setup.py README.md ./
 COPY relay ./relay
 RUN /opt/relay/bin/pip install --no-deps .
+# The image runs the compiled hot path: fail the build rather than ship the sources alone.
+RUN /opt/relay/bin/python -c "import sys, relay.hotpath as h; sys.exit(not h.running_compiled())"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent
 
 def _hotpath() -> Any:
     # Loaded by path: importing the `relay` package would import its dependencies.
-    spec = importlib.util.spec_from_file_location("_relay_hotpath", ROOT / "relay" / "hotpath.py")
+    spec = importlib.util.spec_from_file_location(
+        "_relay_hotpath", ROOT / "relay" / "hotpath.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -29,18 +31,23 @@ def _hotpath() -> Any:
 
 
 class OptionalBuildExt(build_ext):
-    """Installs the pure Python package when the C build fails, and says so."""
+    """Installs the pure Python package when the C build fails, and says so. All or nothing:
+    the modules' builds run on mypyc's shared library, so a failure of any one of them
+    removes every one built."""
 
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # any compiler failure: fall back
+        except Exception as exc:  # no compiler at all, for one
             self._fell_back(exc)
 
-    def build_extension(self, ext: Any) -> None:
+    def build_extensions(self) -> None:
         try:
-            super().build_extension(ext)
-        except Exception as exc:
+            super().build_extensions()
+        except Exception as exc:  # any compiler failure
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            self.extensions = []
             self._fell_back(exc)
 
     def _fell_back(self, exc: BaseException) -> None:
@@ -52,12 +59,14 @@ class OptionalBuildExt(build_ext):
 
 def ext_modules() -> list[Any]:
     hotpath = _hotpath()
-    if os.environ.get(hotpath.PURE_PYTHON_ENV, "") not in ("", "0"):
+    if hotpath.pure_python_asked(os.environ):
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
-        sys.stderr.write("relay: mypy is not installed; installing the pure Python package\n")
+        sys.stderr.write(
+            "relay: mypy is not installed; installing the pure Python package\n"
+        )
         return []
     # The third-party packages are not installed where this build runs: their types are Any
     # to mypyc (the lint run, `make lint`, checks them strictly).
@@ -70,7 +79,9 @@ def ext_modules() -> list[Any]:
             )
         )
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error
-        sys.stderr.write(f"relay: mypyc could not compile the hot path ({exc}); pure Python\n")
+        sys.stderr.write(
+            f"relay: mypyc could not compile the hot path ({exc}); pure Python\n"
+        )
         return []
 
 

@@ -19,7 +19,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Final
@@ -56,29 +56,66 @@ COMPILED_SOURCES: Final = (
     "relay/pipeline/ratelimit.py",
 )
 PURE_PYTHON_ENV: Final = "RELAY_PURE_PYTHON"
+SHARED_LIBRARY: Final = "relay.hotpath__mypyc"  # mypyc's code of every listed module
+# A source tree (a clone, an editable install) is where sources change after a build; an
+# installed wheel's files were built together and written in no particular order.
+SOURCE_TREE: Final = (PACKAGE_DIR.parent / "setup.py").exists()
 
 
 def module_name(source: str) -> str:
     return source.removesuffix(".py").replace("/", ".")
 
 
+def pure_python_asked(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(PURE_PYTHON_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+
+
 def _source_path(name: str, root: Path = PACKAGE_DIR.parent) -> Path:
     return root / (name.replace(".", "/") + ".py")
 
 
+def _build_of(name: str, root: Path) -> Path | None:
+    base = root / name.replace(".", "/")
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        build = base.with_name(base.name + suffix)
+        if build.exists():
+            return build
+    return None
+
+
 def stale_builds(names: Sequence[str], root: Path = PACKAGE_DIR.parent) -> list[str]:
     """The modules whose compiled build (under `root`, the directory that holds `relay/`) is
-    older than their source."""
+    older than their source, or has lost the shared library it runs on."""
     stale = []
+    shared = _build_of(SHARED_LIBRARY, root)
     for name in names:
-        source = _source_path(name, root)
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            build = source.with_name(source.stem + suffix)
-            if build.exists() and source.exists():
-                if build.stat().st_mtime < source.stat().st_mtime:
-                    stale.append(name)
-                break
+        source, build = _source_path(name, root), _build_of(name, root)
+        if build is None or not source.exists():
+            continue
+        if shared is None or build.stat().st_mtime < source.stat().st_mtime:
+            stale.append(name)
     return stale
+
+
+def unlisted_builds(root: Path = PACKAGE_DIR.parent) -> list[str]:
+    """Compiled modules under `root/relay` that the list no longer names: left by an earlier
+    build, they would shadow their sources."""
+    listed = {module_name(source) for source in COMPILED_SOURCES} | {SHARED_LIBRARY}
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    found = set()
+    for path in (root / "relay").rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        suffix = next((s for s in suffixes if relative.endswith(s)), None)
+        if suffix is not None and path.is_file():
+            name = relative.removesuffix(suffix).replace("/", ".")
+            if name not in listed:
+                found.add(name)
+    return sorted(found)
 
 
 def is_compiled(module: ModuleType) -> bool:
@@ -94,7 +131,7 @@ def running_compiled() -> bool:
 
 
 class _SourcesFirst:
-    """A meta path finder that loads the listed modules from their `.py` files."""
+    """A meta path finder that loads the named modules from their `.py` files."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = frozenset(names)
@@ -102,23 +139,23 @@ class _SourcesFirst:
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.names:
+        if fullname not in self.names or not _source_path(fullname).exists():
             return None
         return importlib.util.spec_from_file_location(fullname, _source_path(fullname))
 
 
 def choose() -> None:
-    """Run the sources instead of the builds when asked to or when a build is stale; called
-    once, when the `relay` package is imported."""
+    """Run the sources instead of the builds when asked to, or in a source tree when a build
+    is stale or left over; called once, when the `relay` package is imported."""
     names = [module_name(source) for source in COMPILED_SOURCES]
-    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
-        sys.meta_path.insert(0, _SourcesFirst(names))
-        return
-    stale = stale_builds(names)
-    if stale:
-        sys.meta_path.insert(0, _SourcesFirst(names))
+    asked = pure_python_asked()
+    stale = stale_builds(names) if SOURCE_TREE and not asked else []
+    stray = unlisted_builds() if SOURCE_TREE else []
+    if asked or stale or stray:
+        sys.meta_path.insert(0, _SourcesFirst(names + stray))
+    if stale or stray:
+        which = ", ".join(stale + stray)
         sys.stderr.write(
-            f"relay: compiled builds older than their sources ({', '.join(stale)}): running"
-            " every hot-path module from source; `make install` (or `pip install -e .`)"
-            " rebuilds them\n"
+            f"relay: compiled builds older than their sources or left over ({which}): running"
+            " every hot-path module from source; `make install` rebuilds them\n"
         )

@@ -65,6 +65,8 @@ def test_a_build_older_than_its_source_is_stale(tmp_path: Path) -> None:
     for name in names:
         (tmp_path / name.replace(".", "/")).parent.mkdir(parents=True, exist_ok=True)
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    shared = tmp_path / ("relay/hotpath__mypyc" + suffix)
+    shared.write_bytes(b"")
     web_py = tmp_path / "relay/formats/web.py"
     outbound_py = tmp_path / "relay/pipeline/outbound.py"
     (tmp_path / "relay/normalize/money.py").write_text("")  # no build at all: not stale
@@ -75,15 +77,47 @@ def test_a_build_older_than_its_source_is_stale(tmp_path: Path) -> None:
         os.utime(build, (1_000_000, 1_000_000))
     os.utime(outbound_py, (999_000, 999_000))  # its build is the newer one
     assert hotpath.stale_builds(names, tmp_path) == ["relay.formats.web"]
+    shared.unlink()  # the builds run on it: without it every one is stale
+    assert hotpath.stale_builds(names, tmp_path) == [
+        "relay.formats.web",
+        "relay.pipeline.outbound",
+    ]
 
 
-def test_a_stale_build_falls_back_to_the_sources_and_says_so(tmp_path: Path) -> None:
-    # A copy of the package whose web.py was edited after its build: every listed module
-    # runs from source in it, and stderr names the stale one.
+def test_a_build_of_a_module_no_longer_listed_is_found(tmp_path: Path) -> None:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / "relay/pipeline").mkdir(parents=True)
+    for name in (
+        "relay/pipeline/fifo",
+        "relay/pipeline/outbound",
+        "relay/hotpath__mypyc",
+    ):
+        (tmp_path / (name + suffix)).write_bytes(b"")
+    assert hotpath.unlisted_builds(tmp_path) == ["relay.pipeline.fifo"]
+
+
+def test_the_pure_python_switch_reads_like_a_boolean() -> None:
+    for value in ("1", "true", "YES", " on "):
+        assert hotpath.pure_python_asked({hotpath.PURE_PYTHON_ENV: value})
+    for value in ("", "0", "false", "no", "off"):
+        assert not hotpath.pure_python_asked({hotpath.PURE_PYTHON_ENV: value})
+    assert not hotpath.pure_python_asked({})
+
+
+@pytest.mark.parametrize("source_tree", [True, False])
+def test_a_stale_build_falls_back_to_the_sources_in_a_source_tree(
+    tmp_path: Path, source_tree: bool
+) -> None:
+    # A copy of the package whose web.py was edited after its build. In a source tree (a
+    # setup.py beside it) every listed module runs from source and stderr names the stale
+    # one; an installed copy (no setup.py: a wheel writes its files in no set order) is not
+    # checked.
     copy = tmp_path / "relay"
     shutil.copytree(ROOT / "relay", copy, ignore=shutil.ignore_patterns("__pycache__"))
     if not list(copy.glob("formats/web.*.so")):
         pytest.skip("no compiled build to make stale")
+    if source_tree:
+        shutil.copy2(ROOT / "setup.py", tmp_path / "setup.py")
     (copy / "formats/web.py").touch()
     result = subprocess.run(
         [
@@ -99,5 +133,9 @@ def test_a_stale_build_falls_back_to_the_sources_and_says_so(tmp_path: Path) -> 
         check=True,
         cwd=tmp_path,
     )
-    assert result.stdout.split() == ["True", "True"]
-    assert "relay.formats.web" in result.stderr and "make install" in result.stderr
+    if source_tree:
+        assert result.stdout.split() == ["True", "True"]
+        assert "relay.formats.web" in result.stderr and "make install" in result.stderr
+    else:
+        assert result.stdout.split() == ["False", "False"]
+        assert "relay:" not in result.stderr

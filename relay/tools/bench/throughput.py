@@ -21,14 +21,14 @@ from typing import Any, Final
 
 from relay import hotpath
 from relay.hotpath import PURE_PYTHON_ENV
-from relay.tools.bench.configs import default_config, write_app_config
+from relay.tools.bench.configs import BenchConfig, default_config, write_app_config
 from relay.tools.bench.context import BENCH_ACCOUNT_LIMIT, Run
 from relay.tools.bench.e2e import EndToEnd, measure
 from relay.tools.bench.events import BENCH_HMAC_KEY, Kind, mobile_events, web_events
 from relay.tools.bench.floor import Floor, mobile_floor, web_floor
 from relay.tools.bench.outcome import Outcome
 from relay.tools.bench.results import Target
-from relay.tools.bench.stack import Stack, open_stack
+from relay.tools.bench.stack import open_stack
 
 WEB_RATIO_TARGET: Final = 0.4
 WEB_CPU_US_TARGET: Final = 30.0
@@ -78,49 +78,55 @@ async def run_throughput(
         kind == "web" and hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
     )
     out.result["compiled"] = hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
-    pure: list[EndToEnd] = []
+    pure: list[tuple[Floor, EndToEnd]] = []
     for round_ in range(rounds):
-        # Each round on a broker and a sandbox of its own: one that holds the earlier rounds'
-        # records measured slower with each (floor 99,000 -> 49,000/s over three rounds).
-        async with open_stack(run, config.path) as stack:
-            if kind == "web":
-                batch = web_events(count, config.pixels, seed=1 + 10 * round_)
-                warmup = web_events(min(WARMUP, count), config.pixels, seed=2 + 10 * round_)
-                run.say(f"round {round_ + 1}/{rounds}: the floor on {count:,} records")
-                floor = await web_floor(run, stack.bootstrap, batch)
-            else:
-                batch = mobile_events(count, config.path, seed=1)
-                warmup = mobile_events(min(WARMUP, count), config.path, seed=2)
-                await stack.client.set_faults({"latency_ms": MOBILE_LATENCY_MS})
-                out.result["sandbox_latency_ms"] = MOBILE_LATENCY_MS
-                run.say(f"measuring the floor: {count:,} conversion_event calls")
-                floor = await mobile_floor(run, stack.sandbox_url, batch)
-            run.say(f"floor: {floor.per_s or 0:,.0f}/s; measuring end to end")
-            if side_by_side and round_ % 2:  # which of the two goes first alternates
-                pure.append(await _measure_pure(stack, kind, count, round_, split_stages))
-            e2e, _ = await measure(stack, "bench", kind, batch, warmup, split_stages=split_stages)
-            run.say(f"end to end: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
-            if side_by_side and not round_ % 2:
-                pure.append(await _measure_pure(stack, kind, count, round_, split_stages))
-        measured.append((floor, e2e))
+        # Side by side, each build on a stack of its own after a floor of its own, which goes
+        # first alternating: a broker that holds earlier records measures slower.
+        order = [False, True] if side_by_side else [False]
+        for from_source in order if round_ % 2 == 0 else order[::-1]:
+            floor, e2e = await _round(
+                run, out, kind, config, count, round_, split_stages, from_source
+            )
+            (pure if from_source else measured).append((floor, e2e))
     _report(out, kind, measured)
     if side_by_side:
-        _report_pure(out, [(f, p) for (f, _), p in zip(measured, pure, strict=True)])
+        _report_pure(out, pure)
 
 
-async def _measure_pure(
-    stack: Stack, kind: Kind, count: int, round_: int, split_stages: bool
-) -> EndToEnd:
-    """The same round's work on the Python sources (RELAY_PURE_PYTHON=1): what the compiled
-    hot path saves, side by side on the same broker and sandbox."""
-    config = default_config()
-    batch = web_events(count, config.pixels, seed=3 + 10 * round_)
-    warmup = web_events(min(WARMUP, len(batch)), config.pixels, seed=4 + 10 * round_)
-    e2e, _ = await measure(
-        stack, "bench-pure", kind, batch, warmup, {PURE_PYTHON_ENV: "1"}, split_stages=split_stages
-    )
-    stack.run.say(f"end to end, pure Python: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
-    return e2e
+async def _round(
+    run: Run,
+    out: Outcome,
+    kind: Kind,
+    config: BenchConfig,
+    count: int,
+    round_: int,
+    split_stages: bool,
+    from_source: bool,
+) -> tuple[Floor, EndToEnd]:
+    """One round on a broker and a sandbox of its own: one that holds the earlier rounds'
+    records measured slower with each (floor 99,000 -> 49,000/s over three rounds).
+    `from_source`: the relay runs its Python sources (RELAY_PURE_PYTHON=1)."""
+    build = " (hot path from source)" if from_source else ""
+    async with open_stack(run, config.path) as stack:
+        if kind == "web":
+            batch = web_events(count, config.pixels, seed=1 + 10 * round_)
+            warmup = web_events(min(WARMUP, count), config.pixels, seed=2 + 10 * round_)
+            run.say(f"round {round_ + 1}{build}: the floor on {count:,} records")
+            floor = await web_floor(run, stack.bootstrap, batch)
+        else:
+            batch = mobile_events(count, config.path, seed=1)
+            warmup = mobile_events(min(WARMUP, count), config.path, seed=2)
+            await stack.client.set_faults({"latency_ms": MOBILE_LATENCY_MS})
+            out.result["sandbox_latency_ms"] = MOBILE_LATENCY_MS
+            run.say(f"measuring the floor: {count:,} conversion_event calls")
+            floor = await mobile_floor(run, stack.sandbox_url, batch)
+        run.say(f"floor: {floor.per_s or 0:,.0f}/s; measuring end to end{build}")
+        extra = {PURE_PYTHON_ENV: "1"} if from_source else None
+        e2e, _ = await measure(
+            stack, "bench", kind, batch, warmup, extra, split_stages=split_stages
+        )
+    run.say(f"end to end{build}: {_rate(e2e)}, {_cpu(e2e)} of relay CPU per event")
+    return floor, e2e
 
 
 def _report_pure(out: Outcome, measured: list[tuple[Floor, EndToEnd]]) -> None:
