@@ -107,14 +107,16 @@ def unlisted_builds(root: Path = PACKAGE_DIR.parent) -> list[str]:
     build, they would shadow their sources."""
     listed = {module_name(source) for source in COMPILED_SOURCES} | {SHARED_LIBRARY}
     suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+    endings = {suffix.rpartition(".")[2] for suffix in suffixes}  # "so" on Linux
     found = set()
-    for path in (root / "relay").rglob("*"):
-        relative = path.relative_to(root).as_posix()
-        suffix = next((s for s in suffixes if relative.endswith(s)), None)
-        if suffix is not None and path.is_file():
-            name = relative.removesuffix(suffix).replace("/", ".")
-            if name not in listed:
-                found.add(name)
+    for ending in endings:
+        for path in (root / "relay").rglob("*." + ending):
+            relative = path.relative_to(root).as_posix()
+            suffix = next((s for s in suffixes if relative.endswith(s)), None)
+            if suffix is not None:
+                name = relative.removesuffix(suffix).replace("/", ".")
+                if name not in listed:
+                    found.add(name)
     return sorted(found)
 
 
@@ -128,6 +130,11 @@ def running_compiled() -> bool:
     from relay.pipeline import outbound
 
     return is_compiled(outbound)
+
+
+def runs_compiled(environ: Mapping[str, str]) -> bool:
+    """Whether a relay process started from this one with `environ` added runs compiled."""
+    return running_compiled() and not pure_python_asked(environ)
 
 
 class _SourcesFirst:

@@ -102,6 +102,9 @@ def test_the_pure_python_switch_reads_like_a_boolean() -> None:
     for value in ("", "0", "false", "no", "off"):
         assert not hotpath.pure_python_asked({hotpath.PURE_PYTHON_ENV: value})
     assert not hotpath.pure_python_asked({})
+    # What the benchmarks record of the relay processes they start with those settings.
+    assert not hotpath.runs_compiled({hotpath.PURE_PYTHON_ENV: "1"})
+    assert hotpath.runs_compiled({hotpath.PURE_PYTHON_ENV: "0"}) == hotpath.running_compiled()
 
 
 @pytest.mark.parametrize("source_tree", [True, False])

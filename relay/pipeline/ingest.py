@@ -21,17 +21,16 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from relay.config import APP_FORMATS, Settings
-from relay.errors import DroppedEvent, InvalidEvent
-from relay.formats.base import Adapter, NormalizeContext, OutboundEvent
+from relay.errors import InvalidEvent
+from relay.formats.base import Adapter, NormalizeContext
 from relay.formats.registry import adapter_for
 from relay.kafka import BatchProducer, OutRecord
 from relay.normalize.device_ids import redact_device_ids
 from relay.observability.logs import OperationalLog
 from relay.observability.metrics import Metrics
-from relay.pipeline import outbound
 from relay.pipeline.consuming import ConsumerStage
 from relay.pipeline.dlq import Failure, Origin, carried_headers, dead_letter
-from relay.pipeline.ingest_chunk import ChunkBuilder, decode_record, outbound_headers
+from relay.pipeline.ingest_chunk import ChunkBuilder
 from relay.pipeline.membership import subscription
 from relay.pipeline.redact import REDACTED_HEADER, redact
 
@@ -40,19 +39,9 @@ log = logging.getLogger(__name__)
 MAX_CHUNKS_IN_FLIGHT: Final = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one input record: an outbound or dead-letter record, or a drop reason."""
-
-    record: OutRecord | None = None
-    kind: str | None = None  # of an outbound event
-    drop_reason: str | None = None
-    dead_letter_class: str | None = None
-    dead_letter_message: str | None = None
-
-
 class Ingestor:
-    """The pure part of the stage: one input record -> one outcome. No I/O."""
+    """What the stage's records are read with (the normalization context, each input's
+    adapter) and how an invalid one becomes its dead letter. No I/O."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -71,10 +60,6 @@ class Ingestor:
     def adapter_of(self, topic: str) -> Adapter:
         return self._adapters[topic]
 
-    def adapt(self, topic: str, value: bytes | None) -> OutboundEvent:
-        """An input record's bytes -> its outbound event; DroppedEvent or InvalidEvent."""
-        return self._adapters[topic](decode_record(value, self.settings.max_event_bytes), self.ctx)
-
     def dead_letter(self, msg: ConsumerRecord, bad: InvalidEvent) -> OutRecord:
         settings = self.settings
         failure = Failure("ingest", bad.error_class, bad.message, field=bad.field)
@@ -89,33 +74,12 @@ class Ingestor:
                 headers.append((REDACTED_HEADER, ",".join(rewritten).encode()))
         return dead_letter(settings.dlq_topic, value, msg.key, failure, origin, headers)
 
-    def outbound_record(self, event: OutboundEvent, msg: ConsumerRecord) -> OutRecord:
-        return OutRecord(
-            self.settings.outbound_topic,
-            outbound.encode(event, msg.timestamp),
-            key=event.budget_key.encode(),
-            headers=outbound_headers(msg),
-        )
-
-    def process(self, msg: ConsumerRecord) -> Outcome:
-        try:
-            event = self.adapt(msg.topic, msg.value)
-        except DroppedEvent as drop:
-            return Outcome(drop_reason=drop.reason)
-        except InvalidEvent as bad:
-            return Outcome(
-                record=self.dead_letter(msg, bad),
-                dead_letter_class=bad.error_class,
-                dead_letter_message=bad.message,
-            )
-        return Outcome(record=self.outbound_record(event, msg), kind=event.kind)
-
 
 @dataclass(slots=True)
 class _Chunk:
-    """What one `handle` call sends, and the runs of offsets it finishes when acknowledged."""
+    """The runs of offsets one `handle` call finishes when its records are acknowledged, and
+    the count of each kind they wrote."""
 
-    records: list[OutRecord] = field(default_factory=list)
     runs: list[tuple[TopicPartition, int]] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
 
@@ -173,7 +137,7 @@ class IngestStage(ConsumerStage):
             tracker.register_run(tp, first, last, len(messages))
             chunk.runs.append((tp, first))
             consumed += len(messages)
-        records = chunk.records = builder.close()
+        records = builder.close()
         chunk.kinds = builder.kinds
         drops, dead = builder.drops, builder.dead
         metrics.consumed.labels("ingest").inc(consumed)

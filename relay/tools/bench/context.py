@@ -92,7 +92,7 @@ class Run:
     def settings_note(self, extra: Mapping[str, str] | None = None) -> str:
         """The non-default settings the relay ran with, as the results print them."""
         values = {**self.relay_env, **(extra or {})}
-        compiled = hotpath.running_compiled() and hotpath.PURE_PYTHON_ENV not in values
+        compiled = hotpath.runs_compiled(values)
         build = "; hot path compiled" if compiled else "; hot path from its Python sources"
         if not values:
             return "default settings" + build

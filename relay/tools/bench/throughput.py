@@ -74,10 +74,8 @@ async def run_throughput(
     )
     measured: list[tuple[Floor, EndToEnd]] = []
     # Web: each round also runs the relay from its Python sources, when it runs compiled.
-    side_by_side = (
-        kind == "web" and hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
-    )
-    out.result["compiled"] = hotpath.running_compiled() and PURE_PYTHON_ENV not in run.relay_env
+    compiled = out.result["compiled"] = hotpath.runs_compiled(run.relay_env)
+    side_by_side = kind == "web" and compiled
     pure: list[tuple[Floor, EndToEnd]] = []
     for round_ in range(rounds):
         # Side by side, each build on a stack of its own after a floor of its own, which goes
