@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parent
 
 def _hotpath() -> Any:
     # Loaded by path: importing the `relay` package would import its dependencies.
-    spec = importlib.util.spec_from_file_location(
-        "_relay_hotpath", ROOT / "relay" / "hotpath.py"
-    )
+    spec = importlib.util.spec_from_file_location("_relay_hotpath", ROOT / "relay" / "hotpath.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -34,6 +32,15 @@ class OptionalBuildExt(build_ext):
     """Installs the pure Python package when the C build fails, and says so. All or nothing:
     the modules' builds run on mypyc's shared library, so a failure of any one of them
     removes every one built."""
+
+    def finalize_options(self) -> None:
+        # pip loads setup.py once per build hook, and each hook's egg_info finalizes this
+        # command to list the extensions' sources: mypyc runs only where the build does.
+        exts = self.distribution.ext_modules
+        metadata_only = set(self.distribution.commands) <= METADATA_COMMANDS
+        if exts and exts[0] is PLACEHOLDER and not metadata_only:
+            self.distribution.ext_modules = compiled_extensions()
+        super().finalize_options()
 
     def run(self) -> None:
         try:
@@ -57,17 +64,30 @@ class OptionalBuildExt(build_ext):
         )
 
 
-def ext_modules() -> list[Any]:
+# Stands for the compiled modules until the build runs (OptionalBuildExt.finalize_options):
+# a package with extensions is built as a platform wheel.
+PLACEHOLDER = Extension("relay.hotpath__mypyc", sources=[])
+# The commands that need no extension built: the package's metadata and its source archive.
+METADATA_COMMANDS = frozenset({"egg_info", "dist_info", "sdist"})
+
+
+def declared_extensions() -> list[Extension]:
+    """What setup() is told: the placeholder, or nothing when no build will be tried."""
+    if _hotpath().pure_python_asked(os.environ):
+        return []
+    if importlib.util.find_spec("mypyc") is None:
+        sys.stderr.write("relay: mypy is not installed; installing the pure Python package\n")
+        return []
+    return [PLACEHOLDER]
+
+
+def compiled_extensions() -> list[Any]:
+    from mypyc.build import mypycify
+
     hotpath = _hotpath()
-    if hotpath.pure_python_asked(os.environ):
-        return []
-    try:
-        from mypyc.build import mypycify
-    except ImportError:
-        sys.stderr.write(
-            "relay: mypy is not installed; installing the pure Python package\n"
-        )
-        return []
+    sys.stderr.write(
+        f"relay: compiling {len(hotpath.COMPILED_SOURCES)} hot-path modules with mypyc\n"
+    )
     # The third-party packages are not installed where this build runs: their types are Any
     # to mypyc (the lint run, `make lint`, checks them strictly).
     try:
@@ -79,10 +99,8 @@ def ext_modules() -> list[Any]:
             )
         )
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error
-        sys.stderr.write(
-            f"relay: mypyc could not compile the hot path ({exc}); pure Python\n"
-        )
+        sys.stderr.write(f"relay: mypyc could not compile the hot path ({exc}); pure Python\n")
         return []
 
 
-setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=declared_extensions(), cmdclass={"build_ext": OptionalBuildExt})

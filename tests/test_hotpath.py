@@ -4,6 +4,7 @@ stale, and the sources on request."""
 from __future__ import annotations
 
 import importlib.machinery
+import json
 import os
 import shutil
 import subprocess
@@ -142,3 +143,28 @@ def test_a_stale_build_falls_back_to_the_sources_in_a_source_tree(
     else:
         assert result.stdout.split() == ["False", "False"]
         assert "relay:" not in result.stderr
+
+
+def test_the_package_metadata_is_made_without_compiling(tmp_path: Path) -> None:
+    # pip asks for the metadata in build hooks of their own before it builds (and a dry run
+    # asks for nothing else): mypyc, ~13 s of CPU a time, runs only in the build. It writes
+    # its C files under build/ when it runs.
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    shutil.copytree(
+        ROOT / "relay", tmp_path / "relay", ignore=shutil.ignore_patterns("__pycache__", "*.so")
+    )
+    report = tmp_path / "report.json"
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed"]
+    result = subprocess.run(
+        [*pip, "--quiet", "--report", str(report), str(tmp_path)],
+        env={k: v for k, v in os.environ.items() if k != hotpath.PURE_PYTHON_ENV},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=tmp_path,
+    )
+    (planned,) = json.loads(report.read_text())["install"]
+    assert planned["metadata"]["name"] == "conversion-relay"
+    assert not list(tmp_path.glob("build/**/*.c")), result.stderr[-2000:]
