@@ -50,12 +50,16 @@ bench: $(COMPILED)
 	$(BIN)/relay bench throughput --kind mobile
 	$(BIN)/relay bench report
 
-# After a change of pyproject.toml's dependencies: re-resolve both lock files.
+# After a change of pyproject.toml's dependencies or build requirements: re-resolve the lock
+# files (the image's runtime, the development set, the image's build tools).
 lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
 		--no-emit-find-links -o requirements.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
 		--extra dev --extra broker -o requirements-dev.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --build-deps-for wheel --only-build-deps \
+		-o requirements-build.lock pyproject.toml
 
 # The PrometheusRule and dashboard ConfigMap, from deploy/prometheus/alerts.yaml and
 # grafana/conversion-relay.json.

